@@ -1,0 +1,149 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::layer::AuthConfig;
+use super::service::authenticate;
+use crate::audit::{self, RequestInfo};
+use crate::body::GuardBody;
+use crate::validate::{RevocationFuture, Verified};
+
+/// What the revocation state needs to go on once the hook has answered.
+struct Pending<S, ReqBody, C> {
+    inner: S,
+    request: Request<ReqBody>,
+    verified: Verified<C>,
+    config: Arc<AuthConfig<C>>,
+}
+
+pin_project! {
+    /// The response future of [`JwtAuth`](super::JwtAuth).
+    pub struct ResponseFuture<S, ReqBody, C>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, C>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Revocation {
+            check: RevocationFuture,
+            pending: Option<Pending<S, ReqBody, C>>,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<S, ReqBody, C> ResponseFuture<S, ReqBody, C>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn inner(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn revocation(
+        check: RevocationFuture,
+        inner: S,
+        request: Request<ReqBody>,
+        verified: Verified<C>,
+        config: Arc<AuthConfig<C>>,
+    ) -> Self {
+        Self {
+            state: State::Revocation {
+                check,
+                pending: Some(Pending {
+                    inner,
+                    request,
+                    verified,
+                    config,
+                }),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody, C> Future for ResponseFuture<S, ReqBody, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    C: Clone + Send + Sync + 'static,
+{
+    type Output = Result<Response<GuardBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Revocation { check, pending } => {
+                    let result = ready!(check.as_mut().poll(cx));
+                    let Pending {
+                        mut inner,
+                        mut request,
+                        verified,
+                        config,
+                    } = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match crate::validate::validator::revocation_outcome(result) {
+                        Ok(()) => {
+                            authenticate(&mut request, verified);
+                            let future = inner.call(request);
+                            state.set(State::Inner { future });
+                        }
+                        Err(err) => {
+                            audit::rejected(
+                                &err,
+                                verified.context.subject(),
+                                RequestInfo::of(&request),
+                            );
+                            let response = crate::response::reject(&*config.responder, &err);
+                            state.set(State::Rejected {
+                                response: Some(response),
+                            });
+                        }
+                    }
+                }
+                StateProj::Inner { future } => {
+                    return future
+                        .poll(cx)
+                        .map(|res| res.map(|r| r.map(GuardBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(GuardBody::rejection)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use tower_layer::Layer;
+
+use super::JwtAuth;
+use crate::error::ConfigError;
+use crate::extract::TokenExtractor;
+use crate::response::{JsonResponder, Responder};
+use crate::validate::Validator;
+
+/// Everything a [`JwtAuth`] service needs, built once and shared.
+pub(crate) struct AuthConfig<C> {
+    pub(crate) validator: Validator<C>,
+    pub(crate) extractor: TokenExtractor,
+    pub(crate) optional: bool,
+    pub(crate) responder: Box<dyn Responder>,
+}
+
+/// A [`Layer`] that authenticates requests with JWTs; see the [module docs](crate::auth).
+pub struct JwtAuthLayer<C> {
+    config: Arc<AuthConfig<C>>,
+}
+
+impl<C> Clone for JwtAuthLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<C> fmt::Debug for JwtAuthLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthLayer")
+            .field("validator", &self.config.validator)
+            .field("extractor", &self.config.extractor)
+            .field("optional", &self.config.optional)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> JwtAuthLayer<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// A layer reading `Authorization: Bearer`, requiring a token, answering with
+    /// [`JsonResponder`].
+    pub fn new(validator: Validator<C>) -> Self {
+        Self::from_config(AuthConfig {
+            validator,
+            extractor: TokenExtractor::default(),
+            optional: false,
+            responder: Box::new(JsonResponder::new()),
+        })
+    }
+
+    fn from_config(config: AuthConfig<C>) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Starts a configuration.
+    pub fn builder(validator: Validator<C>) -> JwtAuthBuilder<C> {
+        JwtAuthBuilder {
+            validator,
+            extractor: TokenExtractor::default(),
+            optional: false,
+            responder: Box::new(JsonResponder::new()),
+        }
+    }
+
+    /// The validator, e.g. to re-authenticate a WebSocket session with the same rules.
+    pub fn validator(&self) -> &Validator<C> {
+        &self.config.validator
+    }
+}
+
+impl<S, C> Layer<S> for JwtAuthLayer<C> {
+    type Service = JwtAuth<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuth::from_parts(inner, Arc::clone(&self.config))
+    }
+}
+
+/// Configuration of a [`JwtAuthLayer`].
+pub struct JwtAuthBuilder<C> {
+    validator: Validator<C>,
+    extractor: TokenExtractor,
+    optional: bool,
+    responder: Box<dyn Responder>,
+}
+
+impl<C> fmt::Debug for JwtAuthBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthBuilder")
+            .field("extractor", &self.extractor)
+            .field("optional", &self.optional)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> JwtAuthBuilder<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Where to look for the token (default: `Authorization: Bearer` only).
+    pub fn extractor(mut self, extractor: TokenExtractor) -> Self {
+        self.extractor = extractor;
+        self
+    }
+
+    /// Lets requests without any token through, with no claims. A token that is present but
+    /// invalid is still refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Replaces the [`JsonResponder`].
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.responder = Box::new(responder);
+        self
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Errors
+    /// When the extractor has no source.
+    pub fn build(self) -> Result<JwtAuthLayer<C>, ConfigError> {
+        if self.extractor.sources().is_empty() {
+            return Err(ConfigError::new("the token extractor has no source"));
+        }
+        Ok(JwtAuthLayer::from_config(AuthConfig {
+            validator: self.validator,
+            extractor: self.extractor,
+            optional: self.optional,
+            responder: self.responder,
+        }))
+    }
+}

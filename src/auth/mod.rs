@@ -1,0 +1,44 @@
+//! The authentication layer: extract the token, validate it, and either call the inner service
+//! with the claims in the request's extensions or answer with a rejection.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use serde::Deserialize;
+//! use tower_jwt_guard::{Claims, JwtAuthLayer, keys::Key, validate::Validator};
+//!
+//! #[derive(Debug, Clone, Deserialize)]
+//! struct MyClaims { sub: String }
+//!
+//! async fn me(Claims(claims): Claims<MyClaims>) -> String {
+//!     claims.sub
+//! }
+//!
+//! let validator = Validator::<MyClaims>::builder()
+//!     .key(Key::hmac(b"0123456789abcdef0123456789abcdef")?)
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(JwtAuthLayer::new(validator));
+//! # Ok::<(), tower_jwt_guard::ConfigError>(())
+//! ```
+//!
+//! - The service never returns an error of its own: a rejection is an `Ok` response whose body
+//!   is a [`GuardBody`](crate::body::GuardBody) (so any inner body type works) and whose
+//!   extensions carry an [`AuthRejection`](crate::response::AuthRejection).
+//! - In [optional mode](JwtAuthBuilder::optional) a request without any token passes with no
+//!   claims (an [`Unauthenticated`] marker is inserted instead); a bad token is still refused.
+//! - `poll_ready` only forwards to the inner service; nothing is allocated for a request beyond
+//!   what the validator and `http::Extensions` need, and no future is boxed unless a revocation
+//!   hook is configured.
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::{JwtAuthBuilder, JwtAuthLayer};
+pub use service::JwtAuth;
+
+/// Inserted into a request's extensions in optional mode when no token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unauthenticated;

@@ -1,0 +1,116 @@
+//! axum extractors (feature `axum`).
+//!
+//! - [`Claims<C>`](crate::Claims): the typed claims; `Option<Claims<C>>` for optional routes.
+//! - [`AuthContext`]: subject, timestamps, key id, source; `Option<AuthContext>` likewise.
+//!
+//! When the value is missing the extractor answers with the crate's JSON rejection:
+//! `401 MISSING_TOKEN` when the layer ran in optional mode and no token came, and
+//! `500 AUTH_FAILED` when no authentication layer ran on the route at all (a wiring mistake,
+//! logged at `ERROR` on the audit target).
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+
+use crate::audit::AUDIT_TARGET;
+use crate::auth::Unauthenticated;
+use crate::context::{AuthContext, Claims};
+use crate::error::AuthError;
+use crate::response::{JsonResponder, Responder};
+
+/// Why an extractor found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimsRejection {
+    /// The layer ran in optional mode and the request had no token.
+    Unauthenticated,
+    /// No authentication layer ran for this route.
+    LayerMissing,
+}
+
+impl ClaimsRejection {
+    fn of(parts: &Parts) -> Self {
+        if parts.extensions.get::<Unauthenticated>().is_some() {
+            Self::Unauthenticated
+        } else {
+            tracing::error!(
+                target: AUDIT_TARGET,
+                path = parts.uri.path(),
+                "claims extracted on a route without the JwtAuthLayer"
+            );
+            Self::LayerMissing
+        }
+    }
+
+    /// The rejection as an [`AuthError`].
+    pub fn as_auth_error(self) -> AuthError {
+        match self {
+            Self::Unauthenticated => AuthError::missing_token(),
+            Self::LayerMissing => {
+                AuthError::auth_failed("authentication is not configured for this route")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ClaimsRejection {
+    fn into_response(self) -> Response {
+        JsonResponder::new()
+            .respond(&self.as_auth_error())
+            .map(axum::body::Body::from)
+    }
+}
+
+fn get<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, ClaimsRejection> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or_else(|| ClaimsRejection::of(parts))
+}
+
+impl<S, C> FromRequestParts<S> for Claims<C>
+where
+    S: Send + Sync,
+    C: Clone + Send + Sync + 'static,
+{
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        get::<Self>(parts)
+    }
+}
+
+impl<S, C> OptionalFromRequestParts<S> for Claims<C>
+where
+    S: Send + Sync,
+    C: Clone + Send + Sync + 'static,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthContext
+where
+    S: Send + Sync,
+{
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        get::<Self>(parts)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for AuthContext
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}

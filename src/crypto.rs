@@ -1,0 +1,54 @@
+//! The crypto backend behind `jsonwebtoken`.
+//!
+//! `jsonwebtoken` needs exactly one process-wide crypto provider. This crate offers both as
+//! features: `aws-lc-rs` (the default, measurably faster for RSA and ECDSA, see
+//! `BENCHMARKS.md`) and `rust-crypto` (pure Rust, no C toolchain). When both are enabled,
+//! **aws-lc-rs is chosen**. With neither, the crate does not compile.
+//!
+//! The provider is installed the first time a key or validator is built (or by calling
+//! [`install_crypto_provider`] yourself), never lazily on a request. If the application has
+//! already installed a provider of its own, that one stays.
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+compile_error!(
+    "tower-jwt-guard needs a crypto backend: enable the feature `aws-lc-rs` (the default) or `rust-crypto`"
+);
+
+use std::sync::Once;
+
+/// The name of the backend this build uses: `"aws-lc-rs"` or `"rust-crypto"`.
+pub const fn backend_name() -> &'static str {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        "aws-lc-rs"
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        "rust-crypto"
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    {
+        "none"
+    }
+}
+
+/// Installs this crate's crypto backend as `jsonwebtoken`'s process-wide provider, unless one is
+/// installed already. Idempotent and cheap after the first call.
+///
+/// Keys and validators call it when they are built; call it yourself before using
+/// `jsonwebtoken::encode` directly in a process that has not built one yet (for instance a test
+/// that signs tokens first).
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        #[cfg(feature = "aws-lc-rs")]
+        let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+        let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+        #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+        {
+            // An `Err` means the application installed its own provider first: keep it.
+            let _ = provider.install_default();
+        }
+    });
+}

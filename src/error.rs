@@ -1,0 +1,249 @@
+//! Why a request was refused: stable codes and the [`AuthError`] that carries them.
+//!
+//! Every layer of this crate rejects with an [`AuthError`]. Its [`ErrorCode`] is stable (it is
+//! part of the public contract of services built on the crate, e.g. `body.error.code` in the
+//! default JSON response); its message is meant for humans and may change. Neither ever contains
+//! token text, a secret or a query string.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// The stable code of a rejection.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No token was presented (`401`, `WWW-Authenticate: Bearer` without `error=`).
+    MissingToken,
+    /// The token is malformed, badly signed, uses a refused algorithm, lacks a required claim,
+    /// conflicts with a second token, exceeds the size cap or was revoked (`401`).
+    InvalidToken,
+    /// The token's `exp` has passed, beyond the configured leeway (`401`).
+    TokenExpired,
+    /// The token is valid but a claim requirement failed (`403`).
+    Forbidden,
+    /// The client address is locked out after repeated failed attempts (`429`).
+    LockedOut,
+    /// The caller exceeded a rate limit (`429`).
+    RateLimited,
+    /// Authentication could not be completed for a reason that is not the client's (`500`).
+    AuthFailed,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire, e.g. `"INVALID_TOKEN"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "MISSING_TOKEN",
+            Self::InvalidToken => "INVALID_TOKEN",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::LockedOut => "LOCKED_OUT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::AuthFailed => "AUTH_FAILED",
+        }
+    }
+
+    /// The HTTP status the default responder uses for this code.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken | Self::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::LockedOut | Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6750 `error` parameter for `WWW-Authenticate`, if this code has one.
+    ///
+    /// `None` for a missing token (RFC 6750 §3.1: no error code when the request lacks any
+    /// authentication information) and for codes that are not about the token itself.
+    pub const fn bearer_error(self) -> Option<&'static str> {
+        match self {
+            Self::InvalidToken | Self::TokenExpired => Some("invalid_token"),
+            Self::Forbidden => Some("insufficient_scope"),
+            _ => None,
+        }
+    }
+
+    /// Whether this rejection is a failed authentication attempt: a token was presented and
+    /// refused. Lockout counts these by default.
+    pub const fn is_failed_attempt(self) -> bool {
+        matches!(self, Self::InvalidToken | Self::TokenExpired)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejection: a stable [`ErrorCode`], a fixed human-readable message, and for `429` codes the
+/// time after which a retry may succeed.
+///
+/// The message is always a `&'static str` chosen by this crate or by the user's configuration,
+/// so no request data (and so no token) can end up in it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthError {
+    code: ErrorCode,
+    message: &'static str,
+    retry_after: Option<Duration>,
+}
+
+impl AuthError {
+    /// A rejection with `code` and `message`.
+    pub const fn new(code: ErrorCode, message: &'static str) -> Self {
+        Self {
+            code,
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// `MISSING_TOKEN`: no token in any configured source.
+    pub const fn missing_token() -> Self {
+        Self::new(ErrorCode::MissingToken, "no bearer token was presented")
+    }
+
+    /// `INVALID_TOKEN` with `message`.
+    pub const fn invalid_token(message: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidToken, message)
+    }
+
+    /// `TOKEN_EXPIRED`.
+    pub const fn expired() -> Self {
+        Self::new(ErrorCode::TokenExpired, "the token has expired")
+    }
+
+    /// `FORBIDDEN` with `message`.
+    pub const fn forbidden(message: &'static str) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// `AUTH_FAILED` with `message`.
+    pub const fn auth_failed(message: &'static str) -> Self {
+        Self::new(ErrorCode::AuthFailed, message)
+    }
+
+    /// Sets the time after which the client may retry (sent as `Retry-After`).
+    pub const fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// The stable code.
+    pub const fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The human-readable message.
+    pub const fn message(&self) -> &'static str {
+        self.message
+    }
+
+    /// The HTTP status for this rejection.
+    pub const fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// The time after which a retry may succeed, for `429` rejections.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// `retry_after` in whole seconds, rounded up, as sent in `Retry-After`.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| {
+            let secs = d.as_secs();
+            if d.subsec_nanos() > 0 { secs + 1 } else { secs }
+        })
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError")
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A configuration mistake found while building a layer, a validator or a key.
+///
+/// Returned once, at start-up; a running layer never produces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid tower-jwt-guard configuration: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_rfc6750_statuses() {
+        assert_eq!(ErrorCode::MissingToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ErrorCode::MissingToken.bearer_error(), None);
+        assert_eq!(
+            ErrorCode::TokenExpired.bearer_error(),
+            Some("invalid_token")
+        );
+        assert_eq!(ErrorCode::Forbidden.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            ErrorCode::Forbidden.bearer_error(),
+            Some("insufficient_scope")
+        );
+        assert_eq!(ErrorCode::LockedOut.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            ErrorCode::AuthFailed.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let e = AuthError::new(ErrorCode::RateLimited, "slow down")
+            .with_retry_after(Duration::from_millis(1001));
+        assert_eq!(e.retry_after_secs(), Some(2));
+        let e = e.with_retry_after(Duration::from_secs(3));
+        assert_eq!(e.retry_after_secs(), Some(3));
+    }
+
+    #[test]
+    fn only_presented_bad_tokens_are_failed_attempts() {
+        assert!(ErrorCode::InvalidToken.is_failed_attempt());
+        assert!(ErrorCode::TokenExpired.is_failed_attempt());
+        assert!(!ErrorCode::MissingToken.is_failed_attempt());
+        assert!(!ErrorCode::Forbidden.is_failed_attempt());
+    }
+}

@@ -1,0 +1,46 @@
+//! Finding the token in a request.
+//!
+//! A [`TokenExtractor`] looks for a token in an ordered list of [`TokenSource`]s:
+//!
+//! | source | example | notes |
+//! |---|---|---|
+//! | [`TokenSource::Bearer`] | `Authorization: Bearer eyJ…` | scheme case-insensitive; two `Authorization` headers are refused, never merged |
+//! | [`TokenSource::Query`] | `/ws?token=eyJ…` | percent-decoded; a second, different value is refused |
+//! | [`TokenSource::Header`] | `X-Auth-Token: eyJ…` | optional value prefix |
+//! | [`TokenSource::Cookie`] | `Cookie: session=eyJ…` | |
+//! | [`TokenSource::WebSocketProtocol`] | `Sec-WebSocket-Protocol: echo, base64url.bearer.authorization.jwt.ZXlK…` | unpadded base64url; for browsers, which cannot set headers on a WebSocket |
+//!
+//! By default every configured source is examined and **two sources carrying different tokens are
+//! refused** (`INVALID_TOKEN`), so that a proxy or a browser extension adding a second credential
+//! can never change who the request is authenticated as. [`TokenExtractor::first_match`] opts into
+//! "first source wins" instead. A token longer than [`TokenExtractor::max_token_len`] (8 KiB by
+//! default) is refused before it is decoded.
+//!
+//! Extraction is a pure function of the headers and the URI, so it can be tested and fuzzed on its
+//! own:
+//!
+//! ```
+//! use http::{HeaderName, Request};
+//! use tower_jwt_guard::extract::{TokenExtractor, TokenSourceKind};
+//!
+//! let extractor = TokenExtractor::new()
+//!     .bearer()
+//!     .query("token")
+//!     .header(HeaderName::from_static("x-auth-token"));
+//!
+//! let req = Request::get("/me?token=abc.def.ghi").body(()).unwrap();
+//! let (parts, _) = req.into_parts();
+//! let found = extractor.extract(&parts.headers, &parts.uri).unwrap().unwrap();
+//! assert_eq!(found.as_str(), "abc.def.ghi");
+//! assert_eq!(found.source(), TokenSourceKind::Query);
+//! ```
+//!
+//! The token text is never logged and [`ExtractedToken`]'s `Debug` output redacts it.
+
+mod error;
+mod extractor;
+mod sources;
+
+pub use error::ExtractError;
+pub use extractor::{DEFAULT_MAX_TOKEN_LEN, ExtractedToken, TokenExtractor};
+pub use sources::{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, TokenSource, TokenSourceKind};

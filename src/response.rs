@@ -1,0 +1,196 @@
+//! Turning an [`AuthError`] into an HTTP response.
+//!
+//! The default [`JsonResponder`] answers with the code's status, a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`, `WWW-Authenticate: Bearer` per RFC 6750 for
+//! `401`/`403` (with `error="invalid_token"` or `error="insufficient_scope"`, and no `error`
+//! when the token is missing), and `Retry-After` (whole seconds) for `429`.
+//!
+//! Replace it with any [`Responder`], including a closure:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Response, StatusCode};
+//! use tower_jwt_guard::{AuthError, response::Responder};
+//!
+//! let plain = |err: &AuthError| -> Response<Bytes> {
+//!     Response::builder()
+//!         .status(err.status())
+//!         .body(Bytes::from_static(b"no"))
+//!         .unwrap()
+//! };
+//! let response = plain.respond(&AuthError::missing_token());
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! ```
+//!
+//! Whatever the responder returns, the crate adds an [`AuthRejection`] to the response's
+//! extensions, so that an outer layer (lockout, metrics) learns why the request was refused.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response};
+
+use crate::error::{AuthError, ErrorCode};
+
+/// Builds the response for a rejection.
+pub trait Responder: Send + Sync + 'static {
+    /// The response for `error`.
+    fn respond(&self, error: &AuthError) -> Response<Bytes>;
+}
+
+impl<F> Responder for F
+where
+    F: Fn(&AuthError) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn respond(&self, error: &AuthError) -> Response<Bytes> {
+        self(error)
+    }
+}
+
+/// Marker in a rejection's response extensions: which code refused the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthRejection {
+    /// The rejection's code.
+    pub code: ErrorCode,
+}
+
+/// The default responder: JSON body, RFC 6750 `WWW-Authenticate`, `Retry-After`.
+#[derive(Debug, Clone, Default)]
+pub struct JsonResponder {
+    realm: Option<Box<str>>,
+}
+
+impl JsonResponder {
+    /// A responder without a realm.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `realm="<realm>"` to `WWW-Authenticate`.
+    ///
+    /// Characters outside visible ASCII and `"` / `\` are dropped from the realm.
+    pub fn realm(mut self, realm: &str) -> Self {
+        let clean: String = realm
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .filter(|c| *c != '"' && *c != '\\')
+            .collect();
+        self.realm = Some(clean.into());
+        self
+    }
+
+    fn www_authenticate(&self, error: &AuthError) -> Option<HeaderValue> {
+        let code = error.code();
+        if !matches!(code.status().as_u16(), 401 | 403) {
+            return None;
+        }
+        let mut value = String::from("Bearer");
+        let mut sep = " ";
+        if let Some(realm) = &self.realm {
+            value.push_str(&format!("{sep}realm=\"{realm}\""));
+            sep = ", ";
+        }
+        if let Some(bearer_error) = code.bearer_error() {
+            value.push_str(&format!("{sep}error=\"{bearer_error}\""));
+            let description: String = error
+                .message()
+                .chars()
+                .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
+                .collect();
+            value.push_str(&format!(", error_description=\"{description}\""));
+        }
+        HeaderValue::from_str(&value).ok()
+    }
+}
+
+/// The JSON body `{"error":{"code":"...","message":"..."}}` for `error`.
+pub fn json_body(error: &AuthError) -> Bytes {
+    let body = serde_json::json!({
+        "error": { "code": error.code().as_str(), "message": error.message() }
+    });
+    Bytes::from(body.to_string())
+}
+
+impl Responder for JsonResponder {
+    fn respond(&self, error: &AuthError) -> Response<Bytes> {
+        let mut response = Response::new(json_body(error));
+        *response.status_mut() = error.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(value) = self.www_authenticate(error) {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if let Some(secs) = error.retry_after_secs() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Runs `responder` and marks the response with [`AuthRejection`].
+pub(crate) fn reject(responder: &dyn Responder, error: &AuthError) -> Response<Bytes> {
+    let mut response = responder.respond(error);
+    response
+        .extensions_mut()
+        .insert(AuthRejection { code: error.code() });
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn header(r: &Response<Bytes>, name: http::HeaderName) -> Option<&str> {
+        r.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn missing_token_has_no_error_parameter() {
+        let r = JsonResponder::new().respond(&AuthError::missing_token());
+        assert_eq!(r.status(), 401);
+        assert_eq!(header(&r, WWW_AUTHENTICATE), Some("Bearer"));
+        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(v["error"]["code"], "MISSING_TOKEN");
+        assert!(v["error"]["message"].is_string());
+    }
+
+    #[test]
+    fn invalid_and_forbidden_carry_rfc6750_errors() {
+        let r = JsonResponder::new()
+            .realm("api \"x\"")
+            .respond(&AuthError::expired());
+        let www = header(&r, WWW_AUTHENTICATE).unwrap();
+        assert!(
+            www.starts_with("Bearer realm=\"api x\", error=\"invalid_token\""),
+            "{www}"
+        );
+        let r = JsonResponder::new().respond(&AuthError::forbidden("no"));
+        assert_eq!(r.status(), 403);
+        assert!(
+            header(&r, WWW_AUTHENTICATE)
+                .unwrap()
+                .contains("insufficient_scope")
+        );
+    }
+
+    #[test]
+    fn too_many_requests_has_retry_after_and_no_challenge() {
+        let e = AuthError::new(ErrorCode::LockedOut, "locked")
+            .with_retry_after(Duration::from_millis(2500));
+        let r = JsonResponder::new().respond(&e);
+        assert_eq!(r.status(), 429);
+        assert_eq!(header(&r, RETRY_AFTER), Some("3"));
+        assert_eq!(header(&r, WWW_AUTHENTICATE), None);
+    }
+
+    #[test]
+    fn reject_marks_the_response() {
+        let r = reject(&JsonResponder::new(), &AuthError::expired());
+        assert_eq!(
+            r.extensions().get::<AuthRejection>(),
+            Some(&AuthRejection {
+                code: ErrorCode::TokenExpired
+            })
+        );
+    }
+}

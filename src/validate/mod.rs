@@ -1,0 +1,44 @@
+//! Verifying a token and checking its claims.
+//!
+//! A [`Validator`] is built once, at start-up, and shared (it is an `Arc` inside). It:
+//! - takes the algorithms from configuration only: each [`Key`](crate::keys::Key) is bound to
+//!   its family, the allow-list narrows further, `none` is never accepted;
+//! - picks the key by the token's `kid` when several keys are configured (rotation without
+//!   downtime); with a single key, `kid` is not consulted;
+//! - requires `exp` by default, checks `nbf` when present, both with a leeway (default 10 s)
+//!   against an injectable [`Clock`](crate::clock::Clock);
+//! - checks `iss` and `aud` when configured (a configured issuer or audience is then required),
+//!   and refuses a token carrying an `aud` when no audience is configured (RFC 7519 §4.1.3);
+//! - requires named claims to be present, and runs typed predicates over the application's
+//!   claims type (`FORBIDDEN` when one fails);
+//! - optionally asks an async revocation hook.
+//!
+//! ```
+//! use serde::Deserialize;
+//! use std::time::Duration;
+//! use tower_jwt_guard::{keys::Key, validate::Validator, Algorithm};
+//!
+//! #[derive(Debug, Clone, Deserialize)]
+//! struct MyClaims {
+//!     sub: String,
+//!     #[serde(rename = "type")]
+//!     kind: String,
+//! }
+//!
+//! let validator = Validator::<MyClaims>::builder()
+//!     .key(Key::hmac(b"0123456789abcdef0123456789abcdef")?)
+//!     .algorithms([Algorithm::HS256])
+//!     .leeway(Duration::from_secs(10))
+//!     .required_claims(["sub", "iat"])
+//!     .require("the token must be an access token", |c: &MyClaims| c.kind == "access")
+//!     .build()?;
+//! # let _ = validator;
+//! # Ok::<(), tower_jwt_guard::ConfigError>(())
+//! ```
+
+mod claims;
+mod revocation;
+pub(crate) mod validator;
+
+pub use revocation::{Revocation, RevocationFuture};
+pub use validator::{DEFAULT_LEEWAY, Validator, ValidatorBuilder, Verified};

@@ -1,0 +1,490 @@
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use serde::de::DeserializeOwned;
+
+use super::claims::{StdClaims, parse_std_claims};
+use super::{Revocation, RevocationFuture};
+use crate::clock::{Clock, SystemClock};
+use crate::context::AuthContext;
+use crate::crypto::install_crypto_provider;
+use crate::error::{AuthError, ConfigError};
+use crate::keys::Key;
+
+/// The default clock tolerance for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
+
+/// At most this many required claim names.
+const MAX_REQUIRED_CLAIMS: usize = 64;
+
+/// A verified token: its standard facts and the application's claims.
+#[derive(Debug, Clone)]
+pub struct Verified<C> {
+    /// Subject, timestamps, key id and source.
+    pub context: AuthContext,
+    /// The claims, deserialized into the application's type.
+    pub claims: C,
+}
+
+type Predicate<C> = Box<dyn Fn(&C) -> bool + Send + Sync>;
+
+struct Requirement<C> {
+    message: &'static str,
+    check: Predicate<C>,
+}
+
+struct KeyEntry {
+    key: Key,
+    validation: Validation,
+}
+
+struct Inner<C> {
+    keys: Box<[KeyEntry]>,
+    leeway: u64,
+    require_exp: bool,
+    required: Box<[Box<str>]>,
+    required_mask: u64,
+    requirements: Box<[Requirement<C>]>,
+    clock: Arc<dyn Clock>,
+    revocation: Option<Arc<dyn Revocation>>,
+}
+
+/// Verifies tokens and checks their claims; cheap to clone (one `Arc`).
+///
+/// See the [module docs](crate::validate) for what it checks.
+pub struct Validator<C> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Validator<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Validator<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Validator")
+            .field("keys", &i.keys.iter().map(|k| &k.key).collect::<Vec<_>>())
+            .field("leeway_secs", &i.leeway)
+            .field("require_exp", &i.require_exp)
+            .field("required_claims", &i.required)
+            .field(
+                "requirements",
+                &i.requirements.iter().map(|r| r.message).collect::<Vec<_>>(),
+            )
+            .field("clock", &i.clock)
+            .field("revocation", &i.revocation.is_some())
+            .finish()
+    }
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::invalid_token("the token signature is invalid"),
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+            AuthError::invalid_token("the token algorithm is not allowed")
+        }
+        ErrorKind::InvalidIssuer => AuthError::invalid_token("the token issuer is not accepted"),
+        ErrorKind::InvalidAudience => {
+            AuthError::invalid_token("the token audience is not accepted")
+        }
+        ErrorKind::InvalidSubject => AuthError::invalid_token("the token subject is not accepted"),
+        ErrorKind::MissingRequiredClaim(_) => {
+            AuthError::invalid_token("the token lacks a required claim")
+        }
+        ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => {
+            AuthError::invalid_token("the token claims are malformed")
+        }
+        ErrorKind::ExpiredSignature => AuthError::expired(),
+        ErrorKind::ImmatureSignature => AuthError::invalid_token("the token is not valid yet"),
+        // A key that cannot verify this token's algorithm (e.g. a key/curve mismatch) is the
+        // token's problem, not the server's: it must not turn attacker input into 500s.
+        ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::Provider(_) => {
+            AuthError::invalid_token("the token cannot be verified with the configured keys")
+        }
+        _ => AuthError::invalid_token("the token is malformed"),
+    }
+}
+
+impl<C> Validator<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    /// Starts a configuration.
+    pub fn builder() -> ValidatorBuilder<C> {
+        ValidatorBuilder::new()
+    }
+
+    /// Verifies `token` and checks its claims (everything except the revocation hook).
+    ///
+    /// The returned context has no [`source`](AuthContext::source); the caller sets it.
+    ///
+    /// # Errors
+    /// `INVALID_TOKEN`, `TOKEN_EXPIRED` or `FORBIDDEN`, with a fixed message.
+    pub fn validate(&self, token: &str) -> Result<Verified<C>, AuthError> {
+        let inner = &*self.inner;
+        let (entry, claims) = self.verify_signature(token)?;
+        let std = parse_std_claims(token, &inner.required)
+            .map_err(|_| AuthError::invalid_token("the token claims are malformed"))?;
+        self.check_time_and_presence(&std)?;
+        for requirement in inner.requirements.iter() {
+            if !(requirement.check)(&claims) {
+                return Err(AuthError::forbidden(requirement.message));
+            }
+        }
+        Ok(Verified {
+            context: AuthContext {
+                subject: std.sub,
+                token_id: std.jti,
+                issued_at: std.iat,
+                expires_at: std.exp,
+                not_before: std.nbf,
+                key_id: entry.key.kid.clone(),
+                source: None,
+            },
+            claims,
+        })
+    }
+
+    /// [`validate`](Self::validate), then the revocation hook if one is configured.
+    ///
+    /// # Errors
+    /// As `validate`; `INVALID_TOKEN` when revoked; `AUTH_FAILED` when the hook fails.
+    pub async fn validate_and_check_revocation(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, AuthError> {
+        let verified = self.validate(token)?;
+        match self.revocation_check(&verified.context) {
+            None => Ok(verified),
+            Some(check) => revocation_outcome(check.await).map(|()| verified),
+        }
+    }
+
+    /// The revocation hook's future for `context`, or `None` when no hook is configured.
+    pub fn revocation_check(&self, context: &AuthContext) -> Option<RevocationFuture> {
+        self.inner
+            .revocation
+            .as_ref()
+            .map(|r| r.is_revoked(context))
+    }
+
+    /// The configured clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The configured leeway.
+    pub fn leeway(&self) -> Duration {
+        Duration::from_secs(self.inner.leeway)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(&KeyEntry, C), AuthError> {
+        let keys = &self.inner.keys;
+        if let [only] = &keys[..] {
+            return decode::<C>(token, &only.key.decoding, &only.validation)
+                .map(|data| (only, data.claims))
+                .map_err(|e| map_jwt_error(e.kind()));
+        }
+        let header = decode_header(token).map_err(|e| map_jwt_error(e.kind()))?;
+        if let Some(kid) = header.kid.as_deref() {
+            let entry = keys
+                .iter()
+                .find(|k| k.key.kid.as_deref() == Some(kid))
+                .ok_or(AuthError::invalid_token("the token key id is unknown"))?;
+            return decode::<C>(token, &entry.key.decoding, &entry.validation)
+                .map(|data| (entry, data.claims))
+                .map_err(|e| map_jwt_error(e.kind()));
+        }
+        // No kid: try each key that accepts this algorithm, in configuration order.
+        let mut last = AuthError::invalid_token("the token algorithm is not allowed");
+        for entry in keys
+            .iter()
+            .filter(|k| k.validation.algorithms.contains(&header.alg))
+        {
+            match decode::<C>(token, &entry.key.decoding, &entry.validation) {
+                Ok(data) => return Ok((entry, data.claims)),
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
+                    last = map_jwt_error(e.kind());
+                }
+                Err(e) => return Err(map_jwt_error(e.kind())),
+            }
+        }
+        Err(last)
+    }
+
+    fn check_time_and_presence(&self, std: &StdClaims) -> Result<(), AuthError> {
+        let inner = &*self.inner;
+        let now = inner.clock.now().as_secs();
+        match std.exp {
+            // RFC 7519 §4.1.4: not accepted on or after `exp` (here: after `exp + leeway`).
+            Some(exp) if now >= exp.saturating_add(inner.leeway) => {
+                return Err(AuthError::expired());
+            }
+            Some(_) => {}
+            None if inner.require_exp => {
+                return Err(AuthError::invalid_token("the token has no expiry (exp)"));
+            }
+            None => {}
+        }
+        if let Some(nbf) = std.nbf
+            && now.saturating_add(inner.leeway) < nbf
+        {
+            return Err(AuthError::invalid_token("the token is not valid yet"));
+        }
+        if std.present & inner.required_mask != inner.required_mask {
+            return Err(AuthError::invalid_token("the token lacks a required claim"));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn revocation_outcome(
+    result: Result<bool, Box<dyn std::error::Error + Send + Sync>>,
+) -> Result<(), AuthError> {
+    match result {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(AuthError::invalid_token("the token has been revoked")),
+        Err(_) => Err(AuthError::auth_failed(
+            "the revocation check could not be completed",
+        )),
+    }
+}
+
+/// Configuration of a [`Validator`]; see the [module docs](crate::validate).
+pub struct ValidatorBuilder<C> {
+    keys: Vec<Key>,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Duration,
+    require_exp: bool,
+    issuers: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
+    subject: Option<String>,
+    required: Vec<Box<str>>,
+    requirements: Vec<Requirement<C>>,
+    clock: Arc<dyn Clock>,
+    revocation: Option<Arc<dyn Revocation>>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C> fmt::Debug for ValidatorBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatorBuilder")
+            .field("keys", &self.keys)
+            .field("algorithms", &self.algorithms)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> ValidatorBuilder<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    fn new() -> Self {
+        Self {
+            keys: Vec::new(),
+            algorithms: None,
+            leeway: DEFAULT_LEEWAY,
+            require_exp: true,
+            issuers: None,
+            audiences: None,
+            subject: None,
+            required: Vec::new(),
+            requirements: Vec::new(),
+            clock: Arc::new(SystemClock),
+            revocation: None,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Adds a verification key.
+    pub fn key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Adds several keys (e.g. from [`keys_from_jwks`](crate::keys::keys_from_jwks)).
+    pub fn keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.keys.extend(keys);
+        self
+    }
+
+    /// The algorithm allow-list. Without it, each key accepts the algorithms of its own family
+    /// (or the one it is bound to). A token's `alg` header never widens this list.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock tolerance for `exp` and `nbf` (default 10 s), in whole seconds (rounded down).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Accepts tokens without `exp`. Such tokens never expire: only do this when every token is
+    /// also checked by a revocation hook.
+    pub fn allow_missing_exp(mut self) -> Self {
+        self.require_exp = false;
+        self
+    }
+
+    /// Accepted issuers; `iss` then becomes required.
+    pub fn issuers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, issuers: I) -> Self {
+        self.issuers = Some(issuers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accepted audiences; `aud` then becomes required.
+    pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The only accepted `sub`.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Claims that must be present (any name, registered or not), e.g. `["sub", "iat"]`.
+    pub fn required_claims<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, names: I) -> Self {
+        self.required
+            .extend(names.into_iter().map(|n| Box::from(n.as_ref())));
+        self
+    }
+
+    /// A requirement on the application's claims. When `check` returns `false` the request is
+    /// refused with `FORBIDDEN` and `message` (shown to the client: keep it generic).
+    pub fn require(
+        mut self,
+        message: &'static str,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.requirements.push(Requirement {
+            message,
+            check: Box::new(check),
+        });
+        self
+    }
+
+    /// The clock used for `exp` and `nbf` (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The clock, already shared.
+    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// An async revocation hook, asked after every successful verification.
+    pub fn revocation(mut self, hook: impl Revocation) -> Self {
+        self.revocation = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks the configuration and builds the validator.
+    ///
+    /// # Errors
+    /// No key; a key left with no allowed algorithm; two keys with the same `kid`; more than 64
+    /// required claims.
+    pub fn build(self) -> Result<Validator<C>, ConfigError> {
+        install_crypto_provider();
+        if self.keys.is_empty() {
+            return Err(ConfigError::new("at least one key is needed"));
+        }
+        if self.required.len() > MAX_REQUIRED_CLAIMS {
+            return Err(ConfigError::new(format!(
+                "at most {MAX_REQUIRED_CLAIMS} required claims are supported"
+            )));
+        }
+        let mut kids = HashSet::new();
+        for key in &self.keys {
+            if let Some(kid) = key.kid() {
+                if !kids.insert(kid) {
+                    return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
+                }
+            }
+        }
+        let mut spec_required = Vec::new();
+        if self.issuers.is_some() {
+            spec_required.push("iss");
+        }
+        if self.audiences.is_some() {
+            spec_required.push("aud");
+        }
+        let mut entries = Vec::with_capacity(self.keys.len());
+        for key in self.keys {
+            let algorithms: Vec<Algorithm> = key
+                .family
+                .algorithms()
+                .iter()
+                .copied()
+                .filter(|a| key.algorithm.is_none_or(|only| only == *a))
+                .filter(|a| {
+                    self.algorithms
+                        .as_ref()
+                        .is_none_or(|allow| allow.contains(a))
+                })
+                .collect();
+            if algorithms.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "key {:?} ({:?}) has no algorithm left in the allow-list",
+                    key.kid(),
+                    key.family
+                )));
+            }
+            let mut validation = Validation::new(algorithms[0]);
+            validation.algorithms = algorithms;
+            // Time is checked by this crate against its clock.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation.leeway = 0;
+            validation.set_required_spec_claims(&spec_required);
+            validation.validate_aud = true;
+            if let Some(iss) = &self.issuers {
+                validation.set_issuer(iss);
+            }
+            if let Some(aud) = &self.audiences {
+                validation.set_audience(aud);
+            }
+            validation.sub.clone_from(&self.subject);
+            entries.push(KeyEntry { key, validation });
+        }
+        let required_mask = if self.required.is_empty() {
+            0
+        } else {
+            u64::MAX >> (64 - self.required.len())
+        };
+        Ok(Validator {
+            inner: Arc::new(Inner {
+                keys: entries.into_boxed_slice(),
+                leeway: self.leeway.as_secs(),
+                require_exp: self.require_exp,
+                required: self.required.into_boxed_slice(),
+                required_mask,
+                requirements: self.requirements.into_boxed_slice(),
+                clock: self.clock,
+                revocation: self.revocation,
+            }),
+        })
+    }
+}
