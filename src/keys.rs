@@ -72,6 +72,23 @@ impl Key {
         ))
     }
 
+    /// An HMAC secret of any non-empty length, **below the RFC 7518 minimum** when shorter than
+    /// [`MIN_HMAC_SECRET_LEN`]. Brute-forcing a short secret from one captured token is cheap:
+    /// use this only to interoperate with an issuer you cannot change, and rotate.
+    ///
+    /// # Errors
+    /// When the secret is empty.
+    pub fn hmac_insecure_short(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.is_empty() {
+            return Err(ConfigError::new("an HMAC secret must not be empty"));
+        }
+        Ok(Self::new(
+            AlgorithmFamily::Hmac,
+            DecodingKey::from_secret(secret),
+        ))
+    }
+
     /// An RSA public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`), for RS* and PS*.
     ///
     /// # Errors
@@ -250,6 +267,8 @@ mod tests {
         assert!(Key::hmac(b"").is_err());
         assert!(Key::hmac([7u8; 31]).is_err());
         assert!(Key::hmac([7u8; 32]).is_ok());
+        assert!(Key::hmac_insecure_short(b"").is_err());
+        assert!(Key::hmac_insecure_short(b"short").is_ok());
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! The demo application: routes, token rules and the mock issuer, built from the crate's public
+//! API. `main.rs` serves it; the contract tests build it with a controllable clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower_jwt_guard::clock::Clock;
+use tower_jwt_guard::extract::TokenExtractor;
+use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
+use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
+use tower_jwt_guard::response::json_body;
+use tower_jwt_guard::validate::Validator;
+use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
+
+/// How long a token from `POST /auth/token` lives.
+pub const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The demo's claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoClaims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Must be `"access"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `"free"` or `"pro"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+}
+
+/// What the demo needs to start.
+#[derive(Clone)]
+pub struct DemoConfig {
+    /// The HS256 secret.
+    pub secret: Vec<u8>,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    signing: Arc<EncodingKey>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The validator: HS256 only, 10 s leeway, `sub` and `exp` required, `type == "access"`.
+pub fn validator(config: &DemoConfig) -> Result<Validator<DemoClaims>, ConfigError> {
+    let key = if config.secret.len() >= MIN_HMAC_SECRET_LEN {
+        Key::hmac(&config.secret)?
+    } else {
+        // The demo accepts whatever JWT_SECRET it is given, loudly; see main.rs.
+        Key::hmac_insecure_short(&config.secret)?
+    };
+    Validator::builder()
+        .key(key)
+        .algorithms([Algorithm::HS256])
+        .leeway(Duration::from_secs(10))
+        .required_claims(["sub", "exp"])
+        .require("the token is not an access token", |c: &DemoClaims| {
+            c.kind == "access"
+        })
+        .require("the token plan is not recognised", |c: &DemoClaims| {
+            matches!(c.plan.as_deref(), None | Some("free" | "pro"))
+        })
+        .shared_clock(Arc::clone(&config.clock))
+        .build()
+}
+
+/// The token sources of the contract: Bearer, `?token=`, `X-Auth-Token`, WebSocket subprotocol.
+pub fn extractor() -> TokenExtractor {
+    TokenExtractor::new()
+        .bearer()
+        .query("token")
+        .header(axum::http::HeaderName::from_static("x-auth-token"))
+        .websocket_protocol()
+}
+
+/// The whole demo router.
+pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
+    let auth = JwtAuthLayer::builder(validator(config)?)
+        .extractor(extractor())
+        .build()?;
+    let state = AppState {
+        signing: Arc::new(EncodingKey::from_secret(&config.secret)),
+        clock: Arc::clone(&config.clock),
+    };
+    let protected = Router::new().route("/me", get(me)).route_layer(auth);
+    Ok(Router::new()
+        .route("/health", get(health))
+        .route("/auth/token", post(issue_token))
+        .merge(protected)
+        .with_state(state))
+}
+
+/// Signs an access token for `sub` (the mock issuer's logic, also used to print the start-up
+/// token).
+pub fn sign_access_token(
+    signing: &EncodingKey,
+    clock: &dyn Clock,
+    sub: &str,
+    plan: Option<&str>,
+) -> Result<String, AuthError> {
+    let now = clock.now().as_secs();
+    let claims = DemoClaims {
+        sub: sub.to_owned(),
+        iat: Some(now),
+        exp: now + TOKEN_TTL.as_secs(),
+        nbf: None,
+        kind: "access".to_owned(),
+        plan: plan.map(str::to_owned),
+    };
+    encode(&Header::new(Algorithm::HS256), &claims, signing)
+        .map_err(|_| AuthError::auth_failed("the token could not be signed"))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    sub: String,
+    #[serde(default)]
+    plan: Option<String>,
+}
+
+fn bad_request(message: &'static str) -> Response {
+    let body = serde_json::json!({ "error": { "code": "BAD_REQUEST", "message": message } });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return bad_request("expected a JSON body {\"sub\": \"...\", \"plan\": \"free\"|\"pro\"}");
+    };
+    if req.sub.is_empty() || req.sub.len() > 256 {
+        return bad_request("sub must be a non-empty string of at most 256 bytes");
+    }
+    if !matches!(req.plan.as_deref(), None | Some("free" | "pro")) {
+        return bad_request("plan must be \"free\" or \"pro\"");
+    }
+    match sign_access_token(&state.signing, &*state.clock, &req.sub, req.plan.as_deref()) {
+        Ok(token) => Json(serde_json::json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_TTL.as_secs(),
+        }))
+        .into_response(),
+        Err(err) => (err.status(), json_body(&err)).into_response(),
+    }
+}
+
+async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "sub": claims.sub,
+        "plan": claims.plan,
+        "iat": ctx.issued_at(),
+        "exp": ctx.expires_at(),
+        "token_source": ctx.source().map(|s| s.as_str()),
+    }))
+}

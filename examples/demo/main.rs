@@ -1,0 +1,97 @@
+//! The tower-jwt-guard quick start: `cargo run --release --example demo`.
+//!
+//! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `JWT_SECRET` (the HS256 secret; a
+//! random one is generated when unset), `RUST_LOG` (default `info`, audit events included).
+
+mod app;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tower_jwt_guard::clock::SystemClock;
+use tower_jwt_guard::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
+use tower_jwt_guard::jsonwebtoken::EncodingKey;
+use tower_jwt_guard::keys::MIN_HMAC_SECRET_LEN;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_jwt_guard::audit=info")),
+        )
+        .init();
+
+    let secret = match std::env::var("JWT_SECRET") {
+        Ok(s) if !s.is_empty() => {
+            if s.len() < MIN_HMAC_SECRET_LEN {
+                tracing::warn!(
+                    "JWT_SECRET is {} bytes; RFC 7518 asks for at least {MIN_HMAC_SECRET_LEN} for \
+                     HS256. The demo accepts it; a real service should not.",
+                    s.len()
+                );
+            }
+            s.into_bytes()
+        }
+        _ => {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random secret. Tokens will not survive a restart; \
+                 set JWT_SECRET to sign tokens elsewhere."
+            );
+            let bytes: [u8; 32] = rand::random();
+            URL_SAFE_NO_PAD.encode(bytes).into_bytes()
+        }
+    };
+
+    let config = app::DemoConfig {
+        secret,
+        clock: Arc::new(SystemClock),
+    };
+    let router = app::app(&config)?;
+
+    let addr: SocketAddr = std::env::var("DEMO_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!("tower-jwt-guard demo listening on http://{local}");
+
+    let token = app::sign_access_token(
+        &EncodingKey::from_secret(&config.secret),
+        &SystemClock,
+        "alice",
+        Some("free"),
+    )?;
+    let protocol = format!(
+        "{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(&token)
+    );
+    println!(
+        "\nA token for user alice (plan free, valid {} minutes):\n\n  TOKEN={token}\n\n\
+         Try:\n\
+         \x20 curl -s http://{local}/health\n\
+         \x20 curl -s http://{local}/me -H \"Authorization: Bearer $TOKEN\"\n\
+         \x20 curl -s \"http://{local}/me?token=$TOKEN\"\n\
+         \x20 curl -s http://{local}/me -H \"X-Auth-Token: $TOKEN\"\n\
+         \x20 curl -s http://{local}/me                      # 401 MISSING_TOKEN\n\
+         \x20 curl -s http://{local}/me -H \"Authorization: Bearer nope\"   # 401 INVALID_TOKEN\n\
+         \x20 curl -s -X POST http://{local}/auth/token -H 'content-type: application/json' \\\n\
+         \x20      -d '{{\"sub\":\"bob\",\"plan\":\"pro\"}}'\n\
+         WebSocket (the subprotocol carries the token, for browsers):\n\
+         \x20 websocat -v --protocol 'echo,{protocol}' ws://{local}/ws\n",
+        app::TOKEN_TTL.as_secs() / 60
+    );
+
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The demo server's public contract (shared/DEMO_CONTRACT.md), HTTP part, tested through a real
+//! server on loopback with a real client. The demo's app is built from `examples/demo/app.rs`
+//! with a controllable clock, so expiry is tested without sleeping.
+#![cfg(feature = "axum")]
+
+#[path = "../examples/demo/app.rs"]
+#[allow(dead_code)]
+mod app;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tower_jwt_guard::clock::{Clock, FakeClock};
+use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
+use tower_jwt_guard::{Algorithm, crypto::install_crypto_provider};
+
+const SECRET: &[u8] = b"demo-contract-test-secret-0123456789abcdef";
+
+struct Demo {
+    base: String,
+    clock: FakeClock,
+    client: reqwest::Client,
+}
+
+async fn start() -> Demo {
+    install_crypto_provider();
+    let clock = FakeClock::starting_now();
+    let config = app::DemoConfig {
+        secret: SECRET.to_vec(),
+        clock: Arc::new(clock.clone()),
+    };
+    let router = app::app(&config).expect("demo config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Demo {
+        base: format!("http://{addr}"),
+        clock,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    }
+}
+
+impl Demo {
+    fn now(&self) -> u64 {
+        self.clock.now().as_secs()
+    }
+
+    fn sign(&self, claims: Value) -> String {
+        self.sign_with(claims, SECRET)
+    }
+
+    fn sign_with(&self, claims: Value, secret: &[u8]) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn access(&self, sub: &str) -> Value {
+        let now = self.now();
+        json!({"sub": sub, "iat": now, "exp": now + 600, "type": "access"})
+    }
+
+    async fn me(&self, auth: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.get(format!("{}/me", self.base));
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.json::<Value>().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+}
+
+fn www(headers: &reqwest::header::HeaderMap) -> &str {
+    headers
+        .get("www-authenticate")
+        .expect("WWW-Authenticate")
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_is_public() {
+    let d = start().await;
+    let res = d
+        .client
+        .get(format!("{}/health", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn mock_issuer_token_opens_me() {
+    let d = start().await;
+    let res = d
+        .client
+        .post(format!("{}/auth/token", d.base))
+        .json(&json!({"sub": "alice", "plan": "free"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    let token = body["access_token"].as_str().unwrap();
+    let (status, _, me) = d.me(Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["plan"], "free");
+}
+
+#[tokio::test]
+async fn mock_issuer_refuses_bad_requests() {
+    let d = start().await;
+    for body in [
+        json!({"plan": "free"}),
+        json!({"sub": "a", "plan": "gold"}),
+        json!({"sub": ""}),
+    ] {
+        let res = d
+            .client
+            .post(format!("{}/auth/token", d.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn every_contract_source_is_accepted() {
+    let d = start().await;
+    let token = d.sign(d.access("bob"));
+    let (s, _, me) = d.me(Some(&format!("bEaReR {token}"))).await;
+    assert_eq!((s, me["sub"].as_str()), (200, Some("bob")));
+
+    let res = d
+        .client
+        .get(format!("{}/me?token={token}", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let res = d
+        .client
+        .get(format!("{}/me", d.base))
+        .header("x-auth-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn missing_token_is_401_without_error_parameter() {
+    let d = start().await;
+    let (s, h, body) = d.me(None).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"]["code"], "MISSING_TOKEN");
+    assert!(body["error"]["message"].is_string());
+    assert!(www(&h).starts_with("Bearer"));
+    assert!(!www(&h).contains("error="), "{}", www(&h));
+}
+
+#[tokio::test]
+async fn invalid_tokens_are_401_invalid_token() {
+    let d = start().await;
+    let now = d.now();
+    let good = d.sign(d.access("carol"));
+    let mut tampered: Vec<String> = good.split('.').map(str::to_owned).collect();
+    tampered[1] = base64_url(&json!({"sub":"admin","exp":now+600,"type":"access"}).to_string());
+    let cases = [
+        ("garbage", "garbage".to_owned()),
+        (
+            "wrong secret",
+            d.sign_with(d.access("carol"), b"another-secret-another-secret-123456"),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                base64_url(r#"{"alg":"none","typ":"JWT"}"#),
+                base64_url(&d.access("carol").to_string())
+            ),
+        ),
+        (
+            "missing exp",
+            d.sign(json!({"sub":"carol","iat":now,"type":"access"})),
+        ),
+        ("tampered", tampered.join(".")),
+    ];
+    for (name, token) in cases {
+        let (s, h, body) = d.me(Some(&format!("Bearer {token}"))).await;
+        assert_eq!(s, 401, "{name}");
+        assert_eq!(body["error"]["code"], "INVALID_TOKEN", "{name}");
+        assert!(www(&h).contains("error=\"invalid_token\""), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn expiry_respects_ten_second_leeway() {
+    let d = start().await;
+    let token = d.sign(d.access("dave"));
+    d.clock.advance(Duration::from_secs(600 + 5));
+    assert_eq!(d.me(Some(&format!("Bearer {token}"))).await.0, 200);
+    d.clock.advance(Duration::from_secs(6));
+    let (s, h, body) = d.me(Some(&format!("Bearer {token}"))).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"]["code"], "TOKEN_EXPIRED");
+    assert!(www(&h).contains("error=\"invalid_token\""));
+}
+
+#[tokio::test]
+async fn not_before_respects_leeway() {
+    let d = start().await;
+    let now = d.now();
+    let soon = d.sign(json!({"sub":"erin","exp":now+600,"nbf":now+5,"type":"access"}));
+    assert_eq!(d.me(Some(&format!("Bearer {soon}"))).await.0, 200);
+    let later = d.sign(json!({"sub":"erin","exp":now+600,"nbf":now+30,"type":"access"}));
+    let (s, _, body) = d.me(Some(&format!("Bearer {later}"))).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("INVALID_TOKEN"))
+    );
+}
+
+#[tokio::test]
+async fn wrong_type_is_forbidden() {
+    let d = start().await;
+    let now = d.now();
+    let refresh = d.sign(json!({"sub":"frank","exp":now+600,"type":"refresh"}));
+    let (s, h, body) = d.me(Some(&format!("Bearer {refresh}"))).await;
+    assert_eq!(s, 403);
+    assert_eq!(body["error"]["code"], "FORBIDDEN");
+    assert!(www(&h).contains("insufficient_scope"));
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
