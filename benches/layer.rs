@@ -1,0 +1,178 @@
+//! Per-request cost of an axum router with and without [`JwtAuthLayer`], HS256.
+//!
+//! Every case is one in-process request (`tower::ServiceExt::oneshot` on a clone of the router)
+//! on a tokio current-thread runtime: building the request, routing, the handler, and dropping
+//! the response are included for both the bare and the guarded router, so their difference is
+//! what the layer adds. `Validator::validate` and `jsonwebtoken::decode` on the same token are
+//! in the same group, so "layer overhead vs decode" comes from one run.
+//!
+//! Run: `cargo bench --bench layer -- --measurement-time 5` (see BENCHMARKS.md).
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, StatusCode, header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+use tower_jwt_guard::JwtAuthLayer;
+use tower_jwt_guard::keys::Key;
+use tower_jwt_guard::validate::Validator;
+
+const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret-0123";
+const OTHER_SECRET: &[u8] = b"another-secret-another-secret-another-secret";
+
+/// Typical access-token claims: a ~200-byte JSON payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BenchClaims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+    iss: String,
+    name: String,
+    email: String,
+    role: String,
+    tenant: String,
+}
+
+fn claims() -> BenchClaims {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    BenchClaims {
+        sub: "user-7f3c2a91-4b5e-4d1a-9c0e-2b8f6a1d3e57".into(),
+        // Far enough in the future for any bench run.
+        exp: now + 24 * 3600,
+        iat: now,
+        iss: "https://auth.example.com".into(),
+        name: "Alice Example".into(),
+        email: "alice.example@example.com".into(),
+        role: "admin".into(),
+        tenant: "acme-production".into(),
+    }
+}
+
+fn sign(claims: &BenchClaims, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("signing the bench token")
+}
+
+fn request(token: Option<&str>) -> Request<Body> {
+    let mut builder = Request::get("/");
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(Body::empty()).expect("a valid request")
+}
+
+fn routes() -> Router {
+    Router::new().route("/", get(|| async { "hello, world" }))
+}
+
+fn bench_layer(c: &mut Criterion) {
+    tower_jwt_guard::crypto::install_crypto_provider();
+    let claims = claims();
+    let payload_len = serde_json::to_vec(&claims).expect("claims to JSON").len();
+    let valid = sign(&claims, SECRET);
+    let invalid = sign(&claims, OTHER_SECRET);
+    eprintln!(
+        "layer bench: backend {}, payload {payload_len} bytes, token {} bytes",
+        tower_jwt_guard::crypto::backend_name(),
+        valid.len()
+    );
+
+    let validator = Validator::<BenchClaims>::builder()
+        .key(Key::hmac(SECRET).expect("a 32+ byte secret"))
+        .build()
+        .expect("a valid configuration");
+    let bare = routes();
+    let guarded = routes().layer(JwtAuthLayer::new(validator.clone()));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+
+    // Sanity checks, so a broken setup cannot produce flattering numbers.
+    rt.block_on(async {
+        let status = |router: &Router, token: Option<&str>| {
+            let fut = router.clone().oneshot(request(token));
+            async move { fut.await.expect("infallible").status() }
+        };
+        assert_eq!(status(&bare, Some(&valid)).await, StatusCode::OK);
+        assert_eq!(status(&guarded, Some(&valid)).await, StatusCode::OK);
+        assert_eq!(status(&guarded, None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(&guarded, Some(&invalid)).await,
+            StatusCode::UNAUTHORIZED
+        );
+    });
+    assert!(validator.validate(&valid).is_ok());
+    assert!(validator.validate(&invalid).is_err());
+
+    let decoding_key = DecodingKey::from_secret(SECRET);
+    let validation = Validation::new(Algorithm::HS256);
+    assert!(jsonwebtoken::decode::<BenchClaims>(&valid, &decoding_key, &validation).is_ok());
+
+    let mut group = c.benchmark_group("layer_hs256");
+    let cases: [(&str, Option<&str>); 3] = [
+        ("valid", Some(&valid)),
+        ("missing", None),
+        ("invalid", Some(&invalid)),
+    ];
+    for (case, token) in cases {
+        for (which, router) in [("bare", &bare), ("layer", &guarded)] {
+            group.bench_function(format!("{which}/{case}"), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let response = router
+                        .clone()
+                        .oneshot(request(black_box(token)))
+                        .await
+                        .expect("infallible");
+                    black_box(response.status())
+                });
+            });
+        }
+    }
+    group.bench_function("validate/valid", |b| {
+        b.iter(|| validator.validate(black_box(&valid)).expect("valid"));
+    });
+    group.bench_function("validate/invalid", |b| {
+        b.iter(|| {
+            validator
+                .validate(black_box(&invalid))
+                .expect_err("invalid")
+        });
+    });
+    group.bench_function("jsonwebtoken_decode/valid", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<BenchClaims>(black_box(&valid), &decoding_key, &validation)
+                .expect("valid")
+        });
+    });
+    group.bench_function("jsonwebtoken_decode/invalid", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<BenchClaims>(black_box(&invalid), &decoding_key, &validation)
+                .expect_err("invalid")
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5));
+    targets = bench_layer
+}
+criterion_main!(benches);
