@@ -9,7 +9,9 @@ use http::HeaderName;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
 use tower_jwt_guard::JwtAuthLayer;
-use tower_jwt_guard::extract::{DEFAULT_MAX_TOKEN_LEN, DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, TokenExtractor};
+use tower_jwt_guard::extract::{
+    DEFAULT_MAX_TOKEN_LEN, DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, TokenExtractor,
+};
 
 use common::*;
 
@@ -76,10 +78,7 @@ async fn other_authorization_schemes_are_not_a_token() {
 #[tokio::test]
 async fn default_extractor_ignores_query_tokens() {
     let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
-    let reply = send(
-        client().get(server.url(&format!("/me?token={}", token_for("alice")))),
-    )
-    .await;
+    let reply = send(client().get(server.url(&format!("/me?token={}", token_for("alice"))))).await;
     assert_rejected(&reply, "MISSING_TOKEN");
 }
 
@@ -108,26 +107,38 @@ async fn query_parameter() {
 
 #[tokio::test]
 async fn named_header_without_and_with_prefix() {
-    let plain = server_with(
-        TokenExtractor::new().header(HeaderName::from_static("x-auth-token")),
+    let plain =
+        server_with(TokenExtractor::new().header(HeaderName::from_static("x-auth-token"))).await;
+    let token = token_for("carol");
+    let reply = send(
+        client()
+            .get(plain.url("/me"))
+            .header("X-Auth-Token", &token),
     )
     .await;
-    let token = token_for("carol");
-    let reply = send(client().get(plain.url("/me")).header("X-Auth-Token", &token)).await;
     assert_accepted(&reply, "carol");
     assert_eq!(reply.json()["source"], "header");
 
     let prefixed = server_with(
-        TokenExtractor::new()
-            .header_with_prefix(HeaderName::from_static("x-auth-token"), "Token "),
+        TokenExtractor::new().header_with_prefix(HeaderName::from_static("x-auth-token"), "Token "),
     )
     .await;
     for value in [format!("Token {token}"), format!("token {token}")] {
-        let reply = send(client().get(prefixed.url("/me")).header("x-auth-token", value)).await;
+        let reply = send(
+            client()
+                .get(prefixed.url("/me"))
+                .header("x-auth-token", value),
+        )
+        .await;
         assert_accepted(&reply, "carol");
     }
     // Without the prefix the header is present but unusable.
-    let reply = send(client().get(prefixed.url("/me")).header("x-auth-token", &token)).await;
+    let reply = send(
+        client()
+            .get(prefixed.url("/me"))
+            .header("x-auth-token", &token),
+    )
+    .await;
     assert_rejected(&reply, "INVALID_TOKEN");
     let reply = send(
         client()
@@ -165,11 +176,10 @@ async fn cookie() {
 async fn websocket_subprotocol_header() {
     let server = server_with(TokenExtractor::new().websocket_protocol()).await;
     let token = token_for("erin");
-    let reply = send(
-        client()
-            .get(server.url("/me"))
-            .header("sec-websocket-protocol", format!("chat, {}", ws_protocol(&token))),
-    )
+    let reply = send(client().get(server.url("/me")).header(
+        "sec-websocket-protocol",
+        format!("chat, {}", ws_protocol(&token)),
+    ))
     .await;
     assert_accepted(&reply, "erin");
     assert_eq!(reply.json()["source"], "websocket_protocol");
@@ -415,7 +425,10 @@ async fn two_authorization_headers_are_refused() {
     let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
     let token = token_for("alice");
     let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
-    for second in [value.clone(), HeaderValue::from_static("Basic dXNlcjpwYXNz")] {
+    for second in [
+        value.clone(),
+        HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+    ] {
         let mut headers = HeaderMap::new();
         headers.append("authorization", value.clone());
         headers.append("authorization", second);

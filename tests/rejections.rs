@@ -165,7 +165,10 @@ async fn rejected_requests_never_reach_the_handler() {
         )
         .layer(JwtAuthLayer::new(hmac_validator()));
     let server = serve(router).await;
-    assert_rejected(&send(client().get(server.url("/me"))).await, "MISSING_TOKEN");
+    assert_rejected(
+        &send(client().get(server.url("/me"))).await,
+        "MISSING_TOKEN",
+    );
     assert_rejected(&get_bearer(&server, "a.b.c").await, "INVALID_TOKEN");
     assert_rejected(
         &get_bearer(&server, &sign_hs256(&claims("a", NOW - 100))).await,
@@ -199,7 +202,10 @@ async fn realm_appears_in_the_challenge() {
 
 type Inner = Response<Full<Bytes>>;
 
-async fn oneshot_code(layer: &JwtAuthLayer<TestClaims>, auth: Option<String>) -> (StatusCode, Option<AuthRejection>, String) {
+async fn oneshot_code(
+    layer: &JwtAuthLayer<TestClaims>,
+    auth: Option<String>,
+) -> (StatusCode, Option<AuthRejection>, String) {
     let svc = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<Inner, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
     }));
@@ -227,13 +233,21 @@ async fn rejection_marker_in_response_extensions() {
     let bearer = |t: &str| Some(format!("Bearer {t}"));
     let cases = [
         (None, StatusCode::UNAUTHORIZED, ErrorCode::MissingToken),
-        (bearer("a.b.c"), StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
+        (
+            bearer("a.b.c"),
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidToken,
+        ),
         (
             bearer(&sign_hs256(&claims("a", NOW - 3600))),
             StatusCode::UNAUTHORIZED,
             ErrorCode::TokenExpired,
         ),
-        (bearer(&token_for("a")), StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+        (
+            bearer(&token_for("a")),
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+        ),
     ];
     for (auth, status, code) in cases {
         let (got_status, marker, body) = oneshot_code(&layer, auth).await;

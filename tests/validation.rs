@@ -85,7 +85,10 @@ async fn clock_is_read_per_request() {
 async fn zero_leeway() {
     let validator = hmac_builder().leeway(Duration::ZERO).build().unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
-    assert_accepted(&get_bearer(&server, &sign_hs256(&claims("a", NOW + 1))).await, "a");
+    assert_accepted(
+        &get_bearer(&server, &sign_hs256(&claims("a", NOW + 1))).await,
+        "a",
+    );
     assert_rejected(
         &get_bearer(&server, &sign_hs256(&claims("a", NOW))).await,
         "TOKEN_EXPIRED",
@@ -126,7 +129,11 @@ async fn malformed_time_claims_are_invalid() {
         assert_rejected(&reply, "INVALID_TOKEN");
     }
     // A fractional NumericDate is accepted (RFC 7519 allows it).
-    let reply = get_bearer(&server, &sign_hs256(&json!({"sub": "a", "exp": (NOW + 60) as f64 + 0.5}))).await;
+    let reply = get_bearer(
+        &server,
+        &sign_hs256(&json!({"sub": "a", "exp": (NOW + 60) as f64 + 0.5})),
+    )
+    .await;
     assert_accepted(&reply, "a");
 }
 
@@ -260,7 +267,10 @@ async fn asymmetric_algorithms_with_pem_keys() {
         assert_rejected(&get_bearer(&server, &expired).await, "TOKEN_EXPIRED");
 
         // The HMAC test key never verifies against a public-key server.
-        assert_rejected(&get_bearer(&server, &token_for("alice")).await, "INVALID_TOKEN");
+        assert_rejected(
+            &get_bearer(&server, &token_for("alice")).await,
+            "INVALID_TOKEN",
+        );
     }
 }
 
@@ -269,9 +279,24 @@ async fn tokens_signed_with_another_family_are_refused() {
     let ec = server_with_key(Key::ec_pem(fixture("ec_public.pem")).unwrap()).await;
     let ed = server_with_key(Key::ed_pem(fixture("ed_public.pem")).unwrap()).await;
     let rsa = server_with_key(Key::rsa_pem(fixture("rsa_public.pem")).unwrap()).await;
-    let rs256 = sign_with(Algorithm::RS256, &rsa_encoding_key(), None, &fresh_claims("a"));
-    let es256 = sign_with(Algorithm::ES256, &ec_encoding_key(), None, &fresh_claims("a"));
-    let eddsa = sign_with(Algorithm::EdDSA, &ed_encoding_key(), None, &fresh_claims("a"));
+    let rs256 = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
+    let es256 = sign_with(
+        Algorithm::ES256,
+        &ec_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
+    let eddsa = sign_with(
+        Algorithm::EdDSA,
+        &ed_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
     for (server, token) in [
         (&ec, &rs256),
         (&ec, &eddsa),
@@ -283,7 +308,12 @@ async fn tokens_signed_with_another_family_are_refused() {
         assert_rejected(&get_bearer(server, token).await, "INVALID_TOKEN");
     }
     // An RSA token signed by a different RSA key.
-    let other = sign_with(Algorithm::RS256, &rsa2_encoding_key(), None, &fresh_claims("a"));
+    let other = sign_with(
+        Algorithm::RS256,
+        &rsa2_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
     assert_rejected(&get_bearer(&rsa, &other).await, "INVALID_TOKEN");
 }
 
@@ -294,7 +324,12 @@ async fn ec_key_is_bound_to_its_curve_algorithm() {
     assert!(key.clone().with_algorithm(Algorithm::ES384).is_err());
     // A P-256 signature relabelled ES384 is refused.
     let server = server_with_key(key).await;
-    let token = sign_with(Algorithm::ES256, &ec_encoding_key(), None, &fresh_claims("a"));
+    let token = sign_with(
+        Algorithm::ES256,
+        &ec_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
     let relabelled = relabel(&token, json!({"alg": "ES384", "typ": "JWT"}));
     assert_rejected(&get_bearer(&server, &relabelled).await, "INVALID_TOKEN");
 }
@@ -309,9 +344,17 @@ fn relabel(token: &str, header: Value) -> String {
 
 #[tokio::test]
 async fn rs256_refused_by_an_hs256_only_allow_list() {
-    let validator = hmac_builder().algorithms([Algorithm::HS256]).build().unwrap();
+    let validator = hmac_builder()
+        .algorithms([Algorithm::HS256])
+        .build()
+        .unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
-    let rs256 = sign_with(Algorithm::RS256, &rsa_encoding_key(), None, &fresh_claims("a"));
+    let rs256 = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
     assert_rejected(&get_bearer(&server, &rs256).await, "INVALID_TOKEN");
     // HS384 with the right secret is also outside the allow-list.
     let hs384 = sign_with(
@@ -341,8 +384,18 @@ async fn allow_list_narrows_a_family() {
         .build()
         .unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
-    let ps = sign_with(Algorithm::PS256, &rsa_encoding_key(), None, &fresh_claims("a"));
-    let rs = sign_with(Algorithm::RS256, &rsa_encoding_key(), None, &fresh_claims("a"));
+    let ps = sign_with(
+        Algorithm::PS256,
+        &rsa_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
+    let rs = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        None,
+        &fresh_claims("a"),
+    );
     assert_accepted(&get_bearer(&server, &ps).await, "a");
     assert_rejected(&get_bearer(&server, &rs).await, "INVALID_TOKEN");
 }
@@ -358,8 +411,18 @@ async fn jwks_rotation_by_kid() {
         .unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
 
-    let old = sign_with(Algorithm::RS256, &rsa_encoding_key(), Some("rsa-2025"), &fresh_claims("old"));
-    let new = sign_with(Algorithm::RS256, &rsa2_encoding_key(), Some("rsa-2026"), &fresh_claims("new"));
+    let old = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        Some("rsa-2025"),
+        &fresh_claims("old"),
+    );
+    let new = sign_with(
+        Algorithm::RS256,
+        &rsa2_encoding_key(),
+        Some("rsa-2026"),
+        &fresh_claims("new"),
+    );
     let reply = get_bearer(&server, &old).await;
     assert_accepted(&reply, "old");
     assert_eq!(reply.json()["kid"], "rsa-2025");
@@ -368,22 +431,47 @@ async fn jwks_rotation_by_kid() {
     assert_eq!(reply.json()["kid"], "rsa-2026");
 
     // Unknown kid, even though the signature would verify with a configured key.
-    let unknown = sign_with(Algorithm::RS256, &rsa_encoding_key(), Some("rsa-2024"), &fresh_claims("x"));
+    let unknown = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        Some("rsa-2024"),
+        &fresh_claims("x"),
+    );
     let reply = get_bearer(&server, &unknown).await;
     assert_rejected(&reply, "INVALID_TOKEN");
     assert!(reply.text.contains("key id"), "{}", reply.text);
 
     // A kid naming the other key than the one that signed.
-    let swapped = sign_with(Algorithm::RS256, &rsa_encoding_key(), Some("rsa-2026"), &fresh_claims("x"));
+    let swapped = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        Some("rsa-2026"),
+        &fresh_claims("x"),
+    );
     assert_rejected(&get_bearer(&server, &swapped).await, "INVALID_TOKEN");
 
     // JWK alg is RS256: PS256 under a known kid is refused.
-    let ps = sign_with(Algorithm::PS256, &rsa_encoding_key(), Some("rsa-2025"), &fresh_claims("x"));
+    let ps = sign_with(
+        Algorithm::PS256,
+        &rsa_encoding_key(),
+        Some("rsa-2025"),
+        &fresh_claims("x"),
+    );
     assert_rejected(&get_bearer(&server, &ps).await, "INVALID_TOKEN");
 
     // Without a kid each key of the family is tried: both still verify.
-    let no_kid_old = sign_with(Algorithm::RS256, &rsa_encoding_key(), None, &fresh_claims("old"));
-    let no_kid_new = sign_with(Algorithm::RS256, &rsa2_encoding_key(), None, &fresh_claims("new"));
+    let no_kid_old = sign_with(
+        Algorithm::RS256,
+        &rsa_encoding_key(),
+        None,
+        &fresh_claims("old"),
+    );
+    let no_kid_new = sign_with(
+        Algorithm::RS256,
+        &rsa2_encoding_key(),
+        None,
+        &fresh_claims("new"),
+    );
     assert_accepted(&get_bearer(&server, &no_kid_old).await, "old");
     assert_accepted(&get_bearer(&server, &no_kid_new).await, "new");
 }
@@ -392,20 +480,48 @@ async fn jwks_rotation_by_kid() {
 async fn mixed_key_set_selects_by_kid() {
     let validator = Validator::<TestClaims>::builder()
         .key(Key::hmac(HMAC_SECRET).unwrap().with_kid("hmac"))
-        .key(Key::ec_pem(fixture("ec_public.pem")).unwrap().with_kid("ec"))
-        .key(Key::ed_pem(fixture("ed_public.pem")).unwrap().with_kid("ed"))
+        .key(
+            Key::ec_pem(fixture("ec_public.pem"))
+                .unwrap()
+                .with_kid("ec"),
+        )
+        .key(
+            Key::ed_pem(fixture("ed_public.pem"))
+                .unwrap()
+                .with_kid("ed"),
+        )
         .clock(FakeClock::at_unix_secs(NOW))
         .build()
         .unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
-    let hs = sign_with(Algorithm::HS256, &EncodingKey::from_secret(HMAC_SECRET), Some("hmac"), &fresh_claims("h"));
-    let es = sign_with(Algorithm::ES256, &ec_encoding_key(), Some("ec"), &fresh_claims("e"));
-    let ed = sign_with(Algorithm::EdDSA, &ed_encoding_key(), Some("ed"), &fresh_claims("d"));
+    let hs = sign_with(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(HMAC_SECRET),
+        Some("hmac"),
+        &fresh_claims("h"),
+    );
+    let es = sign_with(
+        Algorithm::ES256,
+        &ec_encoding_key(),
+        Some("ec"),
+        &fresh_claims("e"),
+    );
+    let ed = sign_with(
+        Algorithm::EdDSA,
+        &ed_encoding_key(),
+        Some("ed"),
+        &fresh_claims("d"),
+    );
     assert_accepted(&get_bearer(&server, &hs).await, "h");
     assert_accepted(&get_bearer(&server, &es).await, "e");
     assert_accepted(&get_bearer(&server, &ed).await, "d");
     // The EC token claiming the HMAC key id.
-    let wrong = sign_with(Algorithm::ES256, &ec_encoding_key(), Some("hmac"), &fresh_claims("e"));
+    let wrong = sign_with(
+        Algorithm::ES256,
+        &ec_encoding_key(),
+        Some("hmac"),
+        &fresh_claims("e"),
+    );
     assert_rejected(&get_bearer(&server, &wrong).await, "INVALID_TOKEN");
 }
 
@@ -418,9 +534,12 @@ async fn issuer_and_audience() {
         .unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
     let tok = |v: Value| sign_hs256(&v);
-    let good = tok(json!({"sub": "a", "exp": NOW + 60, "iss": "https://issuer.example", "aud": "api"}));
+    let good =
+        tok(json!({"sub": "a", "exp": NOW + 60, "iss": "https://issuer.example", "aud": "api"}));
     assert_accepted(&get_bearer(&server, &good).await, "a");
-    let aud_list = tok(json!({"sub": "a", "exp": NOW + 60, "iss": "https://issuer.example", "aud": ["other", "api"]}));
+    let aud_list = tok(
+        json!({"sub": "a", "exp": NOW + 60, "iss": "https://issuer.example", "aud": ["other", "api"]}),
+    );
     assert_accepted(&get_bearer(&server, &aud_list).await, "a");
 
     for bad in [
@@ -442,7 +561,10 @@ async fn audience_present_but_not_configured_is_refused() {
 
 #[tokio::test]
 async fn required_claims_and_subject() {
-    let validator = hmac_builder().required_claims(["iat", "tenant"]).build().unwrap();
+    let validator = hmac_builder()
+        .required_claims(["iat", "tenant"])
+        .build()
+        .unwrap();
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
     let full = sign_hs256(&json!({"sub": "a", "exp": NOW + 60, "iat": NOW, "tenant": "t1"}));
     assert_accepted(&get_bearer(&server, &full).await, "a");
@@ -451,9 +573,15 @@ async fn required_claims_and_subject() {
     assert_rejected(&reply, "INVALID_TOKEN");
     assert!(reply.text.contains("required claim"), "{}", reply.text);
 
-    let only_alice = serve_layer(JwtAuthLayer::new(hmac_builder().subject("alice").build().unwrap())).await;
+    let only_alice = serve_layer(JwtAuthLayer::new(
+        hmac_builder().subject("alice").build().unwrap(),
+    ))
+    .await;
     assert_accepted(&get_bearer(&only_alice, &token_for("alice")).await, "alice");
-    assert_rejected(&get_bearer(&only_alice, &token_for("bob")).await, "INVALID_TOKEN");
+    assert_rejected(
+        &get_bearer(&only_alice, &token_for("bob")).await,
+        "INVALID_TOKEN",
+    );
 }
 
 #[tokio::test]
@@ -464,7 +592,10 @@ async fn claims_that_do_not_fit_the_type_are_invalid() {
         json!({"sub": 42, "exp": NOW + 60}),
         json!({"sub": "a", "role": {"nested": true}, "exp": NOW + 60}),
     ] {
-        assert_rejected(&get_bearer(&server, &sign_hs256(&payload)).await, "INVALID_TOKEN");
+        assert_rejected(
+            &get_bearer(&server, &sign_hs256(&payload)).await,
+            "INVALID_TOKEN",
+        );
     }
 }
 
@@ -477,7 +608,11 @@ fn configuration_errors() {
     assert!(Validator::<TestClaims>::builder().build().is_err());
     let dup = Validator::<TestClaims>::builder()
         .key(Key::hmac(HMAC_SECRET).unwrap().with_kid("k"))
-        .key(Key::rsa_pem(fixture("rsa_public.pem")).unwrap().with_kid("k"))
+        .key(
+            Key::rsa_pem(fixture("rsa_public.pem"))
+                .unwrap()
+                .with_kid("k"),
+        )
         .build();
     assert!(dup.is_err());
     // A layer with an extractor that has no source.

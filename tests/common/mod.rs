@@ -208,7 +208,9 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
     }
 
     /// The body as JSON; panics (showing status and body) when it is not JSON.
