@@ -11,7 +11,6 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tower_jwt_guard::clock::SystemClock;
-use tower_jwt_guard::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
 use tower_jwt_guard::jsonwebtoken::EncodingKey;
 use tower_jwt_guard::keys::MIN_HMAC_SECRET_LEN;
 use tracing_subscriber::EnvFilter;
@@ -23,6 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_jwt_guard::audit=info")),
         )
+        .with_writer(std::io::stderr)
         .init();
 
     let secret = match std::env::var("JWT_SECRET") {
@@ -65,10 +65,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "alice",
         Some("free"),
     )?;
-    let protocol = format!(
-        "{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(&token)
-    );
     println!(
         "\nA token for user alice (plan free, valid {} minutes):\n\n  TOKEN={token}\n\n\
          Try:\n\
@@ -79,9 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          \x20 curl -s http://{local}/me                      # 401 MISSING_TOKEN\n\
          \x20 curl -s http://{local}/me -H \"Authorization: Bearer nope\"   # 401 INVALID_TOKEN\n\
          \x20 curl -s -X POST http://{local}/auth/token -H 'content-type: application/json' \\\n\
-         \x20      -d '{{\"sub\":\"bob\",\"plan\":\"pro\"}}'\n\
-         WebSocket (the subprotocol carries the token, for browsers):\n\
-         \x20 websocat -v --protocol 'echo,{protocol}' ws://{local}/ws\n",
+         \x20      -d '{{\"sub\":\"bob\",\"plan\":\"pro\"}}'\n",
         app::TOKEN_TTL.as_secs() / 60
     );
 
