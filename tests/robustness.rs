@@ -1,5 +1,5 @@
 //! Bad input of any shape gets a clear rejection, never a panic: a bounded, deterministic
-//! random-input smoke over extraction and validation (the long fuzz runs live in `fuzz/`).
+//! random-input smoke over extraction and validation, run in every CI build.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
