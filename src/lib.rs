@@ -63,6 +63,7 @@ pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod body;
+pub mod client_ip;
 pub mod clock;
 pub mod context;
 pub mod crypto;
