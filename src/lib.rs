@@ -10,6 +10,8 @@
 //! | [`error`], [`response`], [`body`] | stable rejection codes, the default RFC 6750 JSON response, the body wrapper |
 //! | [`context`] | what handlers get: [`AuthContext`] and [`Claims<C>`] |
 //! | [`audit`] | `tracing` events for every decision, never with token text |
+//! | [`lockout`] | per-IP lockout after repeated failed attempts, bounded memory |
+//! | [`client_ip`] | the client address: peer only, proxy headers only behind trusted proxies |
 //! | [`clock`] | injectable time, so tests never sleep |
 //! | [`peer`] | the connection's peer address |
 //!
@@ -70,6 +72,7 @@ pub mod crypto;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod lockout;
 pub mod peer;
 pub mod response;
 pub mod validate;

@@ -66,6 +66,9 @@ where
     C: Clone + Send + Sync + 'static,
 {
     audit::accepted(&verified.context, RequestInfo::of(req));
+    if let Some(probe) = req.extensions().get::<crate::lockout::SuccessProbe>() {
+        probe.0.store(true, std::sync::atomic::Ordering::Release);
+    }
     let extensions = req.extensions_mut();
     extensions.insert(verified.context);
     extensions.insert(Claims(verified.claims));

@@ -1,0 +1,248 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::layer::{LockEvent, Shared};
+use super::service::locked_out;
+use super::{FailureOutcome, LockStatus, LockoutStore, SuccessProbe};
+use crate::audit::{self, AUDIT_TARGET, RequestInfo};
+use crate::body::GuardBody;
+use crate::client_ip::IpKey;
+use crate::response::AuthRejection;
+
+/// What the future needs to count the outcome of a request.
+pub(crate) struct Tracking<St> {
+    pub(crate) key: IpKey,
+    pub(crate) probe: Option<SuccessProbe>,
+    pub(crate) shared: Arc<Shared<St>>,
+}
+
+pub(crate) fn store_failed(error: &dyn std::error::Error, operation: &'static str) {
+    // Fails open: an unreachable store must not take the service down. The error describes the
+    // store, never the request.
+    tracing::error!(
+        target: AUDIT_TARGET,
+        operation,
+        error = %error,
+        "lockout store failed; request let through"
+    );
+}
+
+fn report(outcome: &FailureOutcome, tracking: &Tracking<impl LockoutStore>) {
+    if let Some(duration) = outcome.locked_for {
+        tracing::warn!(
+            target: AUDIT_TARGET,
+            outcome = "locked",
+            client = %tracking.key,
+            failures = outcome.failures,
+            lock_secs = duration.as_secs(),
+            lockouts = outcome.lockouts,
+            "client address locked out after repeated failed attempts"
+        );
+        if let Some(hook) = &tracking.shared.on_lock {
+            hook(&LockEvent {
+                ip: tracking.key,
+                failures: outcome.failures,
+                lock_duration: duration,
+                lockouts: outcome.lockouts,
+            });
+        }
+    } else if outcome.untracked {
+        tracing::warn!(
+            target: AUDIT_TARGET,
+            client = %tracking.key,
+            "lockout store is full of locked addresses; this address is not tracked"
+        );
+    }
+}
+
+pin_project! {
+    /// The response future of [`Lockout`](super::Lockout).
+    pub struct ResponseFuture<S, St, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        St: LockoutStore,
+    {
+        #[pin]
+        state: State<S, St, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, St, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        St: LockoutStore,
+    {
+        Checking {
+            #[pin]
+            check: St::CheckFuture,
+            pending: Option<(S, Request<ReqBody>, Tracking<St>)>,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+            tracking: Option<Tracking<St>>,
+        },
+        Recording {
+            #[pin]
+            record: St::FailureFuture,
+            response: Option<S::Response>,
+            tracking: Option<Tracking<St>>,
+        },
+        Resetting {
+            #[pin]
+            reset: St::ResetFuture,
+            response: Option<S::Response>,
+        },
+        Rejected {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<S, St, ReqBody> ResponseFuture<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+    St: LockoutStore,
+{
+    pub(crate) fn inner(future: S::Future, tracking: Option<Tracking<St>>) -> Self {
+        Self {
+            state: State::Inner { future, tracking },
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn checking(
+        check: St::CheckFuture,
+        inner: S,
+        request: Request<ReqBody>,
+        tracking: Tracking<St>,
+    ) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                pending: Some((inner, request, tracking)),
+            },
+        }
+    }
+}
+
+const DONE: &str = "lockout ResponseFuture polled after completion";
+
+impl<S, St, ReqBody, ResBody> Future for ResponseFuture<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: LockoutStore,
+{
+    type Output = Result<Response<GuardBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Checking { check, pending } => {
+                    let status = ready!(check.poll(cx));
+                    let (mut inner, request, tracking) = pending.take().expect(DONE);
+                    match status {
+                        Ok(LockStatus::Locked { retry_after }) => {
+                            let err = locked_out(retry_after);
+                            audit::rejected(&err, None, RequestInfo::of(&request));
+                            let response =
+                                crate::response::reject(&*tracking.shared.responder, &err);
+                            state.set(State::Rejected {
+                                response: Some(response),
+                            });
+                        }
+                        other => {
+                            if let Err(e) = other {
+                                store_failed(&e, "check");
+                            }
+                            let future = inner.call(request);
+                            state.set(State::Inner {
+                                future,
+                                tracking: Some(tracking),
+                            });
+                        }
+                    }
+                }
+                StateProj::Inner { future, tracking } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    let Some(tracking) = tracking.take() else {
+                        return Poll::Ready(Ok(response.map(GuardBody::inner)));
+                    };
+                    let shared = Arc::clone(&tracking.shared);
+                    let failed = response
+                        .extensions()
+                        .get::<AuthRejection>()
+                        .is_some_and(|r| shared.policy.counts(r.code));
+                    if failed {
+                        let record = shared.store.record_failure(
+                            tracking.key,
+                            shared.clock.now(),
+                            &shared.policy,
+                        );
+                        state.set(State::Recording {
+                            record,
+                            response: Some(response),
+                            tracking: Some(tracking),
+                        });
+                    } else if tracking
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.0.load(Ordering::Acquire))
+                    {
+                        let reset = shared.store.reset(tracking.key, shared.clock.now());
+                        state.set(State::Resetting {
+                            reset,
+                            response: Some(response),
+                        });
+                    } else {
+                        return Poll::Ready(Ok(response.map(GuardBody::inner)));
+                    }
+                }
+                StateProj::Recording {
+                    record,
+                    response,
+                    tracking,
+                } => {
+                    match ready!(record.poll(cx)) {
+                        Ok(outcome) => report(&outcome, tracking.as_ref().expect(DONE)),
+                        Err(e) => store_failed(&e, "record_failure"),
+                    }
+                    let response = response.take().expect(DONE);
+                    return Poll::Ready(Ok(response.map(GuardBody::inner)));
+                }
+                StateProj::Resetting { reset, response } => {
+                    if let Err(e) = ready!(reset.poll(cx)) {
+                        store_failed(&e, "reset");
+                    }
+                    let response = response.take().expect(DONE);
+                    return Poll::Ready(Ok(response.map(GuardBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response.take().expect(DONE);
+                    return Poll::Ready(Ok(response.map(GuardBody::rejection)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+use std::future::Future;
+use std::time::Duration;
+
+use super::LockoutPolicy;
+use crate::client_ip::IpKey;
+
+/// Whether an address may proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockStatus {
+    /// Not locked.
+    Open,
+    /// Locked; a retry may succeed after `retry_after`.
+    Locked {
+        /// Time left on the lockout.
+        retry_after: Duration,
+    },
+}
+
+/// What recording a failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureOutcome {
+    /// Failures counted in the current window, this one included (0 when not tracked).
+    pub failures: u32,
+    /// `Some(duration)` when this failure locked the address.
+    pub locked_for: Option<Duration>,
+    /// How many lockouts this address has had, this one included.
+    pub lockouts: u32,
+    /// The store was full of locked addresses and could not track this one.
+    pub untracked: bool,
+}
+
+/// Where lockout state lives: in memory ([`MemoryStore`](super::MemoryStore)) or, for a fleet
+/// of instances, in a shared store.
+///
+/// The futures are associated types so that the in-memory store answers with
+/// `std::future::Ready` and no request pays for a boxed future. A store may also answer a check
+/// synchronously ([`check_now`](Self::check_now)), which lets the layer skip the async state
+/// entirely.
+pub trait LockoutStore: Send + Sync + 'static {
+    /// The store's error (e.g. a lost connection).
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The future of [`check`](Self::check).
+    type CheckFuture: Future<Output = Result<LockStatus, Self::Error>> + Send + 'static;
+    /// The future of [`record_failure`](Self::record_failure).
+    type FailureFuture: Future<Output = Result<FailureOutcome, Self::Error>> + Send + 'static;
+    /// The future of [`reset`](Self::reset).
+    type ResetFuture: Future<Output = Result<(), Self::Error>> + Send + 'static;
+
+    /// Whether `key` is locked at `now` (time since the Unix epoch).
+    fn check(&self, key: IpKey, now: Duration) -> Self::CheckFuture;
+
+    /// The same answer without a future, when the store can give it at once. The default says
+    /// it cannot.
+    fn check_now(&self, key: IpKey, now: Duration) -> Option<Result<LockStatus, Self::Error>> {
+        let _ = (key, now);
+        None
+    }
+
+    /// Counts a failure of `key` at `now` and locks it when `policy` says so.
+    fn record_failure(
+        &self,
+        key: IpKey,
+        now: Duration,
+        policy: &LockoutPolicy,
+    ) -> Self::FailureFuture;
+
+    /// Clears the failure count of `key` (a lockout in force stays).
+    fn reset(&self, key: IpKey, now: Duration) -> Self::ResetFuture;
+}
