@@ -53,6 +53,30 @@ async fn start() -> Demo {
 }
 
 impl Demo {
+    /// A client whose connections come from `ip` (any address in 127.0.0.0/8 is loopback).
+    fn client_from(&self, ip: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    async fn get_me(
+        &self,
+        client: &reqwest::Client,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = client.get(format!("{}/me", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        (status, headers, res.json().await.unwrap_or(Value::Null))
+    }
+
     fn now(&self) -> u64 {
         self.clock.now().as_secs()
     }
@@ -260,4 +284,128 @@ async fn wrong_type_is_forbidden() {
 fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> u64 {
+    h.get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_address_for_fifteen_minutes() {
+    let d = start().await;
+    let attacker = d.client_from("127.0.0.2");
+    let bystander = d.client_from("127.0.0.3");
+    let valid = format!("Bearer {}", d.sign(d.access("mallory")));
+    for i in 0..5 {
+        let (s, _, body) = d
+            .get_me(&attacker, &[("authorization", "Bearer bad.token.x")])
+            .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (401, Some("INVALID_TOKEN")),
+            "try {i}"
+        );
+    }
+    // Locked: a valid token is refused too, and so is every other route.
+    let (s, h, body) = d
+        .get_me(&attacker, &[("authorization", valid.as_str())])
+        .await;
+    assert_eq!(s, 429);
+    assert_eq!(body["error"]["code"], "LOCKED_OUT");
+    assert_eq!(retry_after(&h), 900);
+    let health = attacker
+        .get(format!("{}/health", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 429);
+    // Another address is unaffected.
+    assert_eq!(
+        d.get_me(&bystander, &[("authorization", valid.as_str())])
+            .await
+            .0,
+        200
+    );
+    // Retry-After counts down, and the lock ends after 15 minutes.
+    d.clock.advance(Duration::from_secs(60));
+    let (_, h, _) = d.get_me(&attacker, &[]).await;
+    assert_eq!(retry_after(&h), 840);
+    d.clock.advance(Duration::from_secs(840));
+    let valid = format!("Bearer {}", d.sign(d.access("mallory")));
+    assert_eq!(
+        d.get_me(&attacker, &[("authorization", valid.as_str())])
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn expired_tokens_count_and_missing_tokens_do_not() {
+    let d = start().await;
+    let client = d.client_from("127.0.0.4");
+    for _ in 0..10 {
+        assert_eq!(d.get_me(&client, &[]).await.0, 401);
+    }
+    let now = d.now();
+    let expired = format!(
+        "Bearer {}",
+        d.sign(json!({"sub":"x","exp":now - 60,"type":"access"}))
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            d.get_me(&client, &[("authorization", expired.as_str())])
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(
+        d.get_me(&client, &[]).await.0,
+        401,
+        "4 failures do not lock"
+    );
+    assert_eq!(
+        d.get_me(&client, &[("authorization", expired.as_str())])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(d.get_me(&client, &[]).await.0, 429);
+}
+
+#[tokio::test]
+async fn spoofed_forwarding_headers_never_change_the_counted_address() {
+    let d = start().await;
+    let attacker = d.client_from("127.0.0.5");
+    let victim = d.client_from("127.0.0.6");
+    for i in 0..5 {
+        let xff = format!("10.0.0.{i}");
+        let fwd = format!("for=10.1.0.{i}");
+        let (s, _, _) = d
+            .get_me(
+                &attacker,
+                &[
+                    ("authorization", "Bearer bad.token.x"),
+                    ("x-forwarded-for", xff.as_str()),
+                    ("forwarded", fwd.as_str()),
+                    ("x-real-ip", "127.0.0.6"),
+                ],
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    assert_eq!(
+        d.get_me(&attacker, &[]).await.0,
+        429,
+        "rotating XFF did not help"
+    );
+    // Claiming to be the attacker does not get the victim locked or unlocked.
+    let (s, _, _) = d.get_me(&victim, &[("x-forwarded-for", "127.0.0.5")]).await;
+    assert_eq!(s, 401);
 }

@@ -14,6 +14,7 @@ use tower_jwt_guard::clock::Clock;
 use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
+use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::response::json_body;
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
@@ -98,12 +99,23 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         signing: Arc::new(EncodingKey::from_secret(&config.secret)),
         clock: Arc::clone(&config.clock),
     };
+    // 5 failures within 15 minutes lock an address for 15 minutes (the policy's defaults). No
+    // proxy is trusted: X-Forwarded-For and Forwarded from clients change nothing.
+    let lockout = LockoutLayer::builder(LockoutPolicy::new())
+        .shared_clock(Arc::clone(&config.clock))
+        .on_lock(|event| {
+            tracing::warn!(client = %event.ip, failures = event.failures, "demo: address locked");
+        })
+        .build()?;
     let protected = Router::new().route("/me", get(me)).route_layer(auth);
+    // The lockout wraps everything, auth included, so it sees auth's rejections and refuses a
+    // locked address on every route before any token is parsed.
     Ok(Router::new()
         .route("/health", get(health))
         .route("/auth/token", post(issue_token))
         .merge(protected)
-        .with_state(state))
+        .with_state(state)
+        .layer(lockout))
 }
 
 /// Signs an access token for `sub` (the mock issuer's logic, also used to print the start-up
