@@ -280,3 +280,39 @@ async fn concurrent_requests_keep_their_own_identity() {
     }
     assert_eq!(seen, 40);
 }
+
+#[tokio::test]
+async fn optional_mode_still_refuses_conflicts_and_oversize() {
+    let layer = JwtAuthLayer::builder(hmac_validator())
+        .extractor(
+            tower_jwt_guard::extract::TokenExtractor::new()
+                .bearer()
+                .query("token")
+                .max_token_len(1024),
+        )
+        .optional()
+        .build()
+        .unwrap();
+    let server = serve(Router::new().route("/optional", get(optional)).layer(layer)).await;
+    let reply = send(
+        client()
+            .get(server.url(&format!("/optional?token={}", token_for("mallory"))))
+            .bearer_auth(token_for("alice")),
+    )
+    .await;
+    assert_rejected(&reply, "INVALID_TOKEN");
+    let big = sign_hs256(&json!({"sub": "a", "exp": NOW + 60, "pad": "x".repeat(1024)}));
+    assert_rejected(
+        &get_bearer_path(&server, "/optional", &big).await,
+        "INVALID_TOKEN",
+    );
+    // Another Authorization scheme is simply no token: anonymous.
+    let reply = send(
+        client()
+            .get(server.url("/optional"))
+            .header("authorization", "Basic dXNlcjpwYXNz"),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"claims": null, "ctx": null}));
+}

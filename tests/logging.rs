@@ -292,7 +292,10 @@ fn audit_events_are_logged_without_any_token_text() {
     assert_eq!(audit.len(), 18, "{logs}");
     for line in &audit {
         assert!(line.contains("path=\"/me\""), "{line}");
-        assert!(line.contains("client=127.0.0.1:"), "{line}");
+        // axum's ConnectInfo is read only with the `axum` feature.
+        if cfg!(feature = "axum") {
+            assert!(line.contains("client=127.0.0.1:"), "{line}");
+        }
         assert!(line.contains("method=GET"), "{line}");
     }
 }

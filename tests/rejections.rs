@@ -285,3 +285,27 @@ async fn rejection_marker_survives_a_custom_responder() {
     );
     assert_eq!(body, "custom:INVALID_TOKEN");
 }
+
+#[tokio::test]
+async fn unusual_requirement_messages_keep_a_valid_challenge() {
+    let validator = hmac_builder()
+        .require("rôle \"admin\" \\ requis\r\n", |c: &TestClaims| {
+            c.role.is_some()
+        })
+        .build()
+        .unwrap();
+    let server = serve_layer(JwtAuthLayer::new(validator)).await;
+    let reply = get_bearer(&server, &token_for("a")).await;
+    assert_rejected(&reply, "FORBIDDEN");
+    // The JSON body keeps the message as configured...
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "rôle \"admin\" \\ requis\r\n"
+    );
+    // ...while the header carries a sanitized description that cannot break the quoting.
+    let www = reply.header("www-authenticate").unwrap();
+    assert_eq!(
+        www,
+        r#"Bearer error="insufficient_scope", error_description="rle admin  requis""#
+    );
+}
