@@ -269,16 +269,22 @@ fn spray_of_a_million_addresses_stays_within_capacity_and_keeps_locks() {
     // 1 000 addresses locked before the spray.
     for n in 0..1_000u32 {
         for _ in 0..5 {
-            let _ = store.record_failure(key(n), now, &policy);
+            store
+                .record_failure(key(n), now, &policy)
+                .into_inner()
+                .unwrap();
         }
     }
     let mut max_len = 0;
     for n in 1_000_000..2_000_000u32 {
-        let _ = store.record_failure(
-            key(n),
-            now + Duration::from_millis(u64::from(n) / 1000),
-            &policy,
-        );
+        store
+            .record_failure(
+                key(n),
+                now + Duration::from_millis(u64::from(n) / 1000),
+                &policy,
+            )
+            .into_inner()
+            .unwrap();
         max_len = max_len.max(store.len());
     }
     assert!(max_len <= 100_000, "tracked {max_len}");

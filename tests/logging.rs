@@ -301,11 +301,8 @@ fn audit_events_are_logged_without_any_token_text() {
 }
 
 /// The audit module documents `subject` on rejections "when known". For `FORBIDDEN` and
-/// `TOKEN_EXPIRED` the signature has been verified, so the subject is known, but
-/// `JwtAuth::call` (src/auth/service.rs) passes `None` because `Validator::validate` returns
-/// only an `AuthError` on those paths. Only revocation rejections carry it today.
+/// `TOKEN_EXPIRED` the signature has been verified, so the subject is known and logged.
 #[test]
-#[ignore = "bug: FORBIDDEN / TOKEN_EXPIRED audit events omit the verified subject (src/auth/service.rs, audit::rejected(&err, None, ..))"]
 fn rejections_after_verification_log_the_subject() {
     let logs = captured(|| async {
         let validator = hmac_builder()

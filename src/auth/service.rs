@@ -89,19 +89,24 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let outcome: Result<Option<Verified<C>>, AuthError> =
+        let outcome: Result<Option<Verified<C>>, (AuthError, Option<String>)> =
             match config.extractor.extract(req.headers(), req.uri()) {
-                Err(e) => Err(e.into()),
+                Err(e) => Err((e.into(), None)),
                 Ok(None) if config.optional => Ok(None),
-                Ok(None) => Err(AuthError::missing_token()),
-                Ok(Some(token)) => config.validator.validate(token.as_str()).map(|mut v| {
-                    v.context.set_source(Some(token.source()));
-                    Some(v)
-                }),
+                Ok(None) => Err((AuthError::missing_token(), None)),
+                Ok(Some(token)) => {
+                    config
+                        .validator
+                        .validate_with_subject(token.as_str())
+                        .map(|mut v| {
+                            v.context.set_source(Some(token.source()));
+                            Some(v)
+                        })
+                }
             };
         match outcome {
-            Err(err) => {
-                audit::rejected(&err, None, RequestInfo::of(&req));
+            Err((err, subject)) => {
+                audit::rejected(&err, subject.as_deref(), RequestInfo::of(&req));
                 ResponseFuture::rejected(crate::response::reject(&*config.responder, &err))
             }
             Ok(None) => {

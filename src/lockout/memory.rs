@@ -291,12 +291,12 @@ mod tests {
         for i in 0..4 {
             store.failure(key(1), secs(i), &p);
         }
-        let _ = store.reset(key(1), secs(4));
+        drop(store.reset(key(1), secs(4)));
         assert_eq!(store.failure(key(1), secs(5), &p).failures, 1);
         for i in 0..5 {
             store.failure(key(2), secs(i), &p);
         }
-        let _ = store.reset(key(2), secs(6));
+        drop(store.reset(key(2), secs(6)));
         assert!(matches!(
             store.status(&key(2), secs(7)),
             LockStatus::Locked { .. }

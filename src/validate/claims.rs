@@ -91,10 +91,10 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StdClaims, A::Error> {
         let mut out = StdClaims::default();
         while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
-            if let Some(i) = self.required.iter().position(|r| **r == *key) {
-                if i < 64 {
-                    out.present |= 1 << i;
-                }
+            if let Some(i) = self.required.iter().position(|r| **r == *key)
+                && i < 64
+            {
+                out.present |= 1 << i;
             }
             match &*key {
                 "sub" => set_once(&mut out.sub, map.next_value::<String>()?, "sub")?,

@@ -136,15 +136,28 @@ where
     /// # Errors
     /// `INVALID_TOKEN`, `TOKEN_EXPIRED` or `FORBIDDEN`, with a fixed message.
     pub fn validate(&self, token: &str) -> Result<Verified<C>, AuthError> {
+        self.validate_with_subject(token).map_err(|(e, _)| e)
+    }
+
+    /// [`validate`](Self::validate), and on failure the subject when the signature was good
+    /// (for audit events).
+    pub(crate) fn validate_with_subject(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, (AuthError, Option<String>)> {
         let inner = &*self.inner;
-        let (entry, claims) = self.verify_signature(token)?;
-        let std = parse_std_claims(token, &inner.required)
-            .map_err(|_| AuthError::invalid_token("the token claims are malformed"))?;
-        self.check_time_and_presence(&std)?;
-        for requirement in inner.requirements.iter() {
-            if !(requirement.check)(&claims) {
-                return Err(AuthError::forbidden(requirement.message));
-            }
+        let (entry, claims) = self.verify_signature(token).map_err(|e| (e, None))?;
+        let std = parse_std_claims(token, &inner.required).map_err(|_| {
+            (
+                AuthError::invalid_token("the token claims are malformed"),
+                None,
+            )
+        })?;
+        if let Err(e) = self.check_time_and_presence(&std) {
+            return Err((e, std.sub));
+        }
+        if let Some(failed) = inner.requirements.iter().find(|r| !(r.check)(&claims)) {
+            return Err((AuthError::forbidden(failed.message), std.sub));
         }
         Ok(Verified {
             context: AuthContext {
@@ -418,10 +431,10 @@ where
         }
         let mut kids = HashSet::new();
         for key in &self.keys {
-            if let Some(kid) = key.kid() {
-                if !kids.insert(kid) {
-                    return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
-                }
+            if let Some(kid) = key.kid()
+                && !kids.insert(kid)
+            {
+                return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
             }
         }
         let mut spec_required = Vec::new();
