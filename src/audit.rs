@@ -6,6 +6,8 @@
 //! | accepted | `DEBUG` | `outcome="accepted"`, `subject`, `source`, `client`, `method`, `path` |
 //! | anonymous (optional mode, no token) | `DEBUG` | `outcome="anonymous"`, `client`, `method`, `path` |
 //! | rejected | `INFO` (`WARN` for `AUTH_FAILED`) | `outcome="rejected"`, `code`, `reason`, `subject` when known, `client`, `method`, `path` |
+//! | address locked out (lockout layer) | `WARN` | `outcome="locked"`, `client` (the grouped address), `failures`, `lock_secs`, `lockouts` |
+//! | lockout store failed (request let through) | `ERROR` | `operation`, `error` |
 //!
 //! `path` is the URI path only: the query string, which may hold a token, is never recorded, and
 //! neither is any header value. `reason` is the fixed message of the rejection.

@@ -16,8 +16,23 @@
 //! # }
 //! ```
 //!
-//! The address is used for audit events here, and by the lockout layer. Proxy headers are never
-//! read by this module.
+//! With tonic, the transport puts its `TcpConnectInfo` in the request's extensions; copy the
+//! address into a [`PeerAddr`] with a small map layer placed before this crate's layers:
+//!
+//! ```ignore
+//! use tonic::transport::server::TcpConnectInfo;
+//! let copy_peer = tower::util::MapRequestLayer::new(|mut req: http::Request<_>| {
+//!     if let Some(addr) = req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()) {
+//!         req.extensions_mut().insert(PeerAddr(addr));
+//!     }
+//!     req
+//! });
+//! Server::builder().layer(copy_peer).layer(lockout).layer(auth) // ...
+//! ```
+//!
+//! The address is used for audit events here, and by the lockout layer
+//! ([`client_ip`](crate::client_ip) decides when forwarding headers may override it). Proxy
+//! headers are never read by this module.
 
 use std::net::SocketAddr;
 
