@@ -298,3 +298,29 @@ fn spray_of_a_million_addresses_stays_within_capacity_and_keeps_locks() {
         );
     }
 }
+
+#[tokio::test]
+async fn without_a_peer_address_requests_pass_uncounted() {
+    use tower::ServiceExt;
+    tower_jwt_guard::crypto::install_crypto_provider();
+    let validator = Validator::<Sub>::builder()
+        .key(Key::hmac(SECRET).unwrap())
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(LockoutLayer::builder(quick()).build().unwrap())
+        .layer(JwtAuthLayer::new(validator))
+        .service(tower::service_fn(|_req: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        }));
+    for _ in 0..10 {
+        let req = http::Request::get("/")
+            .header("authorization", "Bearer not.a.jwt")
+            .body(())
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+}

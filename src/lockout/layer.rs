@@ -32,6 +32,8 @@ pub(crate) struct Shared<St> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) responder: Box<dyn Responder>,
     pub(crate) on_lock: Option<LockHook>,
+    /// Set once the "no peer address" warning has been given.
+    pub(crate) warned_no_peer: std::sync::atomic::AtomicBool,
 }
 
 /// A [`Layer`] that locks out client addresses after repeated failed attempts; see the
@@ -172,6 +174,7 @@ impl<St: LockoutStore> LockoutBuilder<St> {
                 clock: self.clock,
                 responder: self.responder,
                 on_lock: self.on_lock,
+                warned_no_peer: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

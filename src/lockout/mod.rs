@@ -27,7 +27,8 @@
 //! - The client address is the peer address, or behind trusted proxies the one a
 //!   [`ClientIpResolver`](crate::client_ip::ClientIpResolver) finds; IPv6 is grouped by /64.
 //!   A request whose peer address is unknown (the server did not record it, see
-//!   [`peer`](crate::peer)) passes unchecked and uncounted, with a `DEBUG` event.
+//!   [`peer`](crate::peer)) passes unchecked and uncounted, with a `DEBUG` event (and a `WARN`
+//!   the first time, since it usually means the server was wired without connection info).
 //! - When an address becomes locked, a `WARN` event is emitted on the audit target and the
 //!   [`on_lock`](LockoutBuilder::on_lock) hook runs once.
 //! - State lives in a [`LockoutStore`]; the default [`MemoryStore`] is bounded and needs no

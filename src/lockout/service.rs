@@ -1,5 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -76,6 +77,13 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let Some(peer) = peer_addr(req.extensions()) else {
+            if !shared.warned_no_peer.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: AUDIT_TARGET,
+                    "lockout is inactive for requests without a peer address: serve axum with \
+                     into_make_service_with_connect_info::<SocketAddr>(), or insert PeerAddr"
+                );
+            }
             tracing::debug!(
                 target: AUDIT_TARGET,
                 path = req.uri().path(),
