@@ -16,7 +16,7 @@ use crate::extract::TokenSourceKind;
 /// Holds no token text; safe to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthContext {
-    pub(crate) subject: Option<String>,
+    pub(crate) subject: Option<Arc<str>>,
     pub(crate) token_id: Option<String>,
     pub(crate) issued_at: Option<u64>,
     pub(crate) expires_at: Option<u64>,
@@ -29,6 +29,11 @@ impl AuthContext {
     /// The `sub` claim.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
+    }
+
+    /// The `sub` claim, shared: cloning it does not allocate (rate limiters key on it).
+    pub fn subject_arc(&self) -> Option<&Arc<str>> {
+        self.subject.as_ref()
     }
 
     /// The `jti` claim.

@@ -11,6 +11,7 @@
 //! | [`context`] | what handlers get: [`AuthContext`] and [`Claims<C>`] |
 //! | [`audit`] | `tracing` events for every decision, never with token text |
 //! | [`lockout`] | per-IP lockout after repeated failed attempts, bounded memory |
+//! | [`rate_limit`] | per-user quotas (per plan, per route) for requests and WebSocket messages, keyed on the validated subject |
 //! | [`client_ip`] | the client address: peer only, proxy headers only behind trusted proxies |
 //! | [`clock`] | injectable time, so tests never sleep |
 //! | [`peer`] | the connection's peer address |
@@ -74,6 +75,7 @@ pub mod extract;
 pub mod keys;
 pub mod lockout;
 pub mod peer;
+pub mod rate_limit;
 pub mod response;
 pub mod validate;
 

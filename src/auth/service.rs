@@ -89,7 +89,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let outcome: Result<Option<Verified<C>>, (AuthError, Option<String>)> =
+        let outcome: Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)> =
             match config.extractor.extract(req.headers(), req.uri()) {
                 Err(e) => Err((e.into(), None)),
                 Ok(None) if config.optional => Ok(None),

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Deserializer};
 /// The registered claims, as read from the payload.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct StdClaims {
-    pub sub: Option<String>,
+    pub sub: Option<Arc<str>>,
     pub jti: Option<String>,
     pub exp: Option<u64>,
     pub nbf: Option<u64>,
@@ -97,7 +98,11 @@ impl<'de> Visitor<'de> for Seed<'_> {
                 out.present |= 1 << i;
             }
             match &*key {
-                "sub" => set_once(&mut out.sub, map.next_value::<String>()?, "sub")?,
+                "sub" => set_once(
+                    &mut out.sub,
+                    Arc::from(&*map.next_value::<CowStr<'de>>()?.0),
+                    "sub",
+                )?,
                 "jti" => set_once(&mut out.jti, map.next_value::<String>()?, "jti")?,
                 "exp" => set_once(&mut out.exp, map.next_value::<NumericDate>()?.0, "exp")?,
                 "nbf" => set_once(&mut out.nbf, map.next_value::<NumericDate>()?.0, "nbf")?,

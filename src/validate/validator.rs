@@ -144,7 +144,7 @@ where
     pub(crate) fn validate_with_subject(
         &self,
         token: &str,
-    ) -> Result<Verified<C>, (AuthError, Option<String>)> {
+    ) -> Result<Verified<C>, (AuthError, Option<Arc<str>>)> {
         let inner = &*self.inner;
         let (entry, claims) = self.verify_signature(token).map_err(|e| (e, None))?;
         let std = parse_std_claims(token, &inner.required).map_err(|_| {

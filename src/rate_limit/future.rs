@@ -1,0 +1,163 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::layer::Shared;
+use super::service::{add_headers, ietf_headers, rate_limited, store_failed};
+use super::{RateDecision, RateLimitStore};
+use crate::audit::{self, RequestInfo};
+use crate::body::GuardBody;
+
+type Pending<S, ReqBody, St> = (
+    S,
+    Request<ReqBody>,
+    Arc<str>,
+    Option<Box<str>>,
+    Arc<Shared<St>>,
+);
+
+pin_project! {
+    /// The response future of [`RateLimit`](super::RateLimit).
+    pub struct ResponseFuture<S, St, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        St: RateLimitStore,
+    {
+        #[pin]
+        state: State<S, St, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, St, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        St: RateLimitStore,
+    {
+        Checking {
+            #[pin]
+            check: St::Future,
+            pending: Option<Pending<S, ReqBody, St>>,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+            headers: Option<[(HeaderName, HeaderValue); 2]>,
+        },
+        Rejected {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<S, St, ReqBody> ResponseFuture<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+    St: RateLimitStore,
+{
+    pub(crate) fn inner(
+        future: S::Future,
+        headers: Option<[(HeaderName, HeaderValue); 2]>,
+    ) -> Self {
+        Self {
+            state: State::Inner { future, headers },
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn checking(
+        check: St::Future,
+        inner: S,
+        request: Request<ReqBody>,
+        key: Arc<str>,
+        plan: Option<Box<str>>,
+        shared: Arc<Shared<St>>,
+    ) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                pending: Some((inner, request, key, plan, shared)),
+            },
+        }
+    }
+}
+
+const DONE: &str = "rate-limit ResponseFuture polled after completion";
+
+impl<S, St, ReqBody, ResBody> Future for ResponseFuture<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: RateLimitStore,
+{
+    type Output = Result<Response<GuardBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Checking { check, pending } => {
+                    let decision = ready!(check.poll(cx));
+                    let (mut inner, request, key, plan, shared) = pending.take().expect(DONE);
+                    match decision {
+                        Ok(decision) => {
+                            let headers = shared
+                                .headers
+                                .then(|| ietf_headers(&decision, plan.as_deref()));
+                            if let RateDecision::Limited { retry_after, .. } = decision {
+                                let err = rate_limited(retry_after);
+                                audit::rejected(&err, Some(&key), RequestInfo::of(&request));
+                                let mut response =
+                                    crate::response::reject(&*shared.responder, &err);
+                                if let Some(pairs) = headers {
+                                    add_headers(response.headers_mut(), pairs);
+                                }
+                                state.set(State::Rejected {
+                                    response: Some(response),
+                                });
+                            } else {
+                                let future = inner.call(request);
+                                state.set(State::Inner { future, headers });
+                            }
+                        }
+                        Err(e) => {
+                            store_failed(&e);
+                            let future = inner.call(request);
+                            state.set(State::Inner {
+                                future,
+                                headers: None,
+                            });
+                        }
+                    }
+                }
+                StateProj::Inner { future, headers } => {
+                    let mut response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    if let Some(pairs) = headers.take() {
+                        add_headers(response.headers_mut(), pairs);
+                    }
+                    return Poll::Ready(Ok(response.map(GuardBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response.take().expect(DONE);
+                    return Poll::Ready(Ok(response.map(GuardBody::rejection)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::quota::window_of;
+use super::{PlanQuotas, RateDecision, RateLimitStore};
+use crate::clock::Clock;
+
+/// Idle keys are dropped at most this often, from any check.
+const CLEANUP_EVERY: Duration = Duration::from_secs(30);
+
+/// governor's view of this crate's clock.
+#[derive(Clone)]
+struct ClockAdapter(Arc<dyn Clock>);
+
+impl GovernorClock for ClockAdapter {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.0.now()
+    }
+}
+
+type Limiter =
+    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, ClockAdapter, StateInformationMiddleware>;
+
+/// The in-memory per-user store: one GCRA limiter (governor) per plan, keyed by user.
+///
+/// Keys are `Arc<str>` taken from the [`AuthContext`](crate::AuthContext), so a check clones a
+/// pointer and allocates nothing once the user is known. Users idle long enough to have their
+/// whole burst back are forgotten during normal checks (at most every 30 seconds); no cleanup task
+/// is needed.
+pub struct MemoryRateStore {
+    quotas: PlanQuotas,
+    limiters: Box<[Limiter]>,
+    clock: Arc<dyn Clock>,
+    last_cleanup: AtomicU64,
+}
+
+impl fmt::Debug for MemoryRateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryRateStore")
+            .field("quotas", &self.quotas)
+            .field("tracked", &self.len())
+            .finish()
+    }
+}
+
+impl MemoryRateStore {
+    /// A store for `quotas`, reading time from `clock`.
+    pub fn new(quotas: PlanQuotas, clock: Arc<dyn Clock>) -> Self {
+        let adapter = ClockAdapter(Arc::clone(&clock));
+        let limiters = quotas
+            .all()
+            .map(|q| {
+                RateLimiter::dashmap_with_clock(q, adapter.clone())
+                    .with_middleware::<StateInformationMiddleware>()
+            })
+            .collect();
+        Self {
+            quotas,
+            limiters,
+            clock,
+            last_cleanup: AtomicU64::new(0),
+        }
+    }
+
+    /// The quotas.
+    pub fn quotas(&self) -> &PlanQuotas {
+        &self.quotas
+    }
+
+    /// How many (user, plan) pairs are tracked now.
+    pub fn len(&self) -> usize {
+        self.limiters.iter().map(|l| l.len()).sum()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every user whose whole burst has refilled.
+    pub fn cleanup(&self) {
+        for limiter in self.limiters.iter() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    fn maybe_cleanup(&self) {
+        let now = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_cleanup.load(Ordering::Relaxed);
+        let every = CLEANUP_EVERY.as_millis() as u64;
+        if now.saturating_sub(last) >= every
+            && self
+                .last_cleanup
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            for limiter in self.limiters.iter() {
+                limiter.retain_recent();
+            }
+        }
+    }
+
+    /// Counts one request of `key` on `plan`'s quota.
+    pub fn decide(&self, key: &Arc<str>, plan: Option<&str>) -> RateDecision {
+        self.maybe_cleanup();
+        let index = self.quotas.index_of(plan).map_or(0, |i| i + 1);
+        let limiter = &self.limiters[index];
+        let quota: Quota = if index == 0 {
+            self.quotas.default
+        } else {
+            self.quotas.plans[index - 1].1
+        };
+        let limit = quota.burst_size().get();
+        let window = window_of(&quota);
+        match limiter.check_key(key) {
+            Ok(snapshot) => RateDecision::Allowed {
+                limit,
+                remaining: snapshot.remaining_burst_capacity(),
+                window,
+            },
+            Err(not_until) => RateDecision::Limited {
+                limit,
+                window,
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+        }
+    }
+}
+
+impl RateLimitStore for MemoryRateStore {
+    type Error = Infallible;
+    type Future = Ready<Result<RateDecision, Infallible>>;
+
+    fn check(&self, key: &Arc<str>, plan: Option<&str>) -> Self::Future {
+        ready(Ok(self.decide(key, plan)))
+    }
+
+    fn check_now(
+        &self,
+        key: &Arc<str>,
+        plan: Option<&str>,
+    ) -> Option<Result<RateDecision, Infallible>> {
+        Some(Ok(self.decide(key, plan)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use std::num::NonZeroU32;
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    #[test]
+    fn thirty_per_minute_then_limited_with_retry_after() {
+        let clock = FakeClock::at_unix_secs(1_700_000_000);
+        let store = MemoryRateStore::new(
+            PlanQuotas::new(Quota::per_minute(nz(30))),
+            Arc::new(clock.clone()),
+        );
+        let alice: Arc<str> = Arc::from("alice");
+        for i in 0..30 {
+            match store.decide(&alice, None) {
+                RateDecision::Allowed {
+                    remaining, limit, ..
+                } => {
+                    assert_eq!((limit, remaining), (30, 29 - i));
+                }
+                other => panic!("request {i}: {other:?}"),
+            }
+        }
+        let RateDecision::Limited { retry_after, .. } = store.decide(&alice, None) else {
+            panic!("31st request allowed");
+        };
+        assert_eq!(retry_after, Duration::from_secs(2));
+        let bob: Arc<str> = Arc::from("bob");
+        assert!(matches!(
+            store.decide(&bob, None),
+            RateDecision::Allowed { .. }
+        ));
+        clock.advance(Duration::from_secs(2));
+        assert!(matches!(
+            store.decide(&alice, None),
+            RateDecision::Allowed { .. }
+        ));
+    }
+
+    #[test]
+    fn plans_have_their_own_quotas() {
+        let clock = FakeClock::at_unix_secs(1_700_000_000);
+        let quotas = PlanQuotas::new(Quota::per_second(nz(1)))
+            .plan("pro", Quota::per_second(nz(3)))
+            .unwrap();
+        let store = MemoryRateStore::new(quotas, Arc::new(clock));
+        let u: Arc<str> = Arc::from("u");
+        let allowed = |plan| {
+            (0..10)
+                .filter(|_| matches!(store.decide(&u, plan), RateDecision::Allowed { .. }))
+                .count()
+        };
+        assert_eq!(allowed(Some("pro")), 3);
+        assert_eq!(allowed(Some("unknown")), 1);
+    }
+
+    #[test]
+    fn idle_users_are_forgotten() {
+        let clock = FakeClock::at_unix_secs(1_700_000_000);
+        let store = MemoryRateStore::new(
+            PlanQuotas::new(Quota::per_second(nz(5))),
+            Arc::new(clock.clone()),
+        );
+        for n in 0..1000 {
+            store.decide(&Arc::from(format!("user{n}")), None);
+        }
+        assert_eq!(store.len(), 1000);
+        clock.advance(Duration::from_secs(60));
+        store.decide(&Arc::from("late"), None);
+        assert_eq!(store.len(), 1, "only the new user is left");
+    }
+}

@@ -1,0 +1,64 @@
+//! Per-user rate limiting, keyed on the validated identity (GCRA, via `governor`).
+//!
+//! The [`RateLimitLayer`] goes **inside** the authentication layer, where the request carries an
+//! [`AuthContext`](crate::AuthContext): by default the key is the token's subject, so a user is
+//! limited across all of its tokens and addresses, and an unauthenticated client cannot spend
+//! someone else's quota.
+//!
+//! ```
+//! use std::num::NonZeroU32;
+//! use axum::{Router, routing::post};
+//! use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitLayer};
+//! use tower_jwt_guard::{Claims, JwtAuthLayer, keys::Key, validate::Validator};
+//!
+//! #[derive(Clone, serde::Deserialize)]
+//! struct MyClaims { plan: Option<String> }
+//!
+//! let nz = |n| NonZeroU32::new(n).unwrap();
+//! // Global: 10/s on the free plan, 100/s on pro, read from the `plan` claim.
+//! let global = RateLimitLayer::builder(
+//!     PlanQuotas::new(Quota::per_second(nz(10))).plan("pro", Quota::per_second(nz(100)))?,
+//! )
+//! .plan_by(|ext| ext.get::<Claims<MyClaims>>()?.plan.as_deref())
+//! .rate_limit_headers()
+//! .build()?;
+//! // One route: 30 orders per minute, on top of the global quota.
+//! let orders = RateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(nz(30)))).build()?;
+//!
+//! # let validator = Validator::<MyClaims>::builder()
+//! #     .key(Key::hmac(b"0123456789abcdef0123456789abcdef")?).build()?;
+//! let app: Router = Router::new()
+//!     .route("/orders", post(|| async { "ok" }).layer(orders))
+//!     .layer(global)                             // inside auth: sees the claims
+//!     .layer(JwtAuthLayer::new(validator));      // outside: authenticates first
+//! # Ok::<(), tower_jwt_guard::ConfigError>(())
+//! ```
+//!
+//! - Over quota: `429 RATE_LIMITED` with `Retry-After` in whole seconds, rounded up; with
+//!   [`rate_limit_headers`](RateLimitBuilder::rate_limit_headers), also the IETF
+//!   `RateLimit-Policy` / `RateLimit` headers on every response.
+//! - Requests without a key pass through untouched (another layer decides about them), or get
+//!   `401 MISSING_TOKEN` with [`reject_unauthenticated`](RateLimitBuilder::reject_unauthenticated);
+//!   never `429`.
+//! - Route quotas stack with global ones: each layer has its own counters.
+//! - The in-memory store drops idle users as it runs; no cleanup task.
+//! - [`MessageLimiter`] applies the same per-user quotas to WebSocket messages, across all of a
+//!   user's connections.
+
+mod future;
+mod layer;
+mod memory;
+mod messages;
+mod quota;
+mod service;
+mod store;
+
+pub use future::ResponseFuture;
+pub use layer::{KeyFn, PlanFn, RateLimitBuilder, RateLimitLayer};
+pub use memory::MemoryRateStore;
+pub use messages::{
+    DEFAULT_FLOOD_TOLERANCE, MessageGate, MessageLimiter, MessageVerdict, POLICY_VIOLATION,
+};
+pub use quota::{PlanQuotas, Quota};
+pub use service::RateLimit;
+pub use store::{RateDecision, RateLimitStore};

@@ -1,0 +1,51 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The answer of a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Within quota.
+    Allowed {
+        /// The quota's burst (requests per window).
+        limit: u32,
+        /// Requests left right now.
+        remaining: u32,
+        /// The quota's window (time to refill the whole burst).
+        window: Duration,
+    },
+    /// Over quota.
+    Limited {
+        /// The quota's burst.
+        limit: u32,
+        /// The quota's window.
+        window: Duration,
+        /// The earliest time a retry can succeed.
+        retry_after: Duration,
+    },
+}
+
+/// Where per-user quotas are counted: in memory ([`MemoryRateStore`](super::MemoryRateStore))
+/// or, for a fleet of instances, in a shared store.
+///
+/// As for the lockout store, the future is an associated type and [`check_now`](Self::check_now)
+/// lets a store answer at once, so the in-memory path neither boxes nor allocates.
+pub trait RateLimitStore: Send + Sync + 'static {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The future of [`check`](Self::check).
+    type Future: Future<Output = Result<RateDecision, Self::Error>> + Send + 'static;
+
+    /// Counts one request (or message) of `key` on `plan`'s quota.
+    fn check(&self, key: &Arc<str>, plan: Option<&str>) -> Self::Future;
+
+    /// The same answer without a future, when the store can give it at once.
+    fn check_now(
+        &self,
+        key: &Arc<str>,
+        plan: Option<&str>,
+    ) -> Option<Result<RateDecision, Self::Error>> {
+        let _ = (key, plan);
+        None
+    }
+}
