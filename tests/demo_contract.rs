@@ -409,3 +409,42 @@ async fn spoofed_forwarding_headers_never_change_the_counted_address() {
     let (s, _, _) = d.get_me(&victim, &[("x-forwarded-for", "127.0.0.5")]).await;
     assert_eq!(s, 401);
 }
+
+#[tokio::test]
+async fn orders_are_limited_to_thirty_a_minute_per_user() {
+    let d = start().await;
+    let alice = format!("Bearer {}", d.sign(d.access("alice")));
+    let bob = format!("Bearer {}", d.sign(d.access("bob")));
+    let order = |auth: &str| {
+        d.client
+            .post(format!("{}/orders", d.base))
+            .header("authorization", auth)
+            .send()
+    };
+    for i in 0..30 {
+        let res = order(&alice).await.unwrap();
+        assert_eq!(res.status(), 200, "order {i}");
+    }
+    let res = order(&alice).await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    // Another user has a budget of their own; no token is 401, not 429.
+    assert_eq!(order(&bob).await.unwrap().status(), 200);
+    let anonymous = d
+        .client
+        .post(format!("{}/orders", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // A new order is allowed once the quota refills (one every 2 seconds).
+    d.clock.advance(Duration::from_secs(2));
+    assert_eq!(order(&alice).await.unwrap().status(), 200);
+}

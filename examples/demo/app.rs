@@ -15,6 +15,7 @@ use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
+use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitLayer};
 use tower_jwt_guard::response::json_body;
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
@@ -107,7 +108,16 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
             tracing::warn!(client = %event.ip, failures = event.failures, "demo: address locked");
         })
         .build()?;
-    let protected = Router::new().route("/me", get(me)).route_layer(auth);
+    // 30 orders per minute per user, keyed on the token's subject.
+    let orders_limit = RateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(
+        std::num::NonZeroU32::new(30).expect("30 is not zero"),
+    )))
+    .shared_clock(Arc::clone(&config.clock))
+    .build()?;
+    let protected = Router::new()
+        .route("/me", get(me))
+        .route("/orders", post(create_order).layer(orders_limit))
+        .route_layer(auth);
     // The lockout wraps everything, auth included, so it sees auth's rejections and refuses a
     // locked address on every route before any token is parsed.
     Ok(Router::new()
@@ -177,6 +187,13 @@ async fn issue_token(
         .into_response(),
         Err(err) => (err.status(), json_body(&err)).into_response(),
     }
+}
+
+async fn create_order(ctx: AuthContext) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "accepted",
+        "user": ctx.subject(),
+    }))
 }
 
 async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<serde_json::Value> {

@@ -72,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          \x20 curl -s http://{local}/me -H \"Authorization: Bearer $TOKEN\"\n\
          \x20 curl -s \"http://{local}/me?token=$TOKEN\"\n\
          \x20 curl -s http://{local}/me -H \"X-Auth-Token: $TOKEN\"\n\
+         \x20 curl -s -X POST http://{local}/orders -H \"Authorization: Bearer $TOKEN\"  # 30/min per user\n\
          \x20 curl -s http://{local}/me                      # 401 MISSING_TOKEN\n\
          \x20 curl -s http://{local}/me -H \"Authorization: Bearer nope\"   # 401 INVALID_TOKEN\n\
          \x20 curl -s -X POST http://{local}/auth/token -H 'content-type: application/json' \\\n\
