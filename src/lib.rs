@@ -12,6 +12,7 @@
 //! | [`audit`] | `tracing` events for every decision, never with token text |
 //! | [`lockout`] | per-IP lockout after repeated failed attempts, bounded memory |
 //! | [`rate_limit`] | per-user quotas (per plan, per route) for requests and WebSocket messages, keyed on the validated subject |
+//! | [`ws`] | WebSocket upgrade gating (HTTP or close-frame rejections) and authenticated sessions: expiry, warnings, re-auth, message limits, connection limits, revocation |
 //! | [`client_ip`] | the client address: peer only, proxy headers only behind trusted proxies |
 //! | [`clock`] | injectable time, so tests never sleep |
 //! | [`peer`] | the connection's peer address |
@@ -42,6 +43,7 @@
 //! | `aws-lc-rs` | yes | crypto backend aws-lc-rs; chosen when both backends are enabled |
 //! | `rust-crypto` | no | crypto backend from the RustCrypto crates (pure Rust) |
 //! | `axum` | yes | axum extractors for [`Claims`] and [`AuthContext`], and reading axum's `ConnectInfo` |
+//! | `websocket` | yes | the [`ws`] module and [`RateLimitedSocket`](rate_limit::RateLimitedSocket), over tokio-tungstenite and (with `axum`) axum's `WebSocket` |
 //!
 //! One crypto backend is required: a build with neither fails to compile with a message saying
 //! so (see [`crypto`]).
@@ -78,6 +80,8 @@ pub mod peer;
 pub mod rate_limit;
 pub mod response;
 pub mod validate;
+#[cfg(feature = "websocket")]
+pub mod ws;
 
 pub use auth::{JwtAuth, JwtAuthLayer};
 pub use context::{AuthContext, Claims};

@@ -584,7 +584,6 @@ fn the_rejection_is_marked_and_the_audit_log_holds_no_token() {
 /// A plan the quotas do not name gets the default quota, so the headers should name the
 /// default policy; instead they name the raw claim, which may even filter down to `""`.
 #[tokio::test]
-#[ignore = "bug: ietf_headers names the policy after the raw plan claim, not the quota applied"]
 async fn ietf_headers_name_the_default_policy_for_an_unknown_plan() {
     let clock = clock();
     let quotas = per_minute(3)
@@ -621,7 +620,6 @@ async fn ietf_headers_name_the_default_policy_for_an_unknown_plan() {
 /// refuses, the global layer (which allowed the request) still stamps its own state on the 429,
 /// telling the client it has requests left.
 #[tokio::test]
-#[ignore = "bug: an outer layer's RateLimit header (r>0) is added to an inner layer's 429"]
 async fn a_429_from_the_route_does_not_advertise_remaining_quota() {
     let clock = clock();
     let global = limiter(per_minute(6), &clock)

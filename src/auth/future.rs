@@ -125,7 +125,7 @@ where
                                 verified.context.subject(),
                                 RequestInfo::of(&request),
                             );
-                            let response = crate::response::reject(&*config.responder, &err);
+                            let response = config.rejection(&mut request, &err);
                             state.set(State::Rejected {
                                 response: Some(response),
                             });

@@ -16,6 +16,38 @@ pub(crate) struct AuthConfig<C> {
     pub(crate) extractor: TokenExtractor,
     pub(crate) optional: bool,
     pub(crate) responder: Box<dyn Responder>,
+    /// Refuse WebSocket upgrades with a close frame instead of an HTTP status.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) close_frames: bool,
+}
+
+impl<C> AuthConfig<C> {
+    /// The prefix of the token subprotocol, if that source is configured.
+    pub(crate) fn token_protocol_prefix(&self) -> Option<&str> {
+        self.extractor.sources().iter().find_map(|s| match s {
+            crate::extract::TokenSource::WebSocketProtocol { prefix } => Some(&**prefix),
+            _ => None,
+        })
+    }
+
+    /// The response for a rejection of `req`: a close frame for WebSocket upgrades in
+    /// close-frame mode, the responder's answer otherwise.
+    pub(crate) fn rejection<B>(
+        &self,
+        req: &mut http::Request<B>,
+        error: &crate::error::AuthError,
+    ) -> http::Response<bytes::Bytes> {
+        #[cfg(feature = "websocket")]
+        if self.close_frames
+            && let Some(response) =
+                crate::ws::close_frame_rejection(req, error, self.token_protocol_prefix())
+        {
+            return response;
+        }
+        #[cfg(not(feature = "websocket"))]
+        let _ = req;
+        crate::response::reject(&*self.responder, error)
+    }
 }
 
 /// A [`Layer`] that authenticates requests with JWTs; see the [module docs](crate::auth).
@@ -53,6 +85,7 @@ where
             extractor: TokenExtractor::default(),
             optional: false,
             responder: Box::new(JsonResponder::new()),
+            close_frames: false,
         })
     }
 
@@ -69,6 +102,7 @@ where
             extractor: TokenExtractor::default(),
             optional: false,
             responder: Box::new(JsonResponder::new()),
+            close_frames: false,
         }
     }
 
@@ -92,6 +126,7 @@ pub struct JwtAuthBuilder<C> {
     extractor: TokenExtractor,
     optional: bool,
     responder: Box<dyn Responder>,
+    close_frames: bool,
 }
 
 impl<C> fmt::Debug for JwtAuthBuilder<C> {
@@ -126,6 +161,15 @@ where
         self
     }
 
+    /// Refuses WebSocket upgrades (HTTP/1.1) by completing them and closing at once with 4001
+    /// (missing token), 4002 (invalid), 4003 (expired) or 4000 (other), for browsers, which
+    /// cannot read a failed handshake's status. Other requests keep the HTTP responses.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_close_frames(mut self) -> Self {
+        self.close_frames = true;
+        self
+    }
+
     /// Builds the layer.
     ///
     /// # Errors
@@ -139,6 +183,7 @@ where
             extractor: self.extractor,
             optional: self.optional,
             responder: self.responder,
+            close_frames: self.close_frames,
         }))
     }
 }

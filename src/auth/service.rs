@@ -13,7 +13,21 @@ use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
 use crate::context::Claims;
 use crate::error::AuthError;
+use crate::extract::TokenSourceKind;
 use crate::validate::Verified;
+
+/// Whether `req` is a WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`, or HTTP/2 extended
+/// CONNECT).
+fn asks_for_websocket<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::CONNECT
+        || req
+            .headers()
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// A validation result; on failure, the subject when the signature was good (for audit).
+type Outcome<C> = Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)>;
 
 /// The service produced by [`JwtAuthLayer`](super::JwtAuthLayer).
 pub struct JwtAuth<S, C> {
@@ -89,25 +103,41 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let outcome: Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)> =
-            match config.extractor.extract(req.headers(), req.uri()) {
-                Err(e) => Err((e.into(), None)),
-                Ok(None) if config.optional => Ok(None),
-                Ok(None) => Err((AuthError::missing_token(), None)),
-                Ok(Some(token)) => {
-                    config
-                        .validator
-                        .validate_with_subject(token.as_str())
-                        .map(|mut v| {
-                            v.context.set_source(Some(token.source()));
-                            Some(v)
-                        })
-                }
-            };
+        let outcome: Outcome<C> = match config.extractor.extract(req.headers(), req.uri()) {
+            Err(e) => Err((e.into(), None)),
+            Ok(None) if config.optional => Ok(None),
+            Ok(None) => Err((AuthError::missing_token(), None)),
+            Ok(Some(token))
+                if token.source() == TokenSourceKind::WebSocketProtocol
+                    && asks_for_websocket(&req)
+                    && !crate::extract::offers_other_protocol(
+                        req.headers(),
+                        config.token_protocol_prefix().unwrap_or_default(),
+                    ) =>
+            {
+                // The response must select a subprotocol the client offered, and never the
+                // token: without another one there is nothing to select.
+                Err((
+                    AuthError::invalid_token(
+                        "a token subprotocol needs an application subprotocol beside it",
+                    ),
+                    None,
+                ))
+            }
+            Ok(Some(token)) => {
+                config
+                    .validator
+                    .validate_with_subject(token.as_str())
+                    .map(|mut v| {
+                        v.context.set_source(Some(token.source()));
+                        Some(v)
+                    })
+            }
+        };
         match outcome {
             Err((err, subject)) => {
                 audit::rejected(&err, subject.as_deref(), RequestInfo::of(&req));
-                ResponseFuture::rejected(crate::response::reject(&*config.responder, &err))
+                ResponseFuture::rejected(config.rejection(&mut req, &err))
             }
             Ok(None) => {
                 audit::anonymous(RequestInfo::of(&req));

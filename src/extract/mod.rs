@@ -43,4 +43,6 @@ mod sources;
 
 pub use error::ExtractError;
 pub use extractor::{DEFAULT_MAX_TOKEN_LEN, ExtractedToken, TokenExtractor};
-pub use sources::{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, TokenSource, TokenSourceKind};
+pub use sources::{
+    DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, TokenSource, TokenSourceKind, offers_other_protocol,
+};

@@ -251,6 +251,17 @@ fn cookie<'a>(
     Ok(found)
 }
 
+/// Whether the client offered a WebSocket subprotocol that does not start with `token_prefix`.
+pub fn offers_other_protocol(headers: &HeaderMap, token_prefix: &str) -> bool {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim_matches(is_ws))
+        .any(|p| !p.is_empty() && !p.starts_with(token_prefix))
+}
+
 fn websocket_protocol<'a>(
     headers: &'a HeaderMap,
     prefix: &str,

@@ -158,13 +158,12 @@ where
             match state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
                     let status = ready!(check.poll(cx));
-                    let (mut inner, request, tracking) = pending.take().expect(DONE);
+                    let (mut inner, mut request, tracking) = pending.take().expect(DONE);
                     match status {
                         Ok(LockStatus::Locked { retry_after }) => {
                             let err = locked_out(retry_after);
                             audit::rejected(&err, None, RequestInfo::of(&request));
-                            let response =
-                                crate::response::reject(&*tracking.shared.responder, &err);
+                            let response = tracking.shared.rejection(&mut request, &err);
                             state.set(State::Rejected {
                                 response: Some(response),
                             });

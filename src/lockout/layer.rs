@@ -25,6 +25,30 @@ pub struct LockEvent {
 
 type LockHook = Box<dyn Fn(&LockEvent) + Send + Sync>;
 
+impl<St> Shared<St> {
+    /// The response for a locked request: a 4029 close frame for WebSocket upgrades in
+    /// close-frame mode, the responder's answer otherwise.
+    pub(crate) fn rejection<B>(
+        &self,
+        req: &mut http::Request<B>,
+        error: &crate::error::AuthError,
+    ) -> http::Response<bytes::Bytes> {
+        #[cfg(feature = "websocket")]
+        if self.close_frames
+            && let Some(response) = crate::ws::close_frame_rejection(
+                req,
+                error,
+                Some(crate::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX),
+            )
+        {
+            return response;
+        }
+        #[cfg(not(feature = "websocket"))]
+        let _ = req;
+        crate::response::reject(&*self.responder, error)
+    }
+}
+
 pub(crate) struct Shared<St> {
     pub(crate) store: St,
     pub(crate) policy: LockoutPolicy,
@@ -32,6 +56,9 @@ pub(crate) struct Shared<St> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) responder: Box<dyn Responder>,
     pub(crate) on_lock: Option<LockHook>,
+    /// Refuse locked WebSocket upgrades with a 4029 close frame.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) close_frames: bool,
     /// Set once the "no peer address" warning has been given.
     pub(crate) warned_no_peer: std::sync::atomic::AtomicBool,
 }
@@ -71,6 +98,7 @@ impl LockoutLayer<MemoryStore> {
             clock: Arc::new(SystemClock),
             responder: Box::new(JsonResponder::new()),
             on_lock: None,
+            close_frames: false,
         }
     }
 }
@@ -103,6 +131,7 @@ pub struct LockoutBuilder<St> {
     clock: Arc<dyn Clock>,
     responder: Box<dyn Responder>,
     on_lock: Option<LockHook>,
+    close_frames: bool,
 }
 
 impl<St: fmt::Debug> fmt::Debug for LockoutBuilder<St> {
@@ -125,6 +154,7 @@ impl<St: LockoutStore> LockoutBuilder<St> {
             clock: self.clock,
             responder: self.responder,
             on_lock: self.on_lock,
+            close_frames: self.close_frames,
         }
     }
 
@@ -159,6 +189,15 @@ impl<St: LockoutStore> LockoutBuilder<St> {
         self
     }
 
+    /// Refuses a locked address's WebSocket upgrades (HTTP/1.1) by completing them and closing
+    /// at once with 4029, for browsers. The subprotocol answered is one the client offered that
+    /// does not start with the default token prefix.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_close_frames(mut self) -> Self {
+        self.close_frames = true;
+        self
+    }
+
     /// Checks the policy and builds the layer.
     ///
     /// # Errors
@@ -174,6 +213,7 @@ impl<St: LockoutStore> LockoutBuilder<St> {
                 clock: self.clock,
                 responder: self.responder,
                 on_lock: self.on_lock,
+                close_frames: self.close_frames,
                 warned_no_peer: std::sync::atomic::AtomicBool::new(false),
             }),
         })

@@ -111,7 +111,7 @@ where
             Some(Ok(LockStatus::Locked { retry_after })) => {
                 let err = locked_out(retry_after);
                 audit::rejected(&err, None, RequestInfo::of(&req));
-                ResponseFuture::rejected(crate::response::reject(&*shared.responder, &err))
+                ResponseFuture::rejected(shared.rejection(&mut req, &err))
             }
             Some(Ok(LockStatus::Open)) => {
                 ResponseFuture::inner(self.inner.call(req), Some(tracking))

@@ -13,6 +13,7 @@ use super::service::{add_headers, ietf_headers, rate_limited, store_failed};
 use super::{RateDecision, RateLimitStore};
 use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
+use crate::response::AuthRejection;
 
 type Pending<S, ReqBody, St> = (
     S,
@@ -114,9 +115,9 @@ where
                     let (mut inner, request, key, plan, shared) = pending.take().expect(DONE);
                     match decision {
                         Ok(decision) => {
-                            let headers = shared
-                                .headers
-                                .then(|| ietf_headers(&decision, plan.as_deref()));
+                            let headers = shared.headers.then(|| {
+                                ietf_headers(&decision, shared.store.policy_name(plan.as_deref()))
+                            });
                             if let RateDecision::Limited { retry_after, .. } = decision {
                                 let err = rate_limited(retry_after);
                                 audit::rejected(&err, Some(&key), RequestInfo::of(&request));
@@ -148,7 +149,10 @@ where
                         Ok(response) => response,
                         Err(e) => return Poll::Ready(Err(e)),
                     };
-                    if let Some(pairs) = headers.take() {
+                    // A refusal from a layer further in must not advertise quota left here.
+                    if let Some(pairs) = headers.take()
+                        && response.extensions().get::<AuthRejection>().is_none()
+                    {
                         add_headers(response.headers_mut(), pairs);
                     }
                     return Poll::Ready(Ok(response.map(GuardBody::inner)));

@@ -153,6 +153,12 @@ impl RateLimitStore for MemoryRateStore {
     ) -> Option<Result<RateDecision, Infallible>> {
         Some(Ok(self.decide(key, plan)))
     }
+
+    fn policy_name<'a>(&'a self, plan: Option<&'a str>) -> &'a str {
+        self.quotas
+            .index_of(plan)
+            .map_or("default", |i| &*self.quotas.plans[i].0)
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ mod memory;
 mod messages;
 mod quota;
 mod service;
+#[cfg(feature = "websocket")]
+mod socket;
 mod store;
 
 pub use future::ResponseFuture;
@@ -61,4 +63,6 @@ pub use messages::{
 };
 pub use quota::{PlanQuotas, Quota};
 pub use service::RateLimit;
+#[cfg(feature = "websocket")]
+pub use socket::RateLimitedSocket;
 pub use store::{RateDecision, RateLimitStore};

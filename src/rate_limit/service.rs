@@ -62,13 +62,17 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// The IETF `RateLimit-Policy` / `RateLimit` header values for `decision`.
 pub(crate) fn ietf_headers(
     decision: &RateDecision,
-    plan: Option<&str>,
+    policy: &str,
 ) -> [(HeaderName, HeaderValue); 2] {
-    let name: String = plan
-        .unwrap_or("default")
+    let name: String = policy
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .collect();
+    let name = if name.is_empty() {
+        "default".to_owned()
+    } else {
+        name
+    };
     let (limit, window, remaining, reset) = match *decision {
         RateDecision::Allowed {
             limit,
@@ -133,7 +137,9 @@ where
         let plan = shared.plan.and_then(|f| f(req.extensions()));
         match shared.store.check_now(&key, plan) {
             Some(Ok(decision)) => {
-                let headers = shared.headers.then(|| ietf_headers(&decision, plan));
+                let headers = shared
+                    .headers
+                    .then(|| ietf_headers(&decision, shared.store.policy_name(plan)));
                 match decision {
                     RateDecision::Allowed { .. } => {
                         ResponseFuture::inner(self.inner.call(req), headers)

@@ -39,6 +39,13 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// Counts one request (or message) of `key` on `plan`'s quota.
     fn check(&self, key: &Arc<str>, plan: Option<&str>) -> Self::Future;
 
+    /// The name of the quota that applies to `plan`, for the `RateLimit-Policy` header:
+    /// the plan's name when the store has a quota for it, `"default"` otherwise.
+    fn policy_name<'a>(&'a self, plan: Option<&'a str>) -> &'a str {
+        let _ = plan;
+        "default"
+    }
+
     /// The same answer without a future, when the store can give it at once.
     fn check_now(
         &self,

@@ -1,0 +1,83 @@
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+
+use super::{MessageGate, MessageVerdict};
+use crate::ws::{MessageKind, SocketMessage};
+
+/// A WebSocket whose incoming data messages pass through a [`MessageGate`]: an excess message
+/// is not delivered and the client gets a `rate_limited` notice; a client that keeps flooding is
+/// closed with 1008. Works over axum's `WebSocket` and tokio-tungstenite's `WebSocketStream`.
+///
+/// For the full session treatment (expiry, re-authentication, revocation, limits) use
+/// [`AuthenticatedSocket`](crate::ws::AuthenticatedSocket), which does this too.
+#[derive(Debug)]
+pub struct RateLimitedSocket<S> {
+    socket: S,
+    gate: MessageGate,
+    closed: bool,
+}
+
+impl<S, M, E> RateLimitedSocket<S>
+where
+    S: Stream<Item = Result<M, E>> + Sink<M, Error = E> + Unpin,
+    M: SocketMessage,
+{
+    /// Wraps `socket`.
+    pub fn new(socket: S, gate: MessageGate) -> Self {
+        Self {
+            socket,
+            gate,
+            closed: false,
+        }
+    }
+
+    /// The next message within quota (control frames pass through); `None` when the
+    /// connection is over, including after a 1008 close for flooding.
+    pub async fn recv(&mut self) -> Option<Result<M, E>> {
+        while !self.closed {
+            let message = match self.socket.next().await? {
+                Ok(message) => message,
+                Err(e) => return Some(Err(e)),
+            };
+            if !message.kind().is_data() {
+                if matches!(message.kind(), MessageKind::Close(_)) {
+                    self.closed = true;
+                }
+                return Some(Ok(message));
+            }
+            let verdict = self.gate.check();
+            match verdict {
+                MessageVerdict::Deliver => return Some(Ok(message)),
+                MessageVerdict::Reject { .. } => {
+                    let notice = verdict.notice().unwrap_or_default();
+                    if let Err(e) = self.socket.send(M::text(notice)).await {
+                        return Some(Err(e));
+                    }
+                }
+                MessageVerdict::Close { code, reason } => {
+                    self.closed = true;
+                    // The client is going away either way; a failed close changes nothing.
+                    let _ = self.socket.send(M::close(code, reason)).await;
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends a message.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub async fn send(&mut self, message: M) -> Result<(), E> {
+        self.socket.send(message).await
+    }
+
+    /// The gate.
+    pub fn gate(&self) -> &MessageGate {
+        &self.gate
+    }
+
+    /// Unwraps the socket.
+    pub fn into_inner(self) -> S {
+        self.socket
+    }
+}

@@ -1,0 +1,60 @@
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::{WsSession, WsSessions, close_frame_rejection_parts};
+use crate::axum::ClaimsRejection;
+use crate::context::{AuthContext, Claims};
+use crate::error::AuthError;
+use crate::response::{JsonResponder, Responder};
+
+fn respond(error: &AuthError) -> Response {
+    JsonResponder::new()
+        .respond(error)
+        .map(axum::body::Body::from)
+}
+
+/// Opens the session of an authenticated upgrade request: needs the `JwtAuthLayer` on the route
+/// and a `WsSessions<C>` in the extensions (`Router::layer(Extension(sessions))`). Over a
+/// connection limit it answers `429 RATE_LIMITED` (or, with close frames, closes with 4029).
+impl<S, C> FromRequestParts<S> for WsSession<C>
+where
+    S: Send + Sync,
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(sessions) = parts.extensions.get::<WsSessions<C>>().cloned() else {
+            tracing::error!(
+                target: crate::audit::AUDIT_TARGET,
+                path = parts.uri.path(),
+                "WsSession extracted without a WsSessions extension"
+            );
+            return Err(respond(&AuthError::auth_failed(
+                "WebSocket sessions are not configured for this route",
+            )));
+        };
+        let context = AuthContext::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Claims(claims) = parts
+            .extensions
+            .get::<Claims<C>>()
+            .cloned()
+            .ok_or(ClaimsRejection::LayerMissing)
+            .map_err(IntoResponse::into_response)?;
+        sessions
+            .open(context, claims, &parts.headers)
+            .map_err(|error| {
+                if sessions.uses_close_frames()
+                    && let Some(response) =
+                        close_frame_rejection_parts(parts, &error, Some(sessions.token_prefix()))
+                {
+                    return response.map(axum::body::Body::from);
+                }
+                respond(&error)
+            })
+    }
+}
