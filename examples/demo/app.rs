@@ -5,19 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_jwt_guard::clock::Clock;
 use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
-use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitLayer};
+use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, RateLimitLayer};
 use tower_jwt_guard::response::json_body;
 use tower_jwt_guard::validate::Validator;
+use tower_jwt_guard::ws::{WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
 
 /// How long a token from `POST /auth/token` lives.
@@ -51,6 +53,9 @@ pub struct DemoConfig {
     pub secret: Vec<u8>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// How often a WebSocket session looks at the clock at the least (exact deadlines are
+    /// used anyway; tests that move a fake clock use a few milliseconds).
+    pub session_tick: Duration,
 }
 
 #[derive(Clone)]
@@ -114,10 +119,23 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     )))
     .shared_clock(Arc::clone(&config.clock))
     .build()?;
+    // WebSocket sessions: the same validator re-authenticates them; 10 messages per second per
+    // user across all of that user's connections.
+    let sessions = WsSessions::builder(auth.validator().clone())
+        .message_limiter(MessageLimiter::with_clock(
+            PlanQuotas::new(Quota::per_second(
+                std::num::NonZeroU32::new(10).expect("10 is not zero"),
+            )),
+            Arc::clone(&config.clock),
+        ))
+        .max_tick(config.session_tick)
+        .build()?;
     let protected = Router::new()
         .route("/me", get(me))
         .route("/orders", post(create_order).layer(orders_limit))
-        .route_layer(auth);
+        .route("/ws", get(ws_echo))
+        .route_layer(auth)
+        .layer(Extension(sessions));
     // The lockout wraps everything, auth included, so it sees auth's rejections and refuses a
     // locked address on every route before any token is parsed.
     Ok(Router::new()
@@ -187,6 +205,25 @@ async fn issue_token(
         .into_response(),
         Err(err) => (err.status(), json_body(&err)).into_response(),
     }
+}
+
+/// `GET /ws`: a WebSocket echo of text messages for an authenticated user. The session takes
+/// care of expiry, warnings, re-authentication and the message limit.
+async fn ws_echo(upgrade: WebSocketUpgrade, session: WsSession<DemoClaims>) -> Response {
+    // Select the client's own subprotocol (e.g. `echo`), never the token one.
+    let protocols = session.application_protocols().to_vec();
+    upgrade
+        .protocols(protocols)
+        .on_upgrade(|socket| async move {
+            let mut socket = session.attach(socket);
+            while let Some(Ok(message)) = socket.recv().await {
+                if let Message::Text(text) = message
+                    && socket.send(Message::Text(text)).await.is_err()
+                {
+                    break;
+                }
+            }
+        })
 }
 
 async fn create_order(ctx: AuthContext) -> Json<serde_json::Value> {

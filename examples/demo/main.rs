@@ -11,6 +11,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tower_jwt_guard::clock::SystemClock;
+use tower_jwt_guard::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
 use tower_jwt_guard::jsonwebtoken::EncodingKey;
 use tower_jwt_guard::keys::MIN_HMAC_SECRET_LEN;
 use tracing_subscriber::EnvFilter;
@@ -49,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = app::DemoConfig {
         secret,
         clock: Arc::new(SystemClock),
+        session_tick: std::time::Duration::from_secs(30),
     };
     let router = app::app(&config)?;
 
@@ -65,6 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "alice",
         Some("free"),
     )?;
+    let protocol = format!(
+        "{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(&token)
+    );
     println!(
         "\nA token for user alice (plan free, valid {} minutes):\n\n  TOKEN={token}\n\n\
          Try:\n\
@@ -76,7 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          \x20 curl -s http://{local}/me                      # 401 MISSING_TOKEN\n\
          \x20 curl -s http://{local}/me -H \"Authorization: Bearer nope\"   # 401 INVALID_TOKEN\n\
          \x20 curl -s -X POST http://{local}/auth/token -H 'content-type: application/json' \\\n\
-         \x20      -d '{{\"sub\":\"bob\",\"plan\":\"pro\"}}'\n",
+         \x20      -d '{{\"sub\":\"bob\",\"plan\":\"pro\"}}'\n\
+         WebSocket echo (the subprotocol carries the token, as browsers must):\n\
+         \x20 websocat --protocol 'echo, {protocol}' ws://{local}/ws\n\
+         \x20 websocat -H \"Authorization: Bearer $TOKEN\" ws://{local}/ws\n\
+         \x20 then send: {{\"type\":\"reauth\",\"token\":\"<a newer token>\"}}\n",
         app::TOKEN_TTL.as_secs() / 60
     );
 
