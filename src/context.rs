@@ -26,6 +26,26 @@ pub struct AuthContext {
 }
 
 impl AuthContext {
+    /// A context with only a subject, for tests of downstream layers and for custom
+    /// authentication that still wants this crate's rate limiting and sessions.
+    pub fn for_subject(subject: impl Into<Arc<str>>) -> Self {
+        Self {
+            subject: Some(subject.into()),
+            token_id: None,
+            issued_at: None,
+            expires_at: None,
+            not_before: None,
+            key_id: None,
+            source: None,
+        }
+    }
+
+    /// Sets the expiry (Unix seconds).
+    pub fn with_expires_at(mut self, expires_at: Option<u64>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
     /// The `sub` claim.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
