@@ -104,10 +104,29 @@ impl JsonResponder {
 
 /// The JSON body `{"error":{"code":"...","message":"..."}}` for `error`.
 pub fn json_body(error: &AuthError) -> Bytes {
-    let body = serde_json::json!({
-        "error": { "code": error.code().as_str(), "message": error.message() }
-    });
-    Bytes::from(body.to_string())
+    let message = error.message();
+    let mut body = String::with_capacity(48 + message.len());
+    body.push_str(r#"{"error":{"code":""#);
+    body.push_str(error.code().as_str());
+    body.push_str(r#"","message":""#);
+    push_json_escaped(&mut body, message);
+    body.push_str(r#""}}"#);
+    Bytes::from(body)
+}
+
+/// Appends `s` as the inside of a JSON string.
+fn push_json_escaped(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 impl Responder for JsonResponder {
@@ -181,6 +200,14 @@ mod tests {
         assert_eq!(r.status(), 429);
         assert_eq!(header(&r, RETRY_AFTER), Some("3"));
         assert_eq!(header(&r, WWW_AUTHENTICATE), None);
+    }
+
+    #[test]
+    fn json_body_escapes_messages() {
+        let e = AuthError::forbidden("a \"quoted\" \\ line\nbreak");
+        let v: serde_json::Value = serde_json::from_slice(&json_body(&e)).unwrap();
+        assert_eq!(v["error"]["code"], "FORBIDDEN");
+        assert_eq!(v["error"]["message"], "a \"quoted\" \\ line\nbreak");
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! One pass over the verified payload for the registered claims this crate checks itself
-//! (`sub`, `jti`, `exp`, `nbf`, `iat`) and for the presence of required claims.
+//! One pass over the verified payload for the registered claims (`sub`, `jti`, `exp`, `nbf`,
+//! `iat`, `iss`, `aud`) and for the presence of required claims.
 //!
-//! `jsonwebtoken` verifies the signature, the algorithm, `iss`, `aud` and deserializes the
-//! application's claims; time-based checks are done here so that they read the injectable
-//! [`Clock`](crate::clock::Clock).
+//! The signature is verified by `jsonwebtoken`'s crypto provider before the payload is read;
+//! the claims are checked here so that time reads the injectable
+//! [`Clock`](crate::clock::Clock) and the payload is decoded once, not three times.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,6 +14,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+/// Whether a claim compared against a configured set matched.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Match {
+    /// The claim is absent.
+    #[default]
+    Absent,
+    /// Present, and (when a set is configured) one of its values is in the set.
+    Matched,
+    /// Present, and none of its values is in the configured set.
+    Unmatched,
+}
+
 /// The registered claims, as read from the payload.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct StdClaims {
@@ -22,8 +34,18 @@ pub(crate) struct StdClaims {
     pub exp: Option<u64>,
     pub nbf: Option<u64>,
     pub iat: Option<u64>,
+    pub iss: Match,
+    pub aud: Match,
     /// Bit `i` is set when `required[i]` is present.
     pub present: u64,
+}
+
+/// What the parse compares claims against.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClaimSpec<'r> {
+    pub required: &'r [Box<str>],
+    pub issuers: Option<&'r [Box<str>]>,
+    pub audiences: Option<&'r [Box<str>]>,
 }
 
 /// Why the payload could not be read.
@@ -31,9 +53,42 @@ pub(crate) struct StdClaims {
 pub(crate) struct PayloadError;
 
 /// Payloads up to this size are decoded on the stack.
-const STACK_PAYLOAD: usize = 1536;
+const STACK_PAYLOAD: usize = 1024;
 
-/// Reads the registered claims from a compact JWS, whose signature has already been verified.
+/// A base64url-decoded JWS segment, on the stack when small.
+pub(crate) enum Decoded {
+    Stack([u8; STACK_PAYLOAD], usize),
+    Heap(Vec<u8>),
+}
+
+impl Decoded {
+    /// Decodes one unpadded base64url segment.
+    pub(crate) fn of(segment: &str) -> Result<Self, PayloadError> {
+        if base64::decoded_len_estimate(segment.len()) <= STACK_PAYLOAD {
+            let mut buf = [0u8; STACK_PAYLOAD];
+            let n = URL_SAFE_NO_PAD
+                .decode_slice(segment, &mut buf)
+                .map_err(|_| PayloadError)?;
+            Ok(Self::Stack(buf, n))
+        } else {
+            URL_SAFE_NO_PAD
+                .decode(segment)
+                .map(Self::Heap)
+                .map_err(|_| PayloadError)
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Stack(buf, n) => &buf[..*n],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+/// Reads the registered claims from a compact JWS (used by tests; the validator decodes the
+/// payload once and calls [`parse_std_claims_json`]).
+#[cfg(test)]
 pub(crate) fn parse_std_claims(
     token: &str,
     required: &[Box<str>],
@@ -42,29 +97,31 @@ pub(crate) fn parse_std_claims(
     let (_, Some(payload), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(PayloadError);
     };
-    let seed = Seed { required };
-    let decoded_len = base64::decoded_len_estimate(payload.len());
-    if decoded_len <= STACK_PAYLOAD {
-        let mut buf = [0u8; STACK_PAYLOAD];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(payload, &mut buf)
-            .map_err(|_| PayloadError)?;
-        from_json(&buf[..n], seed)
-    } else {
-        let buf = URL_SAFE_NO_PAD.decode(payload).map_err(|_| PayloadError)?;
-        from_json(&buf, seed)
-    }
+    let decoded = Decoded::of(payload)?;
+    parse_std_claims_json(
+        decoded.bytes(),
+        ClaimSpec {
+            required,
+            ..ClaimSpec::default()
+        },
+    )
 }
 
-fn from_json(json: &[u8], seed: Seed<'_>) -> Result<StdClaims, PayloadError> {
+/// Reads the registered claims from the decoded payload.
+pub(crate) fn parse_std_claims_json(
+    json: &[u8],
+    spec: ClaimSpec<'_>,
+) -> Result<StdClaims, PayloadError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let claims = seed.deserialize(&mut de).map_err(|_| PayloadError)?;
+    let claims = Seed { spec }
+        .deserialize(&mut de)
+        .map_err(|_| PayloadError)?;
     de.end().map_err(|_| PayloadError)?;
     Ok(claims)
 }
 
 struct Seed<'r> {
-    required: &'r [Box<str>],
+    spec: ClaimSpec<'r>,
 }
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
@@ -82,6 +139,14 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str)
     Ok(())
 }
 
+fn match_once<E: de::Error>(slot: &mut Match, value: Match, name: &'static str) -> Result<(), E> {
+    if *slot != Match::Absent {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = value;
+    Ok(())
+}
+
 impl<'de> Visitor<'de> for Seed<'_> {
     type Value = StdClaims;
 
@@ -91,8 +156,9 @@ impl<'de> Visitor<'de> for Seed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StdClaims, A::Error> {
         let mut out = StdClaims::default();
+        let spec = self.spec;
         while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
-            if let Some(i) = self.required.iter().position(|r| **r == *key)
+            if let Some(i) = spec.required.iter().position(|r| **r == *key)
                 && i < 64
             {
                 out.present |= 1 << i;
@@ -107,12 +173,68 @@ impl<'de> Visitor<'de> for Seed<'_> {
                 "exp" => set_once(&mut out.exp, map.next_value::<NumericDate>()?.0, "exp")?,
                 "nbf" => set_once(&mut out.nbf, map.next_value::<NumericDate>()?.0, "nbf")?,
                 "iat" => set_once(&mut out.iat, map.next_value::<NumericDate>()?.0, "iat")?,
+                "iss" => {
+                    let m = map.next_value_seed(OneOrMany { set: spec.issuers })?;
+                    match_once(&mut out.iss, m, "iss")?;
+                }
+                "aud" => {
+                    let m = map.next_value_seed(OneOrMany {
+                        set: spec.audiences,
+                    })?;
+                    match_once(&mut out.aud, m, "aud")?;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(out)
+    }
+}
+
+/// A string or an array of strings (`iss`, `aud`), matched against a configured set.
+struct OneOrMany<'r> {
+    set: Option<&'r [Box<str>]>,
+}
+
+impl OneOrMany<'_> {
+    fn matches(&self, value: &str) -> bool {
+        self.set.is_none_or(|set| set.iter().any(|s| &**s == value))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for OneOrMany<'_> {
+    type Value = Match;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Match, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneOrMany<'_> {
+    type Value = Match;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Match, E> {
+        Ok(if self.matches(v) {
+            Match::Matched
+        } else {
+            Match::Unmatched
+        })
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Match, A::Error> {
+        let mut any = false;
+        while let Some(CowStr(v)) = seq.next_element::<CowStr<'de>>()? {
+            any |= self.matches(&v);
+        }
+        Ok(if any {
+            Match::Matched
+        } else {
+            Match::Unmatched
+        })
     }
 }
 
@@ -214,6 +336,36 @@ mod tests {
         }
         assert_eq!(parse_std_claims("onlyone", &[]), Err(PayloadError));
         assert_eq!(parse_std_claims("a.!!.c", &[]), Err(PayloadError));
+    }
+
+    fn spec_parse(payload: &str, issuers: &[Box<str>], audiences: &[Box<str>]) -> StdClaims {
+        parse_std_claims_json(
+            payload.as_bytes(),
+            ClaimSpec {
+                required: &[],
+                issuers: Some(issuers),
+                audiences: Some(audiences),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn issuer_and_audience_are_matched_as_string_or_array() {
+        let iss: Vec<Box<str>> = vec!["https://a".into()];
+        let aud: Vec<Box<str>> = vec!["api".into(), "web".into()];
+        let c = spec_parse(r#"{"iss":"https://a","aud":["x","web"]}"#, &iss, &aud);
+        assert_eq!((c.iss, c.aud), (Match::Matched, Match::Matched));
+        let c = spec_parse(r#"{"iss":["https://b"],"aud":"x"}"#, &iss, &aud);
+        assert_eq!((c.iss, c.aud), (Match::Unmatched, Match::Unmatched));
+        let c = spec_parse(r#"{"aud":[]}"#, &iss, &aud);
+        assert_eq!((c.iss, c.aud), (Match::Absent, Match::Unmatched));
+        for bad in [r#"{"iss":7}"#, r#"{"aud":[1]}"#, r#"{"aud":"a","aud":"b"}"#] {
+            assert!(
+                parse_std_claims_json(bad.as_bytes(), ClaimSpec::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! Verifying a token and checking its claims.
 //!
-//! A [`Validator`] is built once, at start-up, and shared (it is an `Arc` inside). It:
+//! A [`Validator`] is built once, at start-up, and shared (it is an `Arc` inside). Signatures
+//! are verified by `jsonwebtoken`'s crypto provider (aws-lc-rs or RustCrypto, see
+//! [`crypto`](crate::crypto)); the compact form, the header and the claims are read here in one
+//! pass each (`jsonwebtoken::decode` parses the header twice and the claims twice, which cost
+//! more than the layer's whole budget). It:
 //! - takes the algorithms from configuration only: each [`Key`](crate::keys::Key) is bound to
 //!   its family, the allow-list narrows further, `none` is never accepted;
 //! - picks the key by the token's `kid` when several keys are configured (rotation without
 //!   downtime); with a single key, `kid` is not consulted;
 //! - requires `exp` by default, checks `nbf` when present, both with a leeway (default 10 s)
 //!   against an injectable [`Clock`](crate::clock::Clock);
-//! - checks `iss` and `aud` when configured (a configured issuer or audience is then required),
-//!   and refuses a token carrying an `aud` when no audience is configured (RFC 7519 §4.1.3);
+//! - checks `iss` and `aud` when configured, as a string or an array of strings (a configured
+//!   issuer or audience is then required), and refuses a token carrying an `aud` when no audience
+//!   is configured (RFC 7519 §4.1.3);
+//! - refuses a header with `crit` (no extension is understood, RFC 7515 §4.1.11) and duplicate
+//!   header or registered-claim members;
 //! - requires named claims to be present, and runs typed predicates over the application's
 //!   claims type (`FORBIDDEN` when one fails);
 //! - optionally asks an async revocation hook.

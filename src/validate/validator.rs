@@ -4,11 +4,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
-use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 
-use super::claims::{StdClaims, parse_std_claims};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::errors::ErrorKind;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use super::claims::{ClaimSpec, Decoded, Match, StdClaims, parse_std_claims_json};
 use super::{Revocation, RevocationFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::context::AuthContext;
@@ -40,11 +43,15 @@ struct Requirement<C> {
 
 struct KeyEntry {
     key: Key,
-    validation: Validation,
+    /// The allow-list narrowed to this key's family (and bound algorithm).
+    algorithms: Box<[Algorithm]>,
 }
 
 struct Inner<C> {
     keys: Box<[KeyEntry]>,
+    issuers: Option<Box<[Box<str>]>>,
+    audiences: Option<Box<[Box<str>]>>,
+    subject: Option<Box<str>>,
     leeway: u64,
     require_exp: bool,
     required: Box<[Box<str>]>,
@@ -146,14 +153,22 @@ where
         token: &str,
     ) -> Result<Verified<C>, (AuthError, Option<Arc<str>>)> {
         let inner = &*self.inner;
-        let (entry, claims) = self.verify_signature(token).map_err(|e| (e, None))?;
-        let std = parse_std_claims(token, &inner.required).map_err(|_| {
+        let (entry, payload) = self.verify_signature(token).map_err(|e| (e, None))?;
+        let malformed = || {
             (
                 AuthError::invalid_token("the token claims are malformed"),
                 None,
             )
-        })?;
-        if let Err(e) = self.check_time_and_presence(&std) {
+        };
+        let payload = Decoded::of(payload).map_err(|_| malformed())?;
+        let spec = ClaimSpec {
+            required: &inner.required,
+            issuers: inner.issuers.as_deref(),
+            audiences: inner.audiences.as_deref(),
+        };
+        let std = parse_std_claims_json(payload.bytes(), spec).map_err(|_| malformed())?;
+        let claims: C = serde_json::from_slice(payload.bytes()).map_err(|_| malformed())?;
+        if let Err(e) = self.check_claims(&std) {
             return Err((e, std.sub));
         }
         if let Some(failed) = inner.requirements.iter().find(|r| !(r.check)(&claims)) {
@@ -206,38 +221,103 @@ where
         Duration::from_secs(self.inner.leeway)
     }
 
-    fn verify_signature(&self, token: &str) -> Result<(&KeyEntry, C), AuthError> {
-        let keys = &self.inner.keys;
-        if let [only] = &keys[..] {
-            return decode::<C>(token, &only.key.decoding, &only.validation)
-                .map(|data| (only, data.claims))
-                .map_err(|e| map_jwt_error(e.kind()));
+    /// Checks the compact form, the algorithm and the signature; returns the key that
+    /// verified the token and the payload segment.
+    fn verify_signature<'t>(&self, token: &'t str) -> Result<(&KeyEntry, &'t str), AuthError> {
+        let malformed = AuthError::invalid_token("the token is malformed");
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed);
+        };
+        let header = Decoded::of(header).map_err(|_| malformed.clone())?;
+        let header: JwsHeader<'_> =
+            serde_json::from_slice(header.bytes()).map_err(|_| malformed.clone())?;
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: no extension is understood here, so none may be critical.
+            return Err(AuthError::invalid_token(
+                "the token has critical header extensions",
+            ));
         }
-        let header = decode_header(token).map_err(|e| map_jwt_error(e.kind()))?;
+        let alg = header.alg;
+        let message = &token.as_bytes()[..token.len() - signature.len() - 1];
+        let keys = &self.inner.keys;
+        let not_allowed = AuthError::invalid_token("the token algorithm is not allowed");
+        let verify = |entry: &KeyEntry| -> Result<bool, AuthError> {
+            // The algorithm is checked against the key's own list before any crypto runs, so
+            // a key is never used with an algorithm of another family.
+            if !entry.algorithms.contains(&alg) {
+                return Err(not_allowed.clone());
+            }
+            jsonwebtoken::crypto::verify(signature, message, &entry.key.decoding, alg)
+                .map_err(|e| map_jwt_error(e.kind()))
+        };
+        let bad_signature = || AuthError::invalid_token("the token signature is invalid");
+        // One key: `kid` is not consulted.
+        if let [only] = &keys[..] {
+            return if verify(only)? {
+                Ok((only, payload))
+            } else {
+                Err(bad_signature())
+            };
+        }
         if let Some(kid) = header.kid.as_deref() {
             let entry = keys
                 .iter()
                 .find(|k| k.key.kid.as_deref() == Some(kid))
                 .ok_or(AuthError::invalid_token("the token key id is unknown"))?;
-            return decode::<C>(token, &entry.key.decoding, &entry.validation)
-                .map(|data| (entry, data.claims))
-                .map_err(|e| map_jwt_error(e.kind()));
+            return if verify(entry)? {
+                Ok((entry, payload))
+            } else {
+                Err(bad_signature())
+            };
         }
-        // No kid: try each key that accepts this algorithm, in configuration order.
-        let mut last = AuthError::invalid_token("the token algorithm is not allowed");
-        for entry in keys
-            .iter()
-            .filter(|k| k.validation.algorithms.contains(&header.alg))
-        {
-            match decode::<C>(token, &entry.key.decoding, &entry.validation) {
-                Ok(data) => return Ok((entry, data.claims)),
-                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
-                    last = map_jwt_error(e.kind());
-                }
-                Err(e) => return Err(map_jwt_error(e.kind())),
+        // No kid: each key that accepts this algorithm, in configuration order.
+        let mut tried = false;
+        for entry in keys.iter().filter(|k| k.algorithms.contains(&alg)) {
+            tried = true;
+            if verify(entry)? {
+                return Ok((entry, payload));
             }
         }
-        Err(last)
+        Err(if tried { bad_signature() } else { not_allowed })
+    }
+
+    fn check_claims(&self, std: &StdClaims) -> Result<(), AuthError> {
+        let inner = &*self.inner;
+        if inner.issuers.is_some() {
+            match std.iss {
+                Match::Matched => {}
+                Match::Absent => {
+                    return Err(AuthError::invalid_token("the token lacks a required claim"));
+                }
+                Match::Unmatched => {
+                    return Err(AuthError::invalid_token("the token issuer is not accepted"));
+                }
+            }
+        }
+        // RFC 7519 §4.1.3: a recipient that does not identify itself with a value of a present
+        // `aud` must reject the token.
+        match (inner.audiences.is_some(), std.aud) {
+            (true, Match::Matched) | (false, Match::Absent) => {}
+            (true, Match::Absent) => {
+                return Err(AuthError::invalid_token("the token lacks a required claim"));
+            }
+            _ => {
+                return Err(AuthError::invalid_token(
+                    "the token audience is not accepted",
+                ));
+            }
+        }
+        if let Some(expected) = &inner.subject
+            && std.sub.as_deref() != Some(&**expected)
+        {
+            return Err(AuthError::invalid_token(
+                "the token subject is not accepted",
+            ));
+        }
+        self.check_time_and_presence(std)
     }
 
     fn check_time_and_presence(&self, std: &StdClaims) -> Result<(), AuthError> {
@@ -264,6 +344,16 @@ where
         }
         Ok(())
     }
+}
+
+/// The JOSE header fields this crate reads; unknown ones are ignored, duplicates refused.
+#[derive(Deserialize)]
+struct JwsHeader<'a> {
+    alg: Algorithm,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
 }
 
 pub(crate) fn revocation_outcome(
@@ -437,16 +527,9 @@ where
                 return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
             }
         }
-        let mut spec_required = Vec::new();
-        if self.issuers.is_some() {
-            spec_required.push("iss");
-        }
-        if self.audiences.is_some() {
-            spec_required.push("aud");
-        }
         let mut entries = Vec::with_capacity(self.keys.len());
         for key in self.keys {
-            let algorithms: Vec<Algorithm> = key
+            let algorithms: Box<[Algorithm]> = key
                 .family
                 .algorithms()
                 .iter()
@@ -465,23 +548,15 @@ where
                     key.family
                 )));
             }
-            let mut validation = Validation::new(algorithms[0]);
-            validation.algorithms = algorithms;
-            // Time is checked by this crate against its clock.
-            validation.validate_exp = false;
-            validation.validate_nbf = false;
-            validation.leeway = 0;
-            validation.set_required_spec_claims(&spec_required);
-            validation.validate_aud = true;
-            if let Some(iss) = &self.issuers {
-                validation.set_issuer(iss);
-            }
-            if let Some(aud) = &self.audiences {
-                validation.set_audience(aud);
-            }
-            validation.sub.clone_from(&self.subject);
-            entries.push(KeyEntry { key, validation });
+            entries.push(KeyEntry { key, algorithms });
         }
+        let boxed = |list: Option<Vec<String>>| {
+            list.map(|l| {
+                l.into_iter()
+                    .map(String::into_boxed_str)
+                    .collect::<Box<[_]>>()
+            })
+        };
         let required_mask = if self.required.is_empty() {
             0
         } else {
@@ -490,6 +565,9 @@ where
         Ok(Validator {
             inner: Arc::new(Inner {
                 keys: entries.into_boxed_slice(),
+                issuers: boxed(self.issuers),
+                audiences: boxed(self.audiences),
+                subject: self.subject.map(String::into_boxed_str),
                 leeway: self.leeway.as_secs(),
                 require_exp: self.require_exp,
                 required: self.required.into_boxed_slice(),
