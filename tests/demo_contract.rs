@@ -1,7 +1,7 @@
 //! The demo server's public contract (shared/DEMO_CONTRACT.md), HTTP part, tested through a real
 //! server on loopback with a real client. The demo's app is built from `examples/demo/app.rs`
 //! with a controllable clock, so expiry is tested without sleeping.
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "websocket"))]
 
 #[path = "../examples/demo/app.rs"]
 #[allow(dead_code)]
