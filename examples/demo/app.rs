@@ -209,7 +209,7 @@ async fn issue_token(
 
 /// `GET /ws`: a WebSocket echo of text messages for an authenticated user. The session takes
 /// care of expiry, warnings, re-authentication and the message limit.
-async fn ws_echo(upgrade: WebSocketUpgrade, session: WsSession<DemoClaims>) -> Response {
+async fn ws_echo(session: WsSession<DemoClaims>, upgrade: WebSocketUpgrade) -> Response {
     // Select the client's own subprotocol (e.g. `echo`), never the token one.
     let protocols = session.application_protocols().to_vec();
     upgrade

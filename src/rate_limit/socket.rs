@@ -1,7 +1,7 @@
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use super::{MessageGate, MessageVerdict};
-use crate::ws::{MessageKind, SocketMessage};
+use crate::ws::SocketMessage;
 
 /// A WebSocket whose incoming data messages pass through a [`MessageGate`]: an excess message
 /// is not delivered and the client gets a `rate_limited` notice; a client that keeps flooding is
@@ -39,9 +39,8 @@ where
                 Err(e) => return Some(Err(e)),
             };
             if !message.kind().is_data() {
-                if matches!(message.kind(), MessageKind::Close(_)) {
-                    self.closed = true;
-                }
+                // A client's close is handed over; the next read lets the WebSocket library
+                // answer it and then ends the stream.
                 return Some(Ok(message));
             }
             let verdict = self.gate.check();
@@ -55,8 +54,7 @@ where
                 }
                 MessageVerdict::Close { code, reason } => {
                     self.closed = true;
-                    // The client is going away either way; a failed close changes nothing.
-                    let _ = self.socket.send(M::close(code, reason)).await;
+                    crate::ws::close_gracefully(&mut self.socket, code, reason).await;
                 }
             }
         }

@@ -18,6 +18,9 @@ fn respond(error: &AuthError) -> Response {
 /// Opens the session of an authenticated upgrade request: needs the `JwtAuthLayer` on the route
 /// and a `WsSessions<C>` in the extensions (`Router::layer(Extension(sessions))`). Over a
 /// connection limit it answers `429 RATE_LIMITED` (or, with close frames, closes with 4029).
+///
+/// Take it **before** `WebSocketUpgrade` in the handler's arguments: axum's upgrade extractor
+/// removes hyper's upgrade handle, without which a close-frame refusal falls back to HTTP 429.
 impl<S, C> FromRequestParts<S> for WsSession<C>
 where
     S: Send + Sync,

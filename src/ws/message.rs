@@ -85,3 +85,20 @@ impl SocketMessage for axum::extract::ws::Message {
         }))
     }
 }
+
+/// Sends a close frame, then reads until the client's close reply ends the stream (at most two
+/// seconds), so the closing handshake completes (RFC 6455 §5.5.1). Errors are ignored: the
+/// connection is ending either way.
+pub(crate) async fn close_gracefully<S, M, E>(socket: &mut S, code: u16, reason: &'static str)
+where
+    S: futures_util::Stream<Item = Result<M, E>> + futures_util::Sink<M, Error = E> + Unpin,
+    M: SocketMessage,
+{
+    use futures_util::{SinkExt, StreamExt};
+    if socket.send(M::close(code, reason)).await.is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while let Some(Ok(_)) = socket.next().await {}
+        })
+        .await;
+    }
+}

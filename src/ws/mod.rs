@@ -41,7 +41,9 @@
 //! use tower_jwt_guard::ws::WsSession;
 //! # #[derive(Clone, serde::Deserialize)] struct MyClaims {}
 //!
-//! async fn echo(upgrade: WebSocketUpgrade, session: WsSession<MyClaims>) -> Response {
+//! // Take the session before the upgrade: axum's `WebSocketUpgrade` takes hyper's upgrade
+//! // handle, which close-frame refusals of the session (connection limits) need.
+//! async fn echo(session: WsSession<MyClaims>, upgrade: WebSocketUpgrade) -> Response {
 //!     let protocols = session.application_protocols().to_vec();
 //!     upgrade.protocols(protocols).on_upgrade(|socket| async move {
 //!         let mut socket = session.attach(socket);
@@ -69,6 +71,7 @@ mod registry;
 mod session;
 mod upgrade;
 
+pub(crate) use message::close_gracefully;
 pub use message::{MessageKind, SocketMessage};
 pub use registry::{ConnectionLimits, Reservation, SessionRegistry, SessionStats};
 pub use session::{

@@ -450,9 +450,8 @@ where
     async fn on_message(&mut self, message: M) -> Result<Option<M>, E> {
         let kind = message.kind();
         if !kind.is_data() {
-            if matches!(kind, MessageKind::Close(_)) {
-                self.closed = true;
-            }
+            // A client's close is handed to the application; the next read lets the WebSocket
+            // library answer it and then ends the stream.
             return Ok(Some(message));
         }
         if let Some(gate) = &mut self.gate {
@@ -519,8 +518,7 @@ where
             reason,
             "WebSocket session closed by the server"
         );
-        // The client may already be gone; nothing more to do then.
-        let _ = self.socket.send(M::close(code, reason)).await;
+        super::message::close_gracefully(&mut self.socket, code, reason).await;
     }
 }
 
