@@ -6,25 +6,19 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::io::Write;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower::{ServiceBuilder, ServiceExt};
 use tower_jwt_guard::clock::FakeClock;
 use tower_jwt_guard::keys::Key;
 use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitBuilder, RateLimitLayer};
-use tower_jwt_guard::response::AuthRejection;
 use tower_jwt_guard::validate::Validator;
-use tower_jwt_guard::{Claims, ErrorCode, JwtAuthLayer};
+use tower_jwt_guard::{Claims, JwtAuthLayer};
 
 use common::{HMAC_SECRET, NOW, Reply, TestServer, client, send, sign_hs256};
 
@@ -483,102 +477,25 @@ async fn idle_users_are_forgotten_during_checks() {
     assert_eq!(store_view.store().len(), 4);
 
     // 29 s later the light users have their burst back, but no cleanup is due yet (the first
-    // check, at NOW, ran one).
+    // check, at NOW, ran one; the 30 s are counted from it).
     clock.advance(Duration::from_secs(29));
     assert_eq!(order(&server, Some(&heavy)).await.status, 200);
     assert_eq!(store_view.store().len(), 4);
 
-    // Past 30 s, the next check drops the idle users; the heavy user (whose burst is not
+    // Past 30 s, a cleanup is due: the store looks at the clock once every 256 checks, so
+    // within 256 more checks the idle users are dropped; the heavy user (whose burst is not
     // back) is kept, and the new one is added.
     clock.advance(Duration::from_secs(2));
-    assert_eq!(order(&server, Some(&plain("late"))).await.status, 200);
-    assert_eq!(store_view.store().len(), 2);
+    let late = plain("late");
+    let mut checks = 0;
+    while store_view.store().len() != 2 && checks < 256 {
+        order(&server, Some(&late)).await;
+        checks += 1;
+    }
+    assert_eq!(store_view.store().len(), 2, "after {checks} checks");
     // Forgetting the heavy user would have handed them a fresh burst.
     let (passed, _) = orders_until_limited(&server, &heavy, 40).await;
     assert!(passed < 30, "the heavy user got {passed} requests");
-}
-
-/// A `MakeWriter` (through `Fn() -> W`) appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn the_rejection_is_marked_and_the_audit_log_holds_no_token() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_target(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let token = plain("alice");
-    tracing::subscriber::with_default(subscriber, || {
-        runtime.block_on(async {
-            let clock = clock();
-            let svc = ServiceBuilder::new()
-                .layer(JwtAuthLayer::new(validator(&clock)))
-                .layer(limiter(per_minute(2), &clock).build().unwrap())
-                .service(tower::service_fn(|_req: http::Request<()>| async {
-                    Ok::<_, Infallible>(http::Response::new(Empty::<Bytes>::new()))
-                }));
-            let request = || {
-                http::Request::post("/orders")
-                    .header("authorization", format!("Bearer {token}"))
-                    .body(())
-                    .unwrap()
-            };
-            for _ in 0..2 {
-                let res = svc.clone().oneshot(request()).await.unwrap();
-                assert_eq!(res.status(), 200);
-                assert_eq!(res.extensions().get::<AuthRejection>(), None);
-            }
-            let res = svc.clone().oneshot(request()).await.unwrap();
-            assert_eq!(res.status(), 429);
-            assert_eq!(
-                res.extensions().get::<AuthRejection>(),
-                Some(&AuthRejection {
-                    code: ErrorCode::RateLimited
-                })
-            );
-            assert_eq!(res.headers()["retry-after"], "30");
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            let body: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(body["error"]["code"], "RATE_LIMITED");
-        });
-    });
-    drop(runtime);
-    let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
-
-    let refused: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("tower_jwt_guard::audit") && l.contains("RATE_LIMITED"))
-        .collect();
-    assert_eq!(refused.len(), 1, "{logs}");
-    assert!(refused[0].contains("alice"), "{}", refused[0]);
-    assert!(refused[0].contains("/orders"), "{}", refused[0]);
-    let segments: Vec<&str> = token.split('.').collect();
-    for piece in [token.as_str(), segments[1], segments[2], &segments[2][..16]] {
-        assert!(!logs.contains(piece), "the logs contain token text");
-    }
-    assert!(
-        !logs.contains("eyJ"),
-        "the logs contain something JWT-shaped"
-    );
 }
 
 /// A plan the quotas do not name gets the default quota, so the headers should name the

@@ -50,7 +50,7 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            headers: Option<[(HeaderName, HeaderValue); 2]>,
+            headers: Option<Box<[(HeaderName, HeaderValue); 2]>>,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -65,7 +65,7 @@ where
 {
     pub(crate) fn inner(
         future: S::Future,
-        headers: Option<[(HeaderName, HeaderValue); 2]>,
+        headers: Option<Box<[(HeaderName, HeaderValue); 2]>>,
     ) -> Self {
         Self {
             state: State::Inner { future, headers },
@@ -131,7 +131,10 @@ where
                                 });
                             } else {
                                 let future = inner.call(request);
-                                state.set(State::Inner { future, headers });
+                                state.set(State::Inner {
+                                    future,
+                                    headers: headers.map(Box::new),
+                                });
                             }
                         }
                         Err(e) => {
@@ -153,7 +156,7 @@ where
                     if let Some(pairs) = headers.take()
                         && response.extensions().get::<AuthRejection>().is_none()
                     {
-                        add_headers(response.headers_mut(), pairs);
+                        add_headers(response.headers_mut(), *pairs);
                     }
                     return Poll::Ready(Ok(response.map(GuardBody::inner)));
                 }

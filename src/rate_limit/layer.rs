@@ -16,20 +16,37 @@ pub type KeyFn = Box<dyn Fn(&Extensions) -> Option<Arc<str>> + Send + Sync>;
 /// Reads the plan name from a request's extensions (e.g. from the typed claims).
 pub type PlanFn = fn(&Extensions) -> Option<&str>;
 
+/// Where the key comes from.
+pub(crate) enum KeySource {
+    /// The subject of the `AuthContext`, borrowed: no reference count is touched.
+    Subject,
+    /// A user function.
+    Custom(KeyFn),
+}
+
 pub(crate) struct Shared<St> {
     pub(crate) store: St,
-    pub(crate) key: KeyFn,
+    pub(crate) key: KeySource,
     pub(crate) plan: Option<PlanFn>,
     pub(crate) reject_unauthenticated: bool,
     pub(crate) headers: bool,
     pub(crate) responder: Box<dyn Responder>,
 }
 
-/// The default key: the authenticated subject.
-pub(crate) fn subject_key(extensions: &Extensions) -> Option<Arc<str>> {
-    extensions
-        .get::<AuthContext>()
-        .and_then(|ctx| ctx.subject_arc().cloned())
+impl KeySource {
+    /// The key of a request, borrowed from its extensions when it can be.
+    pub(crate) fn key<'e>(
+        &self,
+        extensions: &'e Extensions,
+    ) -> Option<std::borrow::Cow<'e, Arc<str>>> {
+        match self {
+            Self::Subject => extensions
+                .get::<AuthContext>()
+                .and_then(AuthContext::subject_arc)
+                .map(std::borrow::Cow::Borrowed),
+            Self::Custom(f) => f(extensions).map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 /// A [`Layer`] that limits each authenticated user's requests; see the
@@ -84,7 +101,7 @@ impl<S, St> Layer<S> for RateLimitLayer<St> {
 /// Configuration of a [`RateLimitLayer`].
 pub struct RateLimitBuilder<St> {
     store: St,
-    key: KeyFn,
+    key: KeySource,
     plan: Option<PlanFn>,
     reject_unauthenticated: bool,
     headers: bool,
@@ -117,7 +134,7 @@ impl<St: RateLimitStore> RateLimitBuilder<St> {
     pub fn with_store(store: St) -> Self {
         Self {
             store,
-            key: Box::new(subject_key),
+            key: KeySource::Subject,
             plan: None,
             reject_unauthenticated: false,
             headers: false,
@@ -132,7 +149,7 @@ impl<St: RateLimitStore> RateLimitBuilder<St> {
         mut self,
         key: impl Fn(&Extensions) -> Option<Arc<str>> + Send + Sync + 'static,
     ) -> Self {
-        self.key = Box::new(key);
+        self.key = KeySource::Custom(Box::new(key));
         self
     }
 

@@ -17,6 +17,10 @@ use crate::clock::Clock;
 /// Idle keys are dropped at most this often, from any check.
 const CLEANUP_EVERY: Duration = Duration::from_secs(30);
 
+/// The clock is looked at for cleanup once per this many checks, so that a check reads the
+/// clock once (inside governor), not twice.
+const CLEANUP_PROBE_EVERY: u64 = 256;
+
 /// governor's view of this crate's clock.
 #[derive(Clone)]
 struct ClockAdapter(Arc<dyn Clock>);
@@ -33,15 +37,16 @@ type Limiter =
 
 /// The in-memory per-user store: one GCRA limiter (governor) per plan, keyed by user.
 ///
-/// Keys are `Arc<str>` taken from the [`AuthContext`](crate::AuthContext), so a check clones a
-/// pointer and allocates nothing once the user is known. Users idle long enough to have their
-/// whole burst back are forgotten during normal checks (at most every 30 seconds); no cleanup task
-/// is needed.
+/// Keys are `Arc<str>` borrowed from the [`AuthContext`](crate::AuthContext), so a check
+/// allocates nothing once the user is known. Users idle long enough to have their whole burst
+/// back are forgotten during normal checks: every 256th check looks at the clock, and forgets
+/// them when 30 seconds have passed since the last time; no cleanup task is needed.
 pub struct MemoryRateStore {
     quotas: PlanQuotas,
     limiters: Box<[Limiter]>,
     clock: Arc<dyn Clock>,
     last_cleanup: AtomicU64,
+    checks: AtomicU64,
 }
 
 impl fmt::Debug for MemoryRateStore {
@@ -69,6 +74,7 @@ impl MemoryRateStore {
             limiters,
             clock,
             last_cleanup: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
         }
     }
 
@@ -113,7 +119,9 @@ impl MemoryRateStore {
 
     /// Counts one request of `key` on `plan`'s quota.
     pub fn decide(&self, key: &Arc<str>, plan: Option<&str>) -> RateDecision {
-        self.maybe_cleanup();
+        if self.checks.fetch_add(1, Ordering::Relaxed) % CLEANUP_PROBE_EVERY == 0 {
+            self.maybe_cleanup();
+        }
         let index = self.quotas.index_of(plan).map_or(0, |i| i + 1);
         let limiter = &self.limiters[index];
         let quota: Quota = if index == 0 {
@@ -234,7 +242,10 @@ mod tests {
         }
         assert_eq!(store.len(), 1000);
         clock.advance(Duration::from_secs(60));
-        store.decide(&Arc::from("late"), None);
+        let late: Arc<str> = Arc::from("late");
+        for _ in 0..CLEANUP_PROBE_EVERY {
+            store.decide(&late, None);
+        }
         assert_eq!(store.len(), 1, "only the new user is left");
     }
 }

@@ -126,7 +126,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        let Some(key) = (shared.key)(req.extensions()) else {
+        let Some(key) = shared.key.key(req.extensions()) else {
             if shared.reject_unauthenticated {
                 let err = AuthError::missing_token();
                 audit::rejected(&err, None, RequestInfo::of(&req));
@@ -142,7 +142,7 @@ where
                     .then(|| ietf_headers(&decision, shared.store.policy_name(plan)));
                 match decision {
                     RateDecision::Allowed { .. } => {
-                        ResponseFuture::inner(self.inner.call(req), headers)
+                        ResponseFuture::inner(self.inner.call(req), headers.map(Box::new))
                     }
                     RateDecision::Limited { retry_after, .. } => {
                         let err = rate_limited(retry_after);
@@ -162,6 +162,7 @@ where
             None => {
                 let check = shared.store.check(&key, plan);
                 let plan = plan.map(Box::<str>::from);
+                let key = key.into_owned();
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::checking(check, inner, req, key, plan, Arc::clone(&self.shared))
