@@ -119,7 +119,11 @@ impl MemoryRateStore {
 
     /// Counts one request of `key` on `plan`'s quota.
     pub fn decide(&self, key: &Arc<str>, plan: Option<&str>) -> RateDecision {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % CLEANUP_PROBE_EVERY == 0 {
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(CLEANUP_PROBE_EVERY)
+        {
             self.maybe_cleanup();
         }
         let index = self.quotas.index_of(plan).map_or(0, |i| i + 1);
