@@ -482,9 +482,9 @@ async fn idle_users_are_forgotten_during_checks() {
     assert_eq!(order(&server, Some(&heavy)).await.status, 200);
     assert_eq!(store_view.store().len(), 4);
 
-    // Past 30 s, a cleanup is due: the store looks at the clock once every 256 checks, so
-    // within 256 more checks the idle users are dropped; the heavy user (whose burst is not
-    // back) is kept, and the new one is added.
+    // Past 30 s, a cleanup is due: the store looks at the clock once every 256 checks (per
+    // thread; this server runs on one), so within 256 more checks the idle users are dropped;
+    // the heavy user (whose burst is not back) is kept, and the new one is added.
     clock.advance(Duration::from_secs(2));
     let late = plain("late");
     let mut checks = 0;

@@ -45,7 +45,9 @@ pin_project! {
         Checking {
             #[pin]
             check: St::Future,
-            pending: Option<Pending<S, ReqBody, St>>,
+            // Boxed: only asynchronous stores get here, and the future stays small for the
+            // in-memory path.
+            pending: Option<Box<Pending<S, ReqBody, St>>>,
         },
         Inner {
             #[pin]
@@ -53,7 +55,8 @@ pin_project! {
             headers: Option<Box<[(HeaderName, HeaderValue); 2]>>,
         },
         Rejected {
-            response: Option<Response<Bytes>>,
+            // Boxed: rejections are the cold path; the future stays small for the hot one.
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
@@ -75,7 +78,7 @@ where
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -91,7 +94,7 @@ where
         Self {
             state: State::Checking {
                 check,
-                pending: Some((inner, request, key, plan, shared)),
+                pending: Some(Box::new((inner, request, key, plan, shared))),
             },
         }
     }
@@ -112,7 +115,7 @@ where
             match state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
                     let decision = ready!(check.poll(cx));
-                    let (mut inner, request, key, plan, shared) = pending.take().expect(DONE);
+                    let (mut inner, request, key, plan, shared) = *pending.take().expect(DONE);
                     match decision {
                         Ok(decision) => {
                             let headers = shared.headers.then(|| {
@@ -127,7 +130,7 @@ where
                                     add_headers(response.headers_mut(), pairs);
                                 }
                                 state.set(State::Rejected {
-                                    response: Some(response),
+                                    response: Some(Box::new(response)),
                                 });
                             } else {
                                 let future = inner.call(request);

@@ -5,7 +5,7 @@ use http::Extensions;
 use tower_layer::Layer;
 
 use super::{MemoryRateStore, PlanQuotas, RateLimitStore};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::context::AuthContext;
 use crate::error::ConfigError;
 use crate::response::{JsonResponder, Responder};
@@ -79,7 +79,7 @@ impl<St: fmt::Debug> fmt::Debug for RateLimitLayer<St> {
 impl RateLimitLayer<MemoryRateStore> {
     /// Starts a configuration with an in-memory store for `quotas`.
     pub fn builder(quotas: PlanQuotas) -> RateLimitBuilder<MemoryRateStore> {
-        RateLimitBuilder::with_store(MemoryRateStore::new(quotas, Arc::new(SystemClock)))
+        RateLimitBuilder::with_store(MemoryRateStore::new(quotas))
     }
 }
 
@@ -117,14 +117,15 @@ impl<St: fmt::Debug> fmt::Debug for RateLimitBuilder<St> {
 }
 
 impl RateLimitBuilder<MemoryRateStore> {
-    /// The clock of the in-memory store (default: the system clock).
+    /// The clock of the in-memory store (default: a fast monotonic clock). Tests pass a
+    /// `FakeClock`.
     pub fn clock(self, clock: impl Clock) -> Self {
         self.shared_clock(Arc::new(clock))
     }
 
     /// The clock, already shared.
     pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.store = MemoryRateStore::new(self.store.quotas().clone(), clock);
+        self.store = MemoryRateStore::with_clock(self.store.quotas().clone(), clock);
         self
     }
 }

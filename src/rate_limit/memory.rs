@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use governor::RateLimiter;
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::StateInformationMiddleware;
+use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
 
 use super::quota::window_of;
 use super::{PlanQuotas, RateDecision, RateLimitStore};
@@ -21,32 +22,40 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(30);
 /// clock once (inside governor), not twice.
 const CLEANUP_PROBE_EVERY: u64 = 256;
 
-/// governor's view of this crate's clock.
+/// The clock the limiters read: by default a TSC-based monotonic clock (quanta, as governor
+/// uses; a few nanoseconds a read), or an injected [`Clock`] (tests move a `FakeClock`).
 #[derive(Clone)]
-struct ClockAdapter(Arc<dyn Clock>);
+enum RateClock {
+    Fast(quanta::Clock),
+    Custom(Arc<dyn Clock>),
+}
 
-impl GovernorClock for ClockAdapter {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        self.0.now()
+impl GovernorClock for RateClock {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        match self {
+            Self::Fast(clock) => Nanos::new(clock.delta_as_nanos(0, clock.raw())),
+            Self::Custom(clock) => Nanos::from(clock.now()),
+        }
     }
 }
 
 type Limiter =
-    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, ClockAdapter, StateInformationMiddleware>;
+    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, RateClock, StateInformationMiddleware>;
 
 /// The in-memory per-user store: one GCRA limiter (governor) per plan, keyed by user.
 ///
 /// Keys are `Arc<str>` borrowed from the [`AuthContext`](crate::AuthContext), so a check
 /// allocates nothing once the user is known. Users idle long enough to have their whole burst
-/// back are forgotten during normal checks: every 256th check looks at the clock, and forgets
-/// them when 30 seconds have passed since the last time; no cleanup task is needed.
+/// back are forgotten during normal checks: every 256th check (counted per thread, so that no
+/// shared counter is written on the hot path) looks at the clock, and forgets them when 30
+/// seconds have passed since the last time; no cleanup task is needed.
 pub struct MemoryRateStore {
     quotas: PlanQuotas,
-    limiters: Box<[Limiter]>,
-    clock: Arc<dyn Clock>,
+    /// One limiter per quota (the default first, then each plan), with its burst and window.
+    limiters: Box<[(Limiter, u32, Duration)]>,
+    clock: RateClock,
     last_cleanup: AtomicU64,
-    checks: AtomicU64,
 }
 
 impl fmt::Debug for MemoryRateStore {
@@ -59,14 +68,23 @@ impl fmt::Debug for MemoryRateStore {
 }
 
 impl MemoryRateStore {
-    /// A store for `quotas`, reading time from `clock`.
-    pub fn new(quotas: PlanQuotas, clock: Arc<dyn Clock>) -> Self {
-        let adapter = ClockAdapter(Arc::clone(&clock));
+    /// A store for `quotas` on a fast monotonic clock.
+    pub fn new(quotas: PlanQuotas) -> Self {
+        Self::build(quotas, RateClock::Fast(quanta::Clock::new()))
+    }
+
+    /// A store for `quotas` reading time from `clock` (for tests with a `FakeClock`).
+    pub fn with_clock(quotas: PlanQuotas, clock: Arc<dyn Clock>) -> Self {
+        Self::build(quotas, RateClock::Custom(clock))
+    }
+
+    fn build(quotas: PlanQuotas, clock: RateClock) -> Self {
         let limiters = quotas
             .all()
             .map(|q| {
-                RateLimiter::dashmap_with_clock(q, adapter.clone())
-                    .with_middleware::<StateInformationMiddleware>()
+                let limiter = RateLimiter::dashmap_with_clock(q, clock.clone())
+                    .with_middleware::<StateInformationMiddleware>();
+                (limiter, q.burst_size().get(), window_of(&q))
             })
             .collect();
         Self {
@@ -74,7 +92,6 @@ impl MemoryRateStore {
             limiters,
             clock,
             last_cleanup: AtomicU64::new(0),
-            checks: AtomicU64::new(0),
         }
     }
 
@@ -85,7 +102,7 @@ impl MemoryRateStore {
 
     /// How many (user, plan) pairs are tracked now.
     pub fn len(&self) -> usize {
-        self.limiters.iter().map(|l| l.len()).sum()
+        self.limiters.iter().map(|(l, ..)| l.len()).sum()
     }
 
     /// Whether nothing is tracked.
@@ -95,14 +112,14 @@ impl MemoryRateStore {
 
     /// Forgets every user whose whole burst has refilled.
     pub fn cleanup(&self) {
-        for limiter in self.limiters.iter() {
+        for (limiter, ..) in self.limiters.iter() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
     }
 
     fn maybe_cleanup(&self) {
-        let now = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
+        let now = self.clock.now().as_u64() / 1_000_000;
         let last = self.last_cleanup.load(Ordering::Relaxed);
         let every = CLEANUP_EVERY.as_millis() as u64;
         if now.saturating_sub(last) >= every
@@ -111,7 +128,7 @@ impl MemoryRateStore {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            for limiter in self.limiters.iter() {
+            for (limiter, ..) in self.limiters.iter() {
                 limiter.retain_recent();
             }
         }
@@ -119,26 +136,33 @@ impl MemoryRateStore {
 
     /// Counts one request of `key` on `plan`'s quota.
     pub fn decide(&self, key: &Arc<str>, plan: Option<&str>) -> RateDecision {
-        if self
-            .checks
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(CLEANUP_PROBE_EVERY)
-        {
+        self.decide_with(key, plan, true)
+    }
+
+    /// [`decide`](Self::decide), computing `remaining` only when `detailed`.
+    pub fn decide_with(&self, key: &Arc<str>, plan: Option<&str>, detailed: bool) -> RateDecision {
+        // A per-thread count: no shared cache line is written on the hot path.
+        thread_local! {
+            static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
+        let n = CHECKS.with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n
+        });
+        if n.is_multiple_of(CLEANUP_PROBE_EVERY) {
             self.maybe_cleanup();
         }
-        let index = self.quotas.index_of(plan).map_or(0, |i| i + 1);
-        let limiter = &self.limiters[index];
-        let quota: Quota = if index == 0 {
-            self.quotas.default
-        } else {
-            self.quotas.plans[index - 1].1
+        let index = match plan {
+            None => 0,
+            plan => self.quotas.index_of(plan).map_or(0, |i| i + 1),
         };
-        let limit = quota.burst_size().get();
-        let window = window_of(&quota);
+        let (limiter, limit, window) = &self.limiters[index];
+        let (limit, window) = (*limit, *window);
         match limiter.check_key(key) {
             Ok(snapshot) => RateDecision::Allowed {
                 limit,
-                remaining: snapshot.remaining_burst_capacity(),
+                remaining: detailed.then(|| snapshot.remaining_burst_capacity()),
                 window,
             },
             Err(not_until) => RateDecision::Limited {
@@ -154,16 +178,17 @@ impl RateLimitStore for MemoryRateStore {
     type Error = Infallible;
     type Future = Ready<Result<RateDecision, Infallible>>;
 
-    fn check(&self, key: &Arc<str>, plan: Option<&str>) -> Self::Future {
-        ready(Ok(self.decide(key, plan)))
+    fn check(&self, key: &Arc<str>, plan: Option<&str>, detailed: bool) -> Self::Future {
+        ready(Ok(self.decide_with(key, plan, detailed)))
     }
 
     fn check_now(
         &self,
         key: &Arc<str>,
         plan: Option<&str>,
+        detailed: bool,
     ) -> Option<Result<RateDecision, Infallible>> {
-        Some(Ok(self.decide(key, plan)))
+        Some(Ok(self.decide_with(key, plan, detailed)))
     }
 
     fn policy_name<'a>(&'a self, plan: Option<&'a str>) -> &'a str {
@@ -177,6 +202,7 @@ impl RateLimitStore for MemoryRateStore {
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
+    use governor::Quota;
     use std::num::NonZeroU32;
 
     fn nz(n: u32) -> NonZeroU32 {
@@ -186,7 +212,7 @@ mod tests {
     #[test]
     fn thirty_per_minute_then_limited_with_retry_after() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let store = MemoryRateStore::new(
+        let store = MemoryRateStore::with_clock(
             PlanQuotas::new(Quota::per_minute(nz(30))),
             Arc::new(clock.clone()),
         );
@@ -196,7 +222,7 @@ mod tests {
                 RateDecision::Allowed {
                     remaining, limit, ..
                 } => {
-                    assert_eq!((limit, remaining), (30, 29 - i));
+                    assert_eq!((limit, remaining), (30, Some(29 - i)));
                 }
                 other => panic!("request {i}: {other:?}"),
             }
@@ -223,7 +249,7 @@ mod tests {
         let quotas = PlanQuotas::new(Quota::per_second(nz(1)))
             .plan("pro", Quota::per_second(nz(3)))
             .unwrap();
-        let store = MemoryRateStore::new(quotas, Arc::new(clock));
+        let store = MemoryRateStore::with_clock(quotas, Arc::new(clock));
         let u: Arc<str> = Arc::from("u");
         let allowed = |plan| {
             (0..10)
@@ -237,7 +263,7 @@ mod tests {
     #[test]
     fn idle_users_are_forgotten() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let store = MemoryRateStore::new(
+        let store = MemoryRateStore::with_clock(
             PlanQuotas::new(Quota::per_second(nz(5))),
             Arc::new(clock.clone()),
         );

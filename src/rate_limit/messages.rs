@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{MemoryRateStore, PlanQuotas, RateDecision};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 
 /// The default number of excess messages in a row tolerated before a connection is closed.
 pub const DEFAULT_FLOOD_TOLERANCE: u32 = 10;
@@ -46,15 +46,19 @@ impl fmt::Debug for MessageLimiter {
 }
 
 impl MessageLimiter {
-    /// A limiter for `quotas` on the system clock.
+    /// A limiter for `quotas` on a fast monotonic clock.
     pub fn new(quotas: PlanQuotas) -> Self {
-        Self::with_clock(quotas, Arc::new(SystemClock))
+        Self::from_store(MemoryRateStore::new(quotas))
     }
 
-    /// A limiter for `quotas` on `clock`.
+    /// A limiter for `quotas` on `clock` (for tests with a `FakeClock`).
     pub fn with_clock(quotas: PlanQuotas, clock: Arc<dyn Clock>) -> Self {
+        Self::from_store(MemoryRateStore::with_clock(quotas, clock))
+    }
+
+    fn from_store(store: MemoryRateStore) -> Self {
         Self {
-            store: Arc::new(MemoryRateStore::new(quotas, clock)),
+            store: Arc::new(store),
             tolerance: DEFAULT_FLOOD_TOLERANCE,
         }
     }
@@ -78,7 +82,7 @@ impl MessageLimiter {
 
     /// Counts one message of `subject` (shared across connections).
     pub fn check(&self, subject: &Arc<str>, plan: Option<&str>) -> RateDecision {
-        self.store.decide(subject, plan)
+        self.store.decide_with(subject, plan, false)
     }
 
     /// The underlying store (e.g. for statistics).

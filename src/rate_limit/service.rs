@@ -80,6 +80,7 @@ pub(crate) fn ietf_headers(
             window,
         } => {
             // Time until the whole burst is back, at the quota's refill rate.
+            let remaining = remaining.unwrap_or(limit);
             let used = limit.saturating_sub(remaining);
             let reset = window.mul_f64(f64::from(used) / f64::from(limit.max(1)));
             (limit, window, remaining, reset)
@@ -135,7 +136,7 @@ where
             return ResponseFuture::inner(self.inner.call(req), None);
         };
         let plan = shared.plan.and_then(|f| f(req.extensions()));
-        match shared.store.check_now(&key, plan) {
+        match shared.store.check_now(&key, plan, shared.headers) {
             Some(Ok(decision)) => {
                 let headers = shared
                     .headers
@@ -160,7 +161,7 @@ where
                 ResponseFuture::inner(self.inner.call(req), None)
             }
             None => {
-                let check = shared.store.check(&key, plan);
+                let check = shared.store.check(&key, plan, shared.headers);
                 let plan = plan.map(Box::<str>::from);
                 let key = key.into_owned();
                 let clone = self.inner.clone();

@@ -9,8 +9,9 @@ pub enum RateDecision {
     Allowed {
         /// The quota's burst (requests per window).
         limit: u32,
-        /// Requests left right now.
-        remaining: u32,
+        /// Requests left right now; `None` unless the check asked for details (computing it
+        /// costs a division per check, and only the `RateLimit` headers need it).
+        remaining: Option<u32>,
         /// The quota's window (time to refill the whole burst).
         window: Duration,
     },
@@ -36,8 +37,9 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// The future of [`check`](Self::check).
     type Future: Future<Output = Result<RateDecision, Self::Error>> + Send + 'static;
 
-    /// Counts one request (or message) of `key` on `plan`'s quota.
-    fn check(&self, key: &Arc<str>, plan: Option<&str>) -> Self::Future;
+    /// Counts one request (or message) of `key` on `plan`'s quota; `detailed` asks for
+    /// [`RateDecision::Allowed::remaining`].
+    fn check(&self, key: &Arc<str>, plan: Option<&str>, detailed: bool) -> Self::Future;
 
     /// The name of the quota that applies to `plan`, for the `RateLimit-Policy` header:
     /// the plan's name when the store has a quota for it, `"default"` otherwise.
@@ -51,8 +53,9 @@ pub trait RateLimitStore: Send + Sync + 'static {
         &self,
         key: &Arc<str>,
         plan: Option<&str>,
+        detailed: bool,
     ) -> Option<Result<RateDecision, Self::Error>> {
-        let _ = (key, plan);
+        let _ = (key, plan, detailed);
         None
     }
 }

@@ -1,0 +1,38 @@
+//! The check alone, without a service around it: tower-jwt-guard's in-memory store against
+//! governor's keyed limiter as tower_governor configures it.
+//!
+//! `cargo bench -p tower-jwt-guard-peer-bench --bench check_only`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{Quota, RateLimiter};
+use tower_jwt_guard::rate_limit::{MemoryRateStore, PlanQuotas};
+
+fn bench(c: &mut Criterion) {
+    let quota = Quota::with_period(Duration::from_nanos(1))
+        .unwrap()
+        .allow_burst(NonZeroU32::new(1_000_000_000).unwrap());
+    let ours = MemoryRateStore::new(PlanQuotas::new(quota));
+    let theirs = RateLimiter::<Arc<str>, _, _>::dashmap(quota);
+    let informed = RateLimiter::<Arc<str>, _, _>::dashmap(quota)
+        .with_middleware::<governor::middleware::StateInformationMiddleware>();
+    let key: Arc<str> = Arc::from("alice");
+    let mut group = c.benchmark_group("check_only");
+    group.bench_function("tower_jwt_guard_store", |b| {
+        b.iter(|| black_box(ours.decide_with(black_box(&key), None, false)))
+    });
+    group.bench_function("governor_keyed", |b| {
+        b.iter(|| black_box(theirs.check_key(black_box(&key)).is_ok()))
+    });
+    group.bench_function("governor_keyed_state_information", |b| {
+        b.iter(|| black_box(informed.check_key(black_box(&key)).is_ok()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
