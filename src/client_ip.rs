@@ -241,7 +241,8 @@ enum Hop {
     Malformed,
 }
 
-fn parse_net(s: &str) -> Result<IpNet, ConfigError> {
+/// An address or CIDR from configuration (an address is its own /32 or /128).
+pub(crate) fn parse_net(s: &str) -> Result<IpNet, ConfigError> {
     let s = s.trim();
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))

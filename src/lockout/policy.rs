@@ -90,12 +90,8 @@ impl LockoutPolicy {
         S: AsRef<str>,
     {
         for cidr in cidrs {
-            let s = cidr.as_ref().trim();
-            let net = s
-                .parse::<IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::new(format!("{s:?} is not an IP address or CIDR")))?;
-            self.allow_list.push(net);
+            self.allow_list
+                .push(crate::client_ip::parse_net(cidr.as_ref())?);
         }
         Ok(self)
     }
