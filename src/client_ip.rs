@@ -1,10 +1,13 @@
 //! Which IP address a request comes from, honestly.
 //!
 //! By default only the TCP peer address counts ([`peer`](crate::peer) says how each server
-//! provides it). Proxy headers — `Forwarded` (RFC 7239), `X-Forwarded-For`, `X-Real-IP` — are
-//! read **only when the peer is a proxy you configured as trusted**; then the right-most address
-//! that is not itself a trusted proxy is the client. A client that sends its own
-//! `X-Forwarded-For` to a server with no trusted proxy changes nothing.
+//! provides it). A proxy header is read **only when the peer is a proxy you configured as
+//! trusted**, and only **the one header that proxy sets** ([`ClientIpResolver::proxy_header`]:
+//! `X-Forwarded-For` by default, or `Forwarded` (RFC 7239), or `X-Real-IP`): a proxy passes the
+//! headers it does not set through untouched, so reading any other one would let the client
+//! choose its own address. In the header, the right-most address that is not itself a trusted
+//! proxy is the client. A client that sends its own `X-Forwarded-For` to a server with no
+//! trusted proxy changes nothing.
 //!
 //! A header that cannot be parsed never hides the client: the peer address is used instead.
 //! IPv4-mapped IPv6 addresses count as IPv4. IPv6 clients are grouped by prefix (default /64)
@@ -45,7 +48,7 @@ const MAX_HOPS: usize = 32;
 /// The default IPv6 grouping prefix.
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
-/// A proxy header the resolver may read (only behind trusted proxies).
+/// The proxy header the resolver reads (only behind trusted proxies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyHeader {
@@ -87,7 +90,7 @@ impl fmt::Display for IpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             IpAddr::V4(v4) => write!(f, "{v4}"),
-            IpAddr::V6(v6) => write!(f, "{v6}/prefix"),
+            IpAddr::V6(v6) => write!(f, "{v6}"),
         }
     }
 }
@@ -97,7 +100,7 @@ impl fmt::Display for IpKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIpResolver {
     trusted: Vec<IpNet>,
-    headers: Vec<ProxyHeader>,
+    header: ProxyHeader,
     ipv6_prefix: u8,
 }
 
@@ -112,11 +115,7 @@ impl ClientIpResolver {
     pub fn new() -> Self {
         Self {
             trusted: Vec::new(),
-            headers: vec![
-                ProxyHeader::Forwarded,
-                ProxyHeader::XForwardedFor,
-                ProxyHeader::XRealIp,
-            ],
+            header: ProxyHeader::XForwardedFor,
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
@@ -136,10 +135,10 @@ impl ClientIpResolver {
         Ok(self)
     }
 
-    /// Which proxy headers to read behind a trusted proxy, in order of preference: the first
-    /// one present is used. Default: `Forwarded`, `X-Forwarded-For`, `X-Real-IP`.
-    pub fn proxy_headers(mut self, headers: impl IntoIterator<Item = ProxyHeader>) -> Self {
-        self.headers = headers.into_iter().collect();
+    /// The one header your trusted proxies set (default `X-Forwarded-For`). Only that header
+    /// is read: a client's own copy of another header would pass through the proxy untouched.
+    pub fn proxy_header(mut self, header: ProxyHeader) -> Self {
+        self.header = header;
         self
     }
 
@@ -172,21 +171,17 @@ impl ClientIpResolver {
         if !self.is_trusted(peer) {
             return peer;
         }
-        for header in &self.headers {
-            let found = match header {
-                ProxyHeader::Forwarded => self.walk(headers, &FORWARDED, forwarded_for),
-                ProxyHeader::XForwardedFor => self.walk(headers, &X_FORWARDED_FOR, |s| {
-                    s.split(',').map(parse_node).collect()
-                }),
-                ProxyHeader::XRealIp => real_ip(headers),
-            };
-            match found {
-                Hop::Absent => continue,
-                Hop::Client(ip) => return ip,
-                Hop::Malformed => return peer,
-            }
+        let found = match self.header {
+            ProxyHeader::Forwarded => self.walk(headers, &FORWARDED, forwarded_for),
+            ProxyHeader::XForwardedFor => self.walk(headers, &X_FORWARDED_FOR, |s| {
+                s.split(',').map(parse_node).collect()
+            }),
+            ProxyHeader::XRealIp => real_ip(headers),
+        };
+        match found {
+            Hop::Client(ip) => ip,
+            Hop::Absent | Hop::Malformed => peer,
         }
-        peer
     }
 
     /// The grouped key for a request from `peer` with `headers`.
@@ -354,44 +349,55 @@ mod tests {
             "forwarded",
             "for=192.0.2.60;proto=http, For=\"[2001:db8:cafe::17]:4711\";by=10.0.0.1",
         )]);
+        let r = behind_proxy().proxy_header(ProxyHeader::Forwarded);
+        assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("2001:db8:cafe::17"));
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // A proxy that sets X-Forwarded-For passes a client's own Forwarded through.
+        let h = headers(&[("forwarded", "for=1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
+        assert_eq!(behind_proxy().client_ip(ip("10.0.0.1"), &h), ip("2.2.2.2"));
+        let fwd = behind_proxy().proxy_header(ProxyHeader::Forwarded);
+        assert_eq!(fwd.client_ip(ip("10.0.0.1"), &h), ip("1.1.1.1"));
+        let only_forwarded = headers(&[("forwarded", "for=1.1.1.1")]);
         assert_eq!(
-            behind_proxy().client_ip(ip("10.0.0.1"), &h),
-            ip("2001:db8:cafe::17")
+            behind_proxy().client_ip(ip("10.0.0.1"), &only_forwarded),
+            ip("10.0.0.1"),
+            "the configured header is absent: the peer counts"
         );
     }
 
     #[test]
-    fn forwarded_is_preferred_and_headers_configurable() {
-        let h = headers(&[("forwarded", "for=1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
-        assert_eq!(behind_proxy().client_ip(ip("10.0.0.1"), &h), ip("1.1.1.1"));
-        let xff_only = behind_proxy().proxy_headers([ProxyHeader::XForwardedFor]);
-        assert_eq!(xff_only.client_ip(ip("10.0.0.1"), &h), ip("2.2.2.2"));
-    }
-
-    #[test]
     fn x_real_ip() {
+        let r = behind_proxy().proxy_header(ProxyHeader::XRealIp);
         let h = headers(&[("x-real-ip", "5.5.5.5")]);
-        assert_eq!(behind_proxy().client_ip(ip("10.0.0.1"), &h), ip("5.5.5.5"));
+        assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("5.5.5.5"));
         let h = headers(&[("x-real-ip", "5.5.5.5"), ("x-real-ip", "6.6.6.6")]);
-        assert_eq!(behind_proxy().client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
     }
 
     #[test]
     fn malformed_headers_fall_back_to_peer() {
-        let r = behind_proxy();
-        for value in [
-            "",
-            "not-an-ip",
-            "1.1.1.1, garbage",
-            "for=unknown",
-            "999.1.1.1",
-            ",,,",
+        for r in [
+            behind_proxy(),
+            behind_proxy().proxy_header(ProxyHeader::Forwarded),
         ] {
-            let mut h = HeaderMap::new();
-            h.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
-            h.insert("forwarded", HeaderValue::from_str(value).unwrap());
-            assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"), "{value:?}");
+            for value in [
+                "",
+                "not-an-ip",
+                "1.1.1.1, garbage",
+                "for=unknown",
+                "999.1.1.1",
+                ",,,",
+            ] {
+                let mut h = HeaderMap::new();
+                h.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+                h.insert("forwarded", HeaderValue::from_str(value).unwrap());
+                assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"), "{value:?}");
+            }
         }
+        let r = behind_proxy();
         let mut h = HeaderMap::new();
         h.insert(
             "x-forwarded-for",

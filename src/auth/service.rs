@@ -23,7 +23,11 @@ fn asks_for_websocket<B>(req: &Request<B>) -> bool {
         || req
             .headers()
             .get(http::header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+            })
 }
 
 /// A validation result; on failure, the subject when the signature was good (for audit).

@@ -44,5 +44,6 @@ mod sources;
 pub use error::ExtractError;
 pub use extractor::{DEFAULT_MAX_TOKEN_LEN, ExtractedToken, TokenExtractor};
 pub use sources::{
-    DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, TokenSource, TokenSourceKind, offers_other_protocol,
+    DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, MAX_APPLICATION_PROTOCOL_LEN, TokenSource, TokenSourceKind,
+    application_protocols, is_application_protocol, offers_other_protocol,
 };

@@ -251,15 +251,39 @@ fn cookie<'a>(
     Ok(found)
 }
 
-/// Whether the client offered a WebSocket subprotocol that does not start with `token_prefix`.
-pub fn offers_other_protocol(headers: &HeaderMap, token_prefix: &str) -> bool {
+/// The longest subprotocol name that may be selected in a response. Application protocols are
+/// short names (`echo`, `graphql-ws`, `v12.stomp`); anything longer may be a credential under
+/// a prefix this layer does not know, and is never sent back.
+pub const MAX_APPLICATION_PROTOCOL_LEN: usize = 64;
+
+/// Whether `protocol` may be selected in a response: not empty, not a token carrier (neither
+/// the default prefix nor `token_prefix`), and at most [`MAX_APPLICATION_PROTOCOL_LEN`] bytes.
+pub fn is_application_protocol(protocol: &str, token_prefix: Option<&str>) -> bool {
+    !protocol.is_empty()
+        && protocol.len() <= MAX_APPLICATION_PROTOCOL_LEN
+        && !protocol.starts_with(DEFAULT_WEBSOCKET_PROTOCOL_PREFIX)
+        && token_prefix.is_none_or(|prefix| prefix.is_empty() || !protocol.starts_with(prefix))
+}
+
+/// The subprotocols a client offered that may be selected (see [`is_application_protocol`]).
+pub fn application_protocols<'h>(
+    headers: &'h HeaderMap,
+    token_prefix: Option<&'h str>,
+) -> impl Iterator<Item = &'h str> + 'h {
     headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|p| p.trim_matches(is_ws))
-        .any(|p| !p.is_empty() && !p.starts_with(token_prefix))
+        .filter(move |p| is_application_protocol(p, token_prefix))
+}
+
+/// Whether the client offered a WebSocket subprotocol that may be selected.
+pub fn offers_other_protocol(headers: &HeaderMap, token_prefix: &str) -> bool {
+    application_protocols(headers, Some(token_prefix))
+        .next()
+        .is_some()
 }
 
 fn websocket_protocol<'a>(
@@ -283,7 +307,7 @@ fn websocket_protocol<'a>(
         return Ok(None);
     };
     // Unpadded base64 of `max_len` bytes is at most ceil(4 * max_len / 3) characters.
-    if encoded.len() > max_len.div_ceil(3) * 4 {
+    if encoded.len() > max_len.div_ceil(3).saturating_mul(4) {
         return Err(ExtractError::TooLarge);
     }
     let bytes = URL_SAFE_NO_PAD

@@ -28,7 +28,8 @@ struct Entry {
 /// It needs no background task: entries that have nothing left to say (their window and any
 /// lockout are over) are swept during normal calls, at most every 30 seconds. It holds at most
 /// `capacity` addresses ([`LockoutPolicy::capacity`]); when full it first sweeps, then forgets
-/// the addresses with the fewest failures, **never a locked one**. If every tracked address is
+/// the addresses with the fewest failures, then past offenders' history, **never a locked
+/// one**. If every tracked address is
 /// locked, a new failing address is not tracked until room frees up (reported as
 /// [`FailureOutcome::untracked`]).
 pub struct MemoryStore {
@@ -104,11 +105,17 @@ impl MemoryStore {
         // Down to 90% so that a spray does not trigger a pass on every insert.
         let target = self.capacity - self.capacity / 10;
         let now_ms = ms(now);
+        // First the addresses with the fewest failures and no lockout history, then (only if
+        // that was not enough) the history of past offenders; never a lock in force. Forgetting
+        // history first would let an attacker with many addresses wash its own escalation.
         let mut threshold = 0;
         while self.map.len() > target && threshold < max_failures {
             threshold += 1;
             self.map
-                .retain(|_, e| e.locked_until > now_ms || e.failures > threshold);
+                .retain(|_, e| e.locked_until > now_ms || e.failures > threshold || e.lockouts > 0);
+        }
+        if self.map.len() > target {
+            self.map.retain(|_, e| e.locked_until > now_ms);
         }
         self.map.len() < self.capacity
     }
@@ -332,6 +339,40 @@ mod tests {
         for n in 0..50 {
             assert!(
                 matches!(store.status(&key(n), secs(2)), LockStatus::Locked { .. }),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn offenders_history_outlives_merely_failing_addresses_under_pressure() {
+        let store = MemoryStore::new(100);
+        let p = LockoutPolicy::new()
+            .max_failures(NonZeroU32::new(1).unwrap())
+            .lock_duration(Duration::from_secs(10))
+            .escalation(super::super::Escalation {
+                factor: 2,
+                max: Duration::from_secs(3600),
+            });
+        // Ten offenders, locked once; their locks end, their history stays.
+        for n in 0..10 {
+            store.failure(key(n), secs(0), &p);
+        }
+        let later = secs(20);
+        let spray = LockoutPolicy::new()
+            .lock_duration(Duration::from_secs(10))
+            .escalation(super::super::Escalation {
+                factor: 2,
+                max: Duration::from_secs(3600),
+            });
+        for n in 1000..5000 {
+            store.failure(key(n), later, &spray);
+        }
+        // Locked again, each offender's second lockout is longer: the history was kept.
+        for n in 0..10 {
+            assert_eq!(
+                store.failure(key(n), secs(30), &p).locked_for,
+                Some(Duration::from_secs(20)),
                 "{n}"
             );
         }

@@ -314,6 +314,7 @@ where
             gate,
             warned: false,
             closed: false,
+            control_open: true,
         }
     }
 }
@@ -326,6 +327,7 @@ pub struct AuthenticatedSocket<S, C> {
     gate: Option<MessageGate>,
     warned: bool,
     closed: bool,
+    control_open: bool,
 }
 
 impl<S, C: fmt::Debug> fmt::Debug for AuthenticatedSocket<S, C> {
@@ -347,7 +349,8 @@ struct Reauth {
 
 /// A re-authentication request, if `text` is one.
 fn reauth_token(text: &str) -> Option<String> {
-    if text.len() > 64 * 1024 || !text.contains("\"reauth\"") {
+    // A message this long cannot hold a token within the cap: not a re-authentication.
+    if text.len() > 2 * crate::extract::DEFAULT_MAX_TOKEN_LEN || !text.contains("\"reauth\"") {
         return None;
     }
     let message: Reauth = serde_json::from_str(text).ok()?;
@@ -357,6 +360,7 @@ fn reauth_token(text: &str) -> Option<String> {
 enum Next<M> {
     Message(M),
     Control(Control),
+    ControlClosed,
     Tick,
     Ended,
 }
@@ -392,7 +396,9 @@ where
             };
             let Some(tick) = tick else { break };
             let next = tokio::select! {
-                control = self.control.recv() => control.map_or(Next::Tick, Next::Control),
+                control = self.control.recv(), if self.control_open => {
+                    control.map_or(Next::ControlClosed, Next::Control)
+                }
                 message = self.socket.next() => match message {
                     None => Next::Ended,
                     Some(Err(e)) => return Some(Err(e)),
@@ -405,6 +411,7 @@ where
                     self.closed = true;
                 }
                 Next::Tick => {}
+                Next::ControlClosed => self.control_open = false,
                 Next::Control(Control::Send(text)) => {
                     if let Err(e) = self.socket.send(M::text(text.to_string())).await {
                         return Some(Err(e));
@@ -412,6 +419,10 @@ where
                 }
                 Next::Control(Control::Close(code, reason)) => {
                     self.end(code, reason).await;
+                }
+                // A message that arrives as the deadline passes is not delivered.
+                Next::Message(_) if self.expired() => {
+                    self.end(CLOSE_TOKEN_EXPIRED, "token expired").await;
                 }
                 Next::Message(message) => match self.on_message(message).await {
                     Ok(Some(message)) => return Some(Ok(message)),
@@ -421,6 +432,15 @@ where
             }
         }
         None
+    }
+
+    /// Whether the token's expiry plus the leeway has passed.
+    fn expired(&self) -> bool {
+        let inner = &self.session.sessions.inner;
+        self.session.expires_at.is_some_and(|exp| {
+            inner.validator.clock().now()
+                >= Duration::from_secs(exp).saturating_add(inner.validator.leeway())
+        })
     }
 
     /// Handles expiry and the warning; returns how long to wait for the next event, or `None`
@@ -480,6 +500,9 @@ where
     }
 
     async fn reauthenticate(&mut self, token: &str) -> String {
+        if token.len() > crate::extract::DEFAULT_MAX_TOKEN_LEN {
+            return reauth_failed("INVALID_TOKEN", &self.session.subject, self.session.id());
+        }
         let validator = &self.session.sessions.inner.validator;
         match validator.validate_and_check_revocation(token).await {
             Ok(verified) if verified.context.subject() == Some(&*self.session.subject) => {

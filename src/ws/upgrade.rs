@@ -61,16 +61,11 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
 }
 
-/// The subprotocols the client offered, except those carrying a token (`token_prefix`).
+/// The subprotocols the client offered that may be selected: never one carrying a token (the
+/// default prefix, `token_prefix`, or any name longer than
+/// [`MAX_APPLICATION_PROTOCOL_LEN`](crate::extract::MAX_APPLICATION_PROTOCOL_LEN)).
 pub fn application_protocols(headers: &HeaderMap, token_prefix: Option<&str>) -> Vec<String> {
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .filter(|p| token_prefix.is_none_or(|prefix| !p.starts_with(prefix)))
+    crate::extract::application_protocols(headers, token_prefix)
         .map(str::to_owned)
         .collect()
 }
@@ -203,6 +198,22 @@ mod tests {
             application_protocols(&h, Some("base64url.bearer.authorization.jwt.")),
             ["echo", "chat"]
         );
+    }
+
+    #[test]
+    fn long_or_default_prefixed_protocols_are_never_selectable() {
+        let mut h = HeaderMap::new();
+        let custom_token = format!("x.jwt.{}", "a".repeat(80));
+        h.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_str(&format!(
+                "{custom_token}, base64url.bearer.authorization.jwt.abc, v12.stomp"
+            ))
+            .unwrap(),
+        );
+        // Whatever prefix the caller believes in, neither token is offered back.
+        assert_eq!(application_protocols(&h, None), ["v12.stomp"]);
+        assert_eq!(application_protocols(&h, Some("other.")), ["v12.stomp"]);
     }
 
     #[test]
