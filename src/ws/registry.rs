@@ -77,6 +77,9 @@ struct UserSessions {
     count: usize,
     /// The live ones' control channels, by session id.
     live: Vec<(u64, mpsc::UnboundedSender<Control>)>,
+    /// Bumped by each revocation, so that a session reserved before it (still in its
+    /// handshake) is closed as soon as it goes live.
+    epoch: u64,
 }
 
 struct Inner {
@@ -160,12 +163,14 @@ impl SessionRegistry {
             return Err(too_many("too many WebSocket connections for this user"));
         }
         entry.count += 1;
+        let epoch = entry.epoch;
         drop(entry);
         Ok(Reservation {
             registry: self.clone(),
             subject,
             id: inner.next_id.fetch_add(1, Ordering::Relaxed),
             live: false,
+            epoch,
         })
     }
 
@@ -180,10 +185,12 @@ impl SessionRegistry {
         })
     }
 
-    /// Closes every live session of `subject` at once with code 4002 ("credentials revoked");
-    /// returns how many were told.
+    /// Closes every live session of `subject` at once with code 4002 ("credentials revoked"),
+    /// and every session of theirs still in its handshake as soon as it goes live; returns how
+    /// many live sessions were told.
     pub fn revoke_user(&self, subject: &str) -> usize {
-        self.inner.users.get(subject).map_or(0, |u| {
+        self.inner.users.get_mut(subject).map_or(0, |mut u| {
+            u.epoch = u.epoch.wrapping_add(1);
             u.live
                 .iter()
                 .filter(|(_, tx)| {
@@ -242,9 +249,16 @@ impl SessionRegistry {
         self.inner.total.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn go_live(&self, subject: &Arc<str>, id: u64) -> mpsc::UnboundedReceiver<Control> {
+    fn go_live(&self, subject: &Arc<str>, id: u64, epoch: u64) -> mpsc::UnboundedReceiver<Control> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(mut u) = self.inner.users.get_mut(subject) {
+            if u.epoch != epoch {
+                // Revoked while in the handshake.
+                let _ = tx.send(Control::Close(
+                    super::CLOSE_INVALID_TOKEN,
+                    "credentials revoked",
+                ));
+            }
             u.live.push((id, tx));
         }
         rx
@@ -262,6 +276,7 @@ pub struct Reservation {
     subject: Arc<str>,
     id: u64,
     live: bool,
+    epoch: u64,
 }
 
 impl fmt::Debug for Reservation {
@@ -283,7 +298,7 @@ impl Reservation {
     /// Makes the session reachable by `send_to_user` and `revoke_user`.
     pub(crate) fn go_live(&mut self) -> mpsc::UnboundedReceiver<Control> {
         self.live = true;
-        self.registry.go_live(&self.subject, self.id)
+        self.registry.go_live(&self.subject, self.id, self.epoch)
     }
 }
 
@@ -354,5 +369,18 @@ mod tests {
         assert_eq!(registry.revoke_user("a"), 1);
         assert!(matches!(rx.try_recv(), Ok(Control::Close(4002, _))));
         assert_eq!(registry.revoke_user("nobody"), 0);
+    }
+
+    #[test]
+    fn a_session_revoked_during_its_handshake_closes_when_it_goes_live() {
+        let registry = SessionRegistry::default();
+        let mut pending = registry.reserve(Arc::from("a"), None).unwrap();
+        assert_eq!(registry.revoke_user("a"), 0, "nothing live yet");
+        let mut rx = pending.go_live();
+        assert!(matches!(rx.try_recv(), Ok(Control::Close(4002, _))));
+        // A session reserved after the revocation is not affected.
+        let mut fresh = registry.reserve(Arc::from("a"), None).unwrap();
+        let mut rx = fresh.go_live();
+        assert!(rx.try_recv().is_err());
     }
 }

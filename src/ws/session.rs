@@ -320,6 +320,11 @@ where
 }
 
 /// A live authenticated WebSocket; see [`crate::ws`] for what it does for the application.
+///
+/// Expiry, revocation and re-authentication are acted on while the application waits in
+/// [`recv`](Self::recv): a handler that only pushes messages must still poll `recv` (for
+/// example in a `tokio::select!` beside its own source), or an expired or revoked session is
+/// not closed.
 pub struct AuthenticatedSocket<S, C> {
     socket: S,
     session: WsSession<C>,
