@@ -11,7 +11,9 @@ use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
-use super::claims::{ClaimSpec, Decoded, Match, StdClaims, parse_std_claims_json};
+use super::claims::{
+    ClaimSpec, Match, STACK_HEADER, STACK_PAYLOAD, StdClaims, decode_segment, parse_std_claims_json,
+};
 use super::{Revocation, RevocationFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::context::AuthContext;
@@ -160,14 +162,15 @@ where
                 None,
             )
         };
-        let payload = Decoded::of(payload).map_err(|_| malformed())?;
+        let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
+        let payload = decode_segment(payload, &mut stack, &mut heap).map_err(|_| malformed())?;
         let spec = ClaimSpec {
             required: &inner.required,
             issuers: inner.issuers.as_deref(),
             audiences: inner.audiences.as_deref(),
         };
-        let std = parse_std_claims_json(payload.bytes(), spec).map_err(|_| malformed())?;
-        let claims: C = serde_json::from_slice(payload.bytes()).map_err(|_| malformed())?;
+        let std = parse_std_claims_json(payload, spec).map_err(|_| malformed())?;
+        let claims: C = serde_json::from_slice(payload).map_err(|_| malformed())?;
         if let Err(e) = self.check_claims(&std) {
             return Err((e, std.sub));
         }
@@ -231,9 +234,11 @@ where
         else {
             return Err(malformed);
         };
-        let header = Decoded::of(header).map_err(|_| malformed.clone())?;
+        let (mut stack, mut heap) = ([0u8; STACK_HEADER], Vec::new());
+        let header =
+            decode_segment(header, &mut stack, &mut heap).map_err(|_| malformed.clone())?;
         let header: JwsHeader<'_> =
-            serde_json::from_slice(header.bytes()).map_err(|_| malformed.clone())?;
+            serde_json::from_slice(header).map_err(|_| malformed.clone())?;
         if header.crit.is_some() {
             // RFC 7515 §4.1.11: no extension is understood here, so none may be critical.
             return Err(AuthError::invalid_token(
