@@ -145,6 +145,26 @@ impl Responder for JsonResponder {
     }
 }
 
+/// The response for a rejection of `req`: with `close_frames` set (to the token subprotocol
+/// prefix, if any), a WebSocket upgrade is completed and closed with the error's close code;
+/// anything else gets `responder`'s answer. Shared by every layer that rejects.
+pub(crate) fn reject_request<B>(
+    responder: &dyn Responder,
+    req: &mut http::Request<B>,
+    error: &AuthError,
+    close_frames: Option<Option<&str>>,
+) -> Response<Bytes> {
+    #[cfg(feature = "websocket")]
+    if let Some(token_prefix) = close_frames
+        && let Some(response) = crate::ws::close_frame_rejection(req, error, token_prefix)
+    {
+        return response;
+    }
+    #[cfg(not(feature = "websocket"))]
+    let _ = (req, close_frames);
+    reject(responder, error)
+}
+
 /// Runs `responder` and marks the response with [`AuthRejection`].
 pub(crate) fn reject(responder: &dyn Responder, error: &AuthError) -> Response<Bytes> {
     let mut response = responder.respond(error);

@@ -17,7 +17,6 @@ pub(crate) struct AuthConfig<C> {
     pub(crate) optional: bool,
     pub(crate) responder: Box<dyn Responder>,
     /// Refuse WebSocket upgrades with a close frame instead of an HTTP status.
-    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(crate) close_frames: bool,
 }
 
@@ -37,16 +36,12 @@ impl<C> AuthConfig<C> {
         req: &mut http::Request<B>,
         error: &crate::error::AuthError,
     ) -> http::Response<bytes::Bytes> {
-        #[cfg(feature = "websocket")]
-        if self.close_frames
-            && let Some(response) =
-                crate::ws::close_frame_rejection(req, error, self.token_protocol_prefix())
-        {
-            return response;
-        }
-        #[cfg(not(feature = "websocket"))]
-        let _ = req;
-        crate::response::reject(&*self.responder, error)
+        crate::response::reject_request(
+            &*self.responder,
+            req,
+            error,
+            self.close_frames.then(|| self.token_protocol_prefix()),
+        )
     }
 }
 

@@ -33,19 +33,14 @@ impl<St> Shared<St> {
         req: &mut http::Request<B>,
         error: &crate::error::AuthError,
     ) -> http::Response<bytes::Bytes> {
-        #[cfg(feature = "websocket")]
-        if self.close_frames
-            && let Some(response) = crate::ws::close_frame_rejection(
-                req,
-                error,
-                Some(crate::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX),
-            )
-        {
-            return response;
-        }
-        #[cfg(not(feature = "websocket"))]
-        let _ = req;
-        crate::response::reject(&*self.responder, error)
+        // The lockout does not know a custom token prefix; application protocols exclude the
+        // default one and any long name, so a token is never echoed either way.
+        crate::response::reject_request(
+            &*self.responder,
+            req,
+            error,
+            self.close_frames.then_some(None),
+        )
     }
 }
 
@@ -57,7 +52,6 @@ pub(crate) struct Shared<St> {
     pub(crate) responder: Box<dyn Responder>,
     pub(crate) on_lock: Option<LockHook>,
     /// Refuse locked WebSocket upgrades with a 4029 close frame.
-    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(crate) close_frames: bool,
     /// Set once the "no peer address" warning has been given.
     pub(crate) warned_no_peer: std::sync::atomic::AtomicBool,
