@@ -14,7 +14,7 @@ compile_error!(
     "tower-jwt-guard needs a crypto backend: enable the feature `aws-lc-rs` (the default) or `rust-crypto`"
 );
 
-use std::sync::Once;
+use std::sync::OnceLock;
 
 /// The name of the backend this build uses: `"aws-lc-rs"` or `"rust-crypto"`.
 pub const fn backend_name() -> &'static str {
@@ -39,16 +39,27 @@ pub const fn backend_name() -> &'static str {
 /// `jsonwebtoken::encode` directly in a process that has not built one yet (for instance a test
 /// that signs tokens first).
 pub fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
+    let _ = own_provider();
+}
+
+/// This crate's provider when it is the one `jsonwebtoken` uses, installing it on first call.
+///
+/// `None` when the application (or an earlier `jsonwebtoken` call) settled the process-wide
+/// provider first: verification then goes through `jsonwebtoken::crypto::verify`, so that the
+/// application's choice is the one that runs.
+pub(crate) fn own_provider() -> Option<&'static jsonwebtoken::crypto::CryptoProvider> {
+    static OWN: OnceLock<Option<&'static jsonwebtoken::crypto::CryptoProvider>> = OnceLock::new();
+    *OWN.get_or_init(|| {
         #[cfg(feature = "aws-lc-rs")]
         let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
         #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
         let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
         #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
         {
-            // An `Err` means the application installed its own provider first: keep it.
-            let _ = provider.install_default();
+            // An `Err` means a provider was installed first: keep it, and do not bypass it.
+            provider.install_default().ok().map(|()| provider)
         }
-    });
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+        None
+    })
 }

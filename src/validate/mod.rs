@@ -45,6 +45,7 @@
 
 mod claims;
 mod revocation;
+mod signature;
 pub(crate) mod validator;
 
 pub use revocation::{Revocation, RevocationFuture};

@@ -14,6 +14,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use super::claims::{
     ClaimSpec, Match, STACK_HEADER, STACK_PAYLOAD, StdClaims, decode_segment, parse_std_claims_json,
 };
+use super::signature::{self, KeySlot};
 use super::{Revocation, RevocationFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::context::AuthContext;
@@ -45,6 +46,8 @@ struct Requirement<C> {
 
 struct KeyEntry {
     key: Key,
+    /// This entry's verifiers in the per-thread caches.
+    slot: KeySlot,
     /// The allow-list narrowed to this key's family (and bound algorithm).
     algorithms: Box<[Algorithm]>,
 }
@@ -229,7 +232,7 @@ where
     fn verify_signature<'t>(&self, token: &'t str) -> Result<(&KeyEntry, &'t str), AuthError> {
         let malformed = AuthError::invalid_token("the token is malformed");
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
+        let (Some(header), Some(payload), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(malformed);
@@ -246,7 +249,7 @@ where
             ));
         }
         let alg = header.alg;
-        let message = &token.as_bytes()[..token.len() - signature.len() - 1];
+        let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
         let keys = &self.inner.keys;
         let not_allowed = AuthError::invalid_token("the token algorithm is not allowed");
         let verify = |entry: &KeyEntry| -> Result<bool, AuthError> {
@@ -255,7 +258,7 @@ where
             if !entry.algorithms.contains(&alg) {
                 return Err(not_allowed.clone());
             }
-            jsonwebtoken::crypto::verify(signature, message, &entry.key.decoding, alg)
+            signature::verify(entry.slot, &entry.key.decoding, alg, message, signature_b64)
                 .map_err(|e| map_jwt_error(e.kind()))
         };
         let bad_signature = || AuthError::invalid_token("the token signature is invalid");
@@ -553,7 +556,11 @@ where
                     key.family
                 )));
             }
-            entries.push(KeyEntry { key, algorithms });
+            entries.push(KeyEntry {
+                key,
+                slot: KeySlot::next(),
+                algorithms,
+            });
         }
         let boxed = |list: Option<Vec<String>>| {
             list.map(|l| {
