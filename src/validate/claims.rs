@@ -148,40 +148,132 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StdClaims, A::Error> {
-        let mut out = StdClaims::default();
-        let spec = self.spec;
+        let mut reader = StdReader::new(self.spec);
         while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
-            if let Some(i) = spec.required.iter().position(|r| **r == *key)
-                && i < 64
-            {
-                out.present |= 1 << i;
-            }
-            match &*key {
-                "sub" => set_once(
-                    &mut out.sub,
-                    Arc::from(&*map.next_value::<CowStr<'de>>()?.0),
-                    "sub",
-                )?,
-                "jti" => set_once(&mut out.jti, map.next_value::<String>()?, "jti")?,
-                "exp" => set_once(&mut out.exp, map.next_value::<NumericDate>()?.0, "exp")?,
-                "nbf" => set_once(&mut out.nbf, map.next_value::<NumericDate>()?.0, "nbf")?,
-                "iat" => set_once(&mut out.iat, map.next_value::<NumericDate>()?.0, "iat")?,
-                "iss" => {
-                    let m = map.next_value_seed(OneOrMany { set: spec.issuers })?;
-                    match_once(&mut out.iss, m, "iss")?;
-                }
-                "aud" => {
-                    let m = map.next_value_seed(OneOrMany {
-                        set: spec.audiences,
-                    })?;
-                    match_once(&mut out.aud, m, "aud")?;
-                }
-                _ => {
+            match reader.key(&key) {
+                Some(claim) => map.next_value_seed(reader.value(claim))?,
+                None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(out)
+        Ok(reader.finish())
+    }
+}
+
+/// A registered claim this crate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registered {
+    Sub,
+    Jti,
+    Exp,
+    Nbf,
+    Iat,
+    Iss,
+    Aud,
+}
+
+/// Collects the registered claims, key by key, from either pass.
+pub(crate) struct StdReader<'r> {
+    spec: ClaimSpec<'r>,
+    out: StdClaims,
+}
+
+impl<'r> StdReader<'r> {
+    pub(crate) fn new(spec: ClaimSpec<'r>) -> Self {
+        Self {
+            spec,
+            out: StdClaims::default(),
+        }
+    }
+
+    /// Notes `key` for the required-claims mask; the registered claim it names, if any.
+    pub(crate) fn key(&mut self, key: &str) -> Option<Registered> {
+        if let Some(i) = self.spec.required.iter().position(|r| **r == *key)
+            && i < 64
+        {
+            self.out.present |= 1 << i;
+        }
+        Some(match key {
+            "sub" => Registered::Sub,
+            "jti" => Registered::Jti,
+            "exp" => Registered::Exp,
+            "nbf" => Registered::Nbf,
+            "iat" => Registered::Iat,
+            "iss" => Registered::Iss,
+            "aud" => Registered::Aud,
+            _ => return None,
+        })
+    }
+
+    /// Reads the value of `claim` (duplicates are refused).
+    pub(crate) fn value(&mut self, claim: Registered) -> ValueSeed<'_, 'r> {
+        ValueSeed {
+            reader: self,
+            claim,
+        }
+    }
+
+    /// Takes a string value read by someone else (`sub`, `jti` only).
+    pub(crate) fn take_str<E: de::Error>(&mut self, claim: Registered, v: &str) -> Result<(), E> {
+        match claim {
+            Registered::Sub => set_once(&mut self.out.sub, Arc::from(v), "sub"),
+            Registered::Jti => set_once(&mut self.out.jti, v.to_owned(), "jti"),
+            _ => Err(E::custom("not a string claim")),
+        }
+    }
+
+    /// Takes a number read by someone else (`exp`, `nbf`, `iat` only).
+    pub(crate) fn take_number<E: de::Error>(
+        &mut self,
+        claim: Registered,
+        n: serde_json::Number,
+    ) -> Result<(), E> {
+        let v = n.deserialize_any(NumericDateVisitor).map_err(E::custom)?.0;
+        let (slot, name) = match claim {
+            Registered::Exp => (&mut self.out.exp, "exp"),
+            Registered::Nbf => (&mut self.out.nbf, "nbf"),
+            Registered::Iat => (&mut self.out.iat, "iat"),
+            _ => return Err(E::custom("not a date claim")),
+        };
+        set_once(slot, v, name)
+    }
+
+    pub(crate) fn finish(self) -> StdClaims {
+        self.out
+    }
+}
+
+/// Reads one registered claim's value into a [`StdReader`].
+pub(crate) struct ValueSeed<'a, 'r> {
+    reader: &'a mut StdReader<'r>,
+    claim: Registered,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let StdReader { spec, out } = self.reader;
+        match self.claim {
+            Registered::Sub => {
+                set_once(&mut out.sub, Arc::from(&*CowStr::deserialize(d)?.0), "sub")
+            }
+            Registered::Jti => set_once(&mut out.jti, String::deserialize(d)?, "jti"),
+            Registered::Exp => set_once(&mut out.exp, NumericDate::deserialize(d)?.0, "exp"),
+            Registered::Nbf => set_once(&mut out.nbf, NumericDate::deserialize(d)?.0, "nbf"),
+            Registered::Iat => set_once(&mut out.iat, NumericDate::deserialize(d)?.0, "iat"),
+            Registered::Iss => {
+                let m = OneOrMany { set: spec.issuers }.deserialize(d)?;
+                match_once(&mut out.iss, m, "iss")
+            }
+            Registered::Aud => {
+                let m = OneOrMany {
+                    set: spec.audiences,
+                }
+                .deserialize(d)?;
+                match_once(&mut out.aud, m, "aud")
+            }
+        }
     }
 }
 
@@ -232,7 +324,7 @@ impl<'de> Visitor<'de> for OneOrMany<'_> {
 }
 
 /// A map key, borrowed from the input when it has no escapes.
-struct CowStr<'de>(Cow<'de, str>);
+pub(crate) struct CowStr<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -258,29 +350,31 @@ struct NumericDate(u64);
 
 impl<'de> Deserialize<'de> for NumericDate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                u64::try_from(v)
-                    .map(NumericDate)
-                    .map_err(|_| E::custom("negative NumericDate"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
-                    Ok(NumericDate(v as u64))
-                } else {
-                    Err(E::custom("NumericDate out of range"))
-                }
-            }
+        d.deserialize_any(NumericDateVisitor)
+    }
+}
+
+struct NumericDateVisitor;
+
+impl Visitor<'_> for NumericDateVisitor {
+    type Value = NumericDate;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative number of seconds")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+        Ok(NumericDate(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+        u64::try_from(v)
+            .map(NumericDate)
+            .map_err(|_| E::custom("negative NumericDate"))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+        if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
+            Ok(NumericDate(v as u64))
+        } else {
+            Err(E::custom("NumericDate out of range"))
         }
-        d.deserialize_any(V)
     }
 }
 

@@ -44,6 +44,8 @@
 //! ```
 
 mod claims;
+mod header;
+mod payload;
 mod revocation;
 mod signature;
 pub(crate) mod validator;

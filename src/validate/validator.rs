@@ -4,16 +4,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::borrow::Cow;
-
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::errors::ErrorKind;
-use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
-use super::claims::{
-    ClaimSpec, Match, STACK_HEADER, STACK_PAYLOAD, StdClaims, decode_segment, parse_std_claims_json,
-};
+use super::claims::{ClaimSpec, Match, STACK_PAYLOAD, StdClaims, decode_segment};
+use super::header;
+use super::payload::read_claims;
 use super::signature::{self, KeySlot};
 use super::{Revocation, RevocationFuture};
 use crate::clock::{Clock, SystemClock};
@@ -172,8 +169,7 @@ where
             issuers: inner.issuers.as_deref(),
             audiences: inner.audiences.as_deref(),
         };
-        let std = parse_std_claims_json(payload, spec).map_err(|_| malformed())?;
-        let claims: C = serde_json::from_slice(payload).map_err(|_| malformed())?;
+        let (std, claims) = read_claims::<C>(payload, spec).map_err(|_| malformed())?;
         if let Err(e) = self.check_claims(&std) {
             return Err((e, std.sub));
         }
@@ -237,17 +233,7 @@ where
         else {
             return Err(malformed);
         };
-        let (mut stack, mut heap) = ([0u8; STACK_HEADER], Vec::new());
-        let header =
-            decode_segment(header, &mut stack, &mut heap).map_err(|_| malformed.clone())?;
-        let header: JwsHeader<'_> =
-            serde_json::from_slice(header).map_err(|_| malformed.clone())?;
-        if header.crit.is_some() {
-            // RFC 7515 §4.1.11: no extension is understood here, so none may be critical.
-            return Err(AuthError::invalid_token(
-                "the token has critical header extensions",
-            ));
-        }
+        let header = header::parse(header)?;
         let alg = header.alg;
         let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
         let keys = &self.inner.keys;
@@ -352,16 +338,6 @@ where
         }
         Ok(())
     }
-}
-
-/// The JOSE header fields this crate reads; unknown ones are ignored, duplicates refused.
-#[derive(Deserialize)]
-struct JwsHeader<'a> {
-    alg: Algorithm,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
 }
 
 pub(crate) fn revocation_outcome(
