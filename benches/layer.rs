@@ -95,7 +95,24 @@ fn bench_layer(c: &mut Criterion) {
         .build()
         .expect("a valid configuration");
     let bare = routes();
+    // The default layer: a token seen before is taken from its cache of verified tokens.
     let guarded = routes().layer(JwtAuthLayer::new(validator.clone()));
+    // Every token verified in full, as on its first use.
+    let uncached = routes().layer(
+        JwtAuthLayer::builder(validator.clone())
+            .verified_token_cache(0)
+            .build()
+            .expect("a valid configuration"),
+    );
+    // Distinct valid tokens, four times the default cache: the cache fills up and the rest
+    // are verified in full (a lookup that misses, then validation).
+    let fresh: Vec<String> = (0..4 * tower_jwt_guard::auth::DEFAULT_VERIFIED_CACHE as u64)
+        .map(|i| {
+            let mut c = claims.clone();
+            c.iat += i;
+            sign(&c, SECRET)
+        })
+        .collect();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,6 +127,8 @@ fn bench_layer(c: &mut Criterion) {
         };
         assert_eq!(status(&bare, Some(&valid)).await, StatusCode::OK);
         assert_eq!(status(&guarded, Some(&valid)).await, StatusCode::OK);
+        assert_eq!(status(&uncached, Some(&valid)).await, StatusCode::OK);
+        assert_eq!(status(&guarded, Some(&fresh[0])).await, StatusCode::OK);
         assert_eq!(status(&guarded, None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(
             status(&guarded, Some(&invalid)).await,
@@ -130,7 +149,16 @@ fn bench_layer(c: &mut Criterion) {
         ("invalid", Some(&invalid)),
     ];
     for (case, token) in cases {
-        for (which, router) in [("bare", &bare), ("layer", &guarded)] {
+        let routers: &[(&str, &Router)] = if case == "valid" {
+            &[
+                ("bare", &bare),
+                ("layer", &guarded),
+                ("layer_uncached", &uncached),
+            ]
+        } else {
+            &[("bare", &bare), ("layer", &guarded)]
+        };
+        for &(which, router) in routers {
             group.bench_function(format!("{which}/{case}"), |b| {
                 b.to_async(&rt).iter(|| async {
                     let response = router
@@ -172,11 +200,23 @@ fn bench_layer(c: &mut Criterion) {
     // a change in machine load hits all of them alike instead of whichever ran later. The
     // reported time per iteration is `layer - bare` or `layer - bare - decode`.
     let mut group = c.benchmark_group("layer_hs256_overhead");
-    for (case, token) in cases {
-        let variants: &[bool] = if token.is_some() {
-            &[false, true]
-        } else {
+    // (case, guarded router, tokens: one, or a pool cycled through).
+    let overhead_cases: [(&str, &Router, Vec<&str>); 5] = [
+        ("valid", &guarded, vec![valid.as_str()]),
+        ("valid_uncached", &uncached, vec![valid.as_str()]),
+        (
+            "valid_new_tokens",
+            &guarded,
+            fresh.iter().map(String::as_str).collect(),
+        ),
+        ("missing", &guarded, vec![]),
+        ("invalid", &guarded, vec![invalid.as_str()]),
+    ];
+    for (case, router, tokens) in &overhead_cases {
+        let variants: &[bool] = if tokens.is_empty() {
             &[false]
+        } else {
+            &[false, true]
         };
         for &subtract_decode in variants {
             let what = if subtract_decode {
@@ -184,45 +224,56 @@ fn bench_layer(c: &mut Criterion) {
             } else {
                 "layer_minus_bare"
             };
-            let (bare, guarded, key, validation) = (&bare, &guarded, &decoding_key, &validation);
+            let (bare, guarded, key, validation) = (&bare, *router, &decoding_key, &validation);
+            let tokens = &tokens[..];
             group.bench_function(format!("{what}/{case}"), |b| {
-                b.to_async(&rt).iter_custom(|iters| async move {
-                    let (mut t_layer, mut t_bare, mut t_decode) =
-                        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-                    let mut left = iters;
-                    while left > 0 {
-                        let n = left.min(BLOCK);
-                        left -= n;
-                        let start = Instant::now();
-                        for _ in 0..n {
-                            let response = guarded.clone().oneshot(request(black_box(token)));
-                            black_box(response.await.expect("infallible").status());
-                        }
-                        t_layer += start.elapsed();
-                        let start = Instant::now();
-                        for _ in 0..n {
-                            let response = bare.clone().oneshot(request(black_box(token)));
-                            black_box(response.await.expect("infallible").status());
-                        }
-                        t_bare += start.elapsed();
-                        if let (true, Some(token)) = (subtract_decode, token) {
+                let mut next = 0usize;
+                b.to_async(&rt).iter_custom(|iters| {
+                    let start_at = next;
+                    next = next.wrapping_add(iters as usize);
+                    async move {
+                        let token = |i: u64| -> Option<&str> {
+                            (!tokens.is_empty())
+                                .then(|| tokens[(start_at + i as usize) % tokens.len()])
+                        };
+                        let (mut t_layer, mut t_bare, mut t_decode) =
+                            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+                        let mut done = 0;
+                        while done < iters {
+                            let n = (iters - done).min(BLOCK);
                             let start = Instant::now();
-                            for _ in 0..n {
-                                let _ = black_box(jsonwebtoken::decode::<BenchClaims>(
-                                    black_box(token),
-                                    key,
-                                    validation,
-                                ));
+                            for i in done..done + n {
+                                let response =
+                                    guarded.clone().oneshot(request(black_box(token(i))));
+                                black_box(response.await.expect("infallible").status());
                             }
-                            t_decode += start.elapsed();
+                            t_layer += start.elapsed();
+                            let start = Instant::now();
+                            for i in done..done + n {
+                                let response = bare.clone().oneshot(request(black_box(token(i))));
+                                black_box(response.await.expect("infallible").status());
+                            }
+                            t_bare += start.elapsed();
+                            if subtract_decode {
+                                let start = Instant::now();
+                                for i in done..done + n {
+                                    let _ = black_box(jsonwebtoken::decode::<BenchClaims>(
+                                        black_box(token(i).expect("a token")),
+                                        key,
+                                        validation,
+                                    ));
+                                }
+                                t_decode += start.elapsed();
+                            }
+                            done += n;
                         }
+                        // Floored at 1 ns per sample (criterion refuses zero): a median near 0
+                        // means the layer's cost is within the noise of decode's own.
+                        t_layer
+                            .saturating_sub(t_bare)
+                            .saturating_sub(t_decode)
+                            .max(Duration::from_nanos(1))
                     }
-                    // Floored at 1 ns per sample (criterion refuses zero): a median near 0
-                    // means the layer's cost is within the noise of decode's own.
-                    t_layer
-                        .saturating_sub(t_bare)
-                        .saturating_sub(t_decode)
-                        .max(Duration::from_nanos(1))
                 });
             });
         }

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 
 use super::JwtAuth;
+use super::cache::VerifiedCache;
 use crate::error::ConfigError;
 use crate::extract::TokenExtractor;
 use crate::response::{JsonResponder, Responder};
@@ -18,6 +19,24 @@ pub(crate) struct AuthConfig<C> {
     pub(crate) responder: Box<dyn Responder>,
     /// Refuse WebSocket upgrades with a close frame instead of an HTTP status.
     pub(crate) close_frames: bool,
+    /// Tokens already verified; `None` when disabled.
+    pub(crate) cache: Option<VerifiedCache<C>>,
+}
+
+impl<C> AuthConfig<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Validates `token`, through the cache of verified tokens when it is on.
+    pub(crate) fn validate(
+        &self,
+        token: &str,
+    ) -> Result<crate::validate::Verified<C>, (crate::error::AuthError, Option<Arc<str>>)> {
+        match &self.cache {
+            Some(cache) => cache.validate(&self.validator, token),
+            None => self.validator.validate_with_subject(token),
+        }
+    }
 }
 
 impl<C> AuthConfig<C> {
@@ -64,6 +83,7 @@ impl<C> fmt::Debug for JwtAuthLayer<C> {
             .field("validator", &self.config.validator)
             .field("extractor", &self.config.extractor)
             .field("optional", &self.config.optional)
+            .field("cache", &self.config.cache)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +94,8 @@ where
 {
     /// A layer reading `Authorization: Bearer`, requiring a token, answering with
     /// [`JsonResponder`].
+    /// Keeps up to [`DEFAULT_VERIFIED_CACHE`](super::DEFAULT_VERIFIED_CACHE) verified tokens
+    /// (see [`JwtAuthBuilder::verified_token_cache`]).
     pub fn new(validator: Validator<C>) -> Self {
         Self::from_config(AuthConfig {
             validator,
@@ -81,6 +103,7 @@ where
             optional: false,
             responder: Box::new(JsonResponder::new()),
             close_frames: false,
+            cache: VerifiedCache::new(super::DEFAULT_VERIFIED_CACHE),
         })
     }
 
@@ -98,6 +121,7 @@ where
             optional: false,
             responder: Box::new(JsonResponder::new()),
             close_frames: false,
+            cache_capacity: super::DEFAULT_VERIFIED_CACHE,
         }
     }
 
@@ -122,6 +146,7 @@ pub struct JwtAuthBuilder<C> {
     optional: bool,
     responder: Box<dyn Responder>,
     close_frames: bool,
+    cache_capacity: usize,
 }
 
 impl<C> fmt::Debug for JwtAuthBuilder<C> {
@@ -129,6 +154,7 @@ impl<C> fmt::Debug for JwtAuthBuilder<C> {
         f.debug_struct("JwtAuthBuilder")
             .field("extractor", &self.extractor)
             .field("optional", &self.optional)
+            .field("cache_capacity", &self.cache_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +191,17 @@ where
         self
     }
 
+    /// How many verified tokens to keep so that a token presented again is not verified from
+    /// scratch (default [`DEFAULT_VERIFIED_CACHE`](super::DEFAULT_VERIFIED_CACHE); `0` turns
+    /// the cache off). A kept token is matched on its whole text; `exp` and `nbf` are checked
+    /// again on every request, and the revocation hook still runs on every request. Tokens
+    /// without `exp` or longer than [`MAX_CACHED_TOKEN`](super::MAX_CACHED_TOKEN) bytes are
+    /// never kept. Memory: the tokens themselves plus a clone of their claims.
+    pub fn verified_token_cache(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
     /// Builds the layer.
     ///
     /// # Errors
@@ -179,6 +216,7 @@ where
             optional: self.optional,
             responder: self.responder,
             close_frames: self.close_frames,
+            cache: VerifiedCache::new(self.cache_capacity),
         }))
     }
 }

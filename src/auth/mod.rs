@@ -31,10 +31,12 @@
 //!   what the validator and `http::Extensions` need, and no future is boxed unless a revocation
 //!   hook is configured.
 
+mod cache;
 mod future;
 mod layer;
 mod service;
 
+pub use cache::{DEFAULT_CAPACITY as DEFAULT_VERIFIED_CACHE, MAX_CACHED_TOKEN};
 pub use future::ResponseFuture;
 pub use layer::{JwtAuthBuilder, JwtAuthLayer};
 pub use service::JwtAuth;

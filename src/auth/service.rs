@@ -128,15 +128,10 @@ where
                     None,
                 ))
             }
-            Ok(Some(token)) => {
-                config
-                    .validator
-                    .validate_with_subject(token.as_str())
-                    .map(|mut v| {
-                        v.context.set_source(Some(token.source()));
-                        Some(v)
-                    })
-            }
+            Ok(Some(token)) => config.validate(token.as_str()).map(|mut v| {
+                v.context.set_source(Some(token.source()));
+                Some(v)
+            }),
         };
         match outcome {
             Err((err, subject)) => {

@@ -223,6 +223,19 @@ where
         Duration::from_secs(self.inner.leeway)
     }
 
+    /// Whether a context this validator produced is still within its time window now: `exp`
+    /// and `nbf` checked again, with the leeway, against the clock. `false` without `exp`.
+    pub(crate) fn still_current(&self, context: &AuthContext) -> bool {
+        let inner = &*self.inner;
+        let now = inner.clock.now().as_secs();
+        context
+            .expires_at
+            .is_some_and(|exp| now < exp.saturating_add(inner.leeway))
+            && context
+                .not_before
+                .is_none_or(|nbf| now.saturating_add(inner.leeway) >= nbf)
+    }
+
     /// Checks the compact form, the algorithm and the signature; returns the key that
     /// verified the token and the payload segment.
     fn verify_signature<'t>(&self, token: &'t str) -> Result<(&KeyEntry, &'t str), AuthError> {
