@@ -30,6 +30,9 @@
 //! - `poll_ready` only forwards to the inner service; nothing is allocated for a request beyond
 //!   what the validator and `http::Extensions` need, and no future is boxed unless a revocation
 //!   hook is configured.
+//! - A token presented again is taken from a bounded cache of verified tokens (matched on its
+//!   whole text; `exp`, `nbf` and the revocation hook are still applied on every request); see
+//!   [`JwtAuthBuilder::verified_token_cache`].
 
 mod cache;
 mod future;

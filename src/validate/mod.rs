@@ -2,9 +2,12 @@
 //!
 //! A [`Validator`] is built once, at start-up, and shared (it is an `Arc` inside). Signatures
 //! are verified by `jsonwebtoken`'s crypto provider (aws-lc-rs or RustCrypto, see
-//! [`crypto`](crate::crypto)); the compact form, the header and the claims are read here in one
-//! pass each (`jsonwebtoken::decode` parses the header twice and the claims twice, which cost
-//! more than the layer's whole budget). It:
+//! [`crypto`](crate::crypto)), whose verifiers each thread keeps for its last 16 keys (they are
+//! not `Send`; `jsonwebtoken::crypto::verify` would build one, with its HMAC key state, per
+//! token). The compact form and the header are read here (each thread remembers the last header
+//! segment it parsed: one issuer's tokens share it byte for byte), and the payload is read in
+//! **one pass** that fills both the application's claims type and the registered claims
+//! (`jsonwebtoken::decode` parses the header twice and the claims twice). It:
 //! - takes the algorithms from configuration only: each [`Key`](crate::keys::Key) is bound to
 //!   its family, the allow-list narrows further, `none` is never accepted;
 //! - picks the key by the token's `kid` when several keys are configured (rotation without
