@@ -244,11 +244,8 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, '_, A> {
             return Ok(None);
         };
         self.pending = self.state.reader.key(&key);
-        seed.deserialize(KeyDeserializer {
-            key,
-            error: std::marker::PhantomData,
-        })
-        .map(Some)
+        seed.deserialize(Captured::Key(key).into_deserializer())
+            .map(Some)
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
@@ -313,9 +310,14 @@ impl<'de> DeserializeSeed<'de> for NumberSeed {
     }
 }
 
-/// A registered claim's value, read once, handed to `C` as `serde_json` would have.
+/// What `C` is handed instead of `serde_json`'s own deserializer: a map key, or a registered
+/// claim's value read once; either is handed over as `serde_json` would have.
 enum Captured<'de> {
+    /// A map key: a string, or a number or a boolean written as a string when `C` asks for one.
+    Key(Cow<'de, str>),
+    /// A string value (`sub`, `jti`).
     Str(Cow<'de, str>),
+    /// A number value (`exp`, `nbf`, `iat`).
     Number(serde_json::Number),
 }
 
@@ -333,77 +335,25 @@ struct CapturedDeserializer<'de, E> {
     error: std::marker::PhantomData<E>,
 }
 
-impl<'de, E: de::Error> Deserializer<'de> for CapturedDeserializer<'de, E> {
-    type Error = E;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        match self.value {
-            Captured::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
-            // `serde_json` hands an unescaped string over as `visit_str`.
-            Captured::Str(Cow::Owned(s)) => visitor.visit_str(&s),
-            Captured::Number(n) => n.deserialize_any(visitor).map_err(E::custom),
-        }
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        match self.value {
-            Captured::Str(Cow::Borrowed(s)) => {
-                BorrowedStrDeserializer::new(s).deserialize_enum(name, variants, visitor)
-            }
-            Captured::Str(Cow::Owned(s)) => {
-                StringDeserializer::new(s).deserialize_enum(name, variants, visitor)
-            }
-            Captured::Number(_) => self.deserialize_any(visitor),
-        }
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
-    }
-}
-
-/// A map key handed to `C`, read as `serde_json` reads keys: a string, or a number or a
-/// boolean written as a string when `C` asks for one.
-struct KeyDeserializer<'de, E> {
-    key: Cow<'de, str>,
-    error: std::marker::PhantomData<E>,
-}
-
-impl<'de, E: de::Error> KeyDeserializer<'de, E> {
+impl<'de, E: de::Error> CapturedDeserializer<'de, E> {
+    /// A key read as a number when it is one (as `serde_json` reads `HashMap<u32, _>` keys).
     fn number<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        if let Ok(n) = self.key.parse::<u64>() {
-            visitor.visit_u64(n)
-        } else if let Ok(n) = self.key.parse::<i64>() {
-            visitor.visit_i64(n)
-        } else if let Ok(n) = self.key.parse::<f64>()
-            && n.is_finite()
-        {
-            visitor.visit_f64(n)
-        } else {
-            self.deserialize_any(visitor)
+        if let Captured::Key(key) = &self.value {
+            if let Ok(n) = key.parse::<u64>() {
+                return visitor.visit_u64(n);
+            } else if let Ok(n) = key.parse::<i64>() {
+                return visitor.visit_i64(n);
+            } else if let Ok(n) = key.parse::<f64>()
+                && n.is_finite()
+            {
+                return visitor.visit_f64(n);
+            }
         }
+        self.deserialize_any(visitor)
     }
 }
 
-macro_rules! numeric_keys {
+macro_rules! numeric {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
             self.number(visitor)
@@ -411,26 +361,30 @@ macro_rules! numeric_keys {
     )*};
 }
 
-impl<'de, E: de::Error> Deserializer<'de> for KeyDeserializer<'de, E> {
+impl<'de, E: de::Error> Deserializer<'de> for CapturedDeserializer<'de, E> {
     type Error = E;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        match self.key {
-            Cow::Borrowed(s) => BorrowedStrDeserializer::new(s).deserialize_any(visitor),
-            Cow::Owned(s) => StringDeserializer::new(s).deserialize_any(visitor),
+        match self.value {
+            Captured::Key(Cow::Borrowed(s)) | Captured::Str(Cow::Borrowed(s)) => {
+                visitor.visit_borrowed_str(s)
+            }
+            // `serde_json` hands an unescaped string over as `visit_str`.
+            Captured::Key(Cow::Owned(s)) | Captured::Str(Cow::Owned(s)) => visitor.visit_str(&s),
+            Captured::Number(n) => n.deserialize_any(visitor).map_err(E::custom),
         }
     }
 
-    numeric_keys! {
+    numeric! {
         deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
         deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
         deserialize_f32 deserialize_f64
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        match &*self.key {
-            "true" => visitor.visit_bool(true),
-            "false" => visitor.visit_bool(false),
+        match &self.value {
+            Captured::Key(key) if key == "true" => visitor.visit_bool(true),
+            Captured::Key(key) if key == "false" => visitor.visit_bool(false),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -453,11 +407,14 @@ impl<'de, E: de::Error> Deserializer<'de> for KeyDeserializer<'de, E> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
-        match self.key {
-            Cow::Borrowed(s) => {
+        match self.value {
+            Captured::Key(Cow::Borrowed(s)) | Captured::Str(Cow::Borrowed(s)) => {
                 BorrowedStrDeserializer::new(s).deserialize_enum(name, variants, visitor)
             }
-            Cow::Owned(s) => StringDeserializer::new(s).deserialize_enum(name, variants, visitor),
+            Captured::Key(Cow::Owned(s)) | Captured::Str(Cow::Owned(s)) => {
+                StringDeserializer::new(s).deserialize_enum(name, variants, visitor)
+            }
+            Captured::Number(_) => self.deserialize_any(visitor),
         }
     }
 
