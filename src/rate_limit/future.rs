@@ -151,6 +151,12 @@ where
                     }
                 }
                 StateProj::Inner { future, headers } => {
+                    if headers.is_none() {
+                        // The common case: the inner response, moved once.
+                        return future
+                            .poll(cx)
+                            .map_ok(|response| response.map(GuardBody::inner));
+                    }
                     let mut response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
                         Err(e) => return Poll::Ready(Err(e)),

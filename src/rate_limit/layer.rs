@@ -35,6 +35,7 @@ pub(crate) struct Shared<St> {
 
 impl KeySource {
     /// The key of a request, borrowed from its extensions when it can be.
+    #[inline]
     pub(crate) fn key<'e>(
         &self,
         extensions: &'e Extensions,

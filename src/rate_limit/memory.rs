@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::RateLimiter;
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
+use governor::{NotUntil, RateLimiter};
 
 use super::quota::window_of;
 use super::{PlanQuotas, RateDecision, RateLimitStore};
@@ -32,6 +32,7 @@ enum RateClock {
 
 impl GovernorClock for RateClock {
     type Instant = Nanos;
+    #[inline]
     fn now(&self) -> Nanos {
         match self {
             Self::Fast(clock) => Nanos::new(clock.delta_as_nanos(0, clock.raw())),
@@ -118,6 +119,8 @@ impl MemoryRateStore {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn maybe_cleanup(&self) {
         let now = self.clock.now().as_u64() / 1_000_000;
         let last = self.last_cleanup.load(Ordering::Relaxed);
@@ -140,6 +143,9 @@ impl MemoryRateStore {
     }
 
     /// [`decide`](Self::decide), computing `remaining` only when `detailed`.
+    // Inlined into the service (generic, so compiled in the user's crate): called, the decision
+    // makes a round trip through the stack, and reading it back stalls on the stores just made.
+    #[inline(always)]
     pub fn decide_with(&self, key: &Arc<str>, plan: Option<&str>, detailed: bool) -> RateDecision {
         // A per-thread count: no shared cache line is written on the hot path.
         thread_local! {
@@ -159,17 +165,31 @@ impl MemoryRateStore {
         };
         let (limiter, limit, window) = &self.limiters[index];
         let (limit, window) = (*limit, *window);
-        match limiter.check_key(key) {
+        // Matched by reference: the snapshot is read only when `detailed` asks for it. Moving it
+        // out (as `Ok(snapshot)` does) copies it on every check, and that copy stalls on the
+        // stores governor has just made.
+        match &limiter.check_key(key) {
             Ok(snapshot) => RateDecision::Allowed {
                 limit,
-                remaining: detailed.then(|| snapshot.remaining_burst_capacity()),
+                remaining: if detailed {
+                    Some(snapshot.remaining_burst_capacity())
+                } else {
+                    None
+                },
                 window,
             },
-            Err(not_until) => RateDecision::Limited {
-                limit,
-                window,
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            },
+            Err(not_until) => self.limited(not_until, limit, window),
+        }
+    }
+
+    /// Out of line, so that the allowed path stays small enough to be inlined.
+    #[cold]
+    #[inline(never)]
+    fn limited(&self, not_until: &NotUntil<Nanos>, limit: u32, window: Duration) -> RateDecision {
+        RateDecision::Limited {
+            limit,
+            window,
+            retry_after: not_until.wait_time_from(self.clock.now()),
         }
     }
 }
@@ -178,10 +198,12 @@ impl RateLimitStore for MemoryRateStore {
     type Error = Infallible;
     type Future = Ready<Result<RateDecision, Infallible>>;
 
+    #[inline]
     fn check(&self, key: &Arc<str>, plan: Option<&str>, detailed: bool) -> Self::Future {
         ready(Ok(self.decide_with(key, plan, detailed)))
     }
 
+    #[inline]
     fn check_now(
         &self,
         key: &Arc<str>,
