@@ -41,8 +41,17 @@ impl GovernorClock for RateClock {
     }
 }
 
-type Limiter =
-    RateLimiter<Arc<str>, DashMapStateStore<Arc<str>>, RateClock, StateInformationMiddleware>;
+/// Users' keys are hashed with foldhash (seeded per map at random), not SipHash: hashing the key
+/// was a third of a check. The default key is a verified subject, which a client cannot choose;
+/// a `key_by` over client-chosen values still gets per-map random seeds (see the module docs).
+type Hasher = foldhash::fast::RandomState;
+
+type Limiter = RateLimiter<
+    Arc<str>,
+    DashMapStateStore<Arc<str>, Hasher>,
+    RateClock,
+    StateInformationMiddleware,
+>;
 
 /// The in-memory per-user store: one GCRA limiter (governor) per plan, keyed by user.
 ///
@@ -83,8 +92,9 @@ impl MemoryRateStore {
         let limiters = quotas
             .all()
             .map(|q| {
-                let limiter = RateLimiter::dashmap_with_clock(q, clock.clone())
-                    .with_middleware::<StateInformationMiddleware>();
+                let limiter =
+                    RateLimiter::dashmap_with_clock_and_hasher(q, clock.clone(), Hasher::default())
+                        .with_middleware::<StateInformationMiddleware>();
                 (limiter, q.burst_size().get(), window_of(&q))
             })
             .collect();

@@ -41,7 +41,12 @@
 //!   `401 MISSING_TOKEN` with [`reject_unauthenticated`](RateLimitBuilder::reject_unauthenticated);
 //!   never `429`.
 //! - Route quotas stack with global ones: each layer has its own counters.
-//! - The in-memory store drops idle users as it runs; no cleanup task.
+//! - The in-memory store drops idle users as it runs; no cleanup task. It hashes keys with
+//!   foldhash, seeded at random per limiter, rather than SipHash (hashing was a third of a
+//!   check). That is safe for the default key, a verified subject that clients cannot choose.
+//!   foldhash is only "minimally" resistant to hash flooding: if a `key_by` keys on values a
+//!   client chooses freely (a raw header, say), an attacker who could learn a limiter's seed
+//!   could make its lookups slow; key on verified identities.
 //! - [`MessageLimiter`] applies the same per-user quotas to WebSocket messages, across all of a
 //!   user's connections.
 
