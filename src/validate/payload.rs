@@ -578,6 +578,95 @@ mod tests {
         assert!(agree::<Optional>(payloads[14]).is_none(), "iat out of i32");
     }
 
+    /// A small deterministic generator of claim-like JSON objects: registered and other keys
+    /// (some escaped, some numeric, some repeated), values of every JSON type.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+
+        fn value(&mut self, depth: u32) -> String {
+            let atoms = [
+                r#""alice""#,
+                r#""\u0061lice""#,
+                r#""a\"b""#,
+                r#""https://a""#,
+                r#""""#,
+                "0",
+                "7",
+                "-3",
+                "1.5",
+                "1e3",
+                "1700000000",
+                "18446744073709551615",
+                "-0",
+                "true",
+                "false",
+                "null",
+            ];
+            match self.next() % 8 {
+                0 if depth < 2 => {
+                    let n = self.next() % 3;
+                    let items: Vec<String> = (0..n).map(|_| self.value(depth + 1)).collect();
+                    format!("[{}]", items.join(","))
+                }
+                1 if depth < 2 => self.object(depth + 1),
+                _ => self.pick(&atoms).to_owned(),
+            }
+        }
+
+        fn object(&mut self, depth: u32) -> String {
+            let keys = [
+                "sub",
+                "exp",
+                "iat",
+                "nbf",
+                "iss",
+                "aud",
+                "jti",
+                "role",
+                "7",
+                "true",
+                "x",
+                "s\\u0075b",
+                "e\\u0078p",
+            ];
+            let n = self.next() % 7;
+            let members: Vec<String> = (0..n)
+                .map(|_| format!(r#""{}":{}"#, self.pick(&keys), self.value(depth)))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+    }
+
+    #[test]
+    fn one_pass_agrees_with_two_on_generated_payloads() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let mut accepted = 0;
+        for _ in 0..3_000 {
+            let json = g.object(0);
+            agree::<Typed>(&json);
+            accepted += usize::from(agree::<Optional>(&json).is_some());
+            agree::<Flat>(&json);
+            agree::<serde_json::Value>(&json);
+            agree::<HashMap<String, serde_json::Value>>(&json);
+            agree::<BTreeMap<Kind, serde_json::Value>>(&json);
+            agree::<HashMap<u32, serde_json::Value>>(&json);
+        }
+        // The generator must reach the accepting paths, not only the failures.
+        assert!(accepted > 300, "only {accepted} payloads accepted");
+    }
+
     #[test]
     fn keys_read_as_numbers_and_booleans_like_serde_json() {
         agree::<HashMap<u32, u8>>(r#"{"7":1,"8":2}"#).unwrap();
