@@ -39,9 +39,12 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // Boxed: held inline, the request and the claims would make every `ResponseFuture` (and
+        // every future wrapping it) hundreds of bytes larger, copied on each move on the hot
+        // path. Only a configured revocation hook pays for the box (it is boxed already).
         Revocation {
             check: RevocationFuture,
-            pending: Option<Pending<S, ReqBody, C>>,
+            pending: Option<Box<Pending<S, ReqBody, C>>>,
         },
         Inner {
             #[pin]
@@ -81,12 +84,12 @@ where
         Self {
             state: State::Revocation {
                 check,
-                pending: Some(Pending {
+                pending: Some(Box::new(Pending {
                     inner,
                     request,
                     verified,
                     config,
-                }),
+                })),
             },
         }
     }
@@ -110,7 +113,7 @@ where
                         mut request,
                         verified,
                         config,
-                    } = pending
+                    } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match crate::validate::validator::revocation_outcome(result) {
@@ -145,5 +148,39 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::{Ready, ready};
+
+    use super::*;
+
+    #[derive(Clone)]
+    struct Svc;
+
+    impl Service<Request<[u8; 512]>> for Svc {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<[u8; 512]>) -> Self::Future {
+            ready(Ok(Response::new(())))
+        }
+    }
+
+    #[test]
+    fn neither_the_request_nor_the_claims_are_held_inline() {
+        type Claims = [u8; 1024];
+        let size = std::mem::size_of::<ResponseFuture<Svc, [u8; 512], Claims>>();
+        let inner = std::mem::size_of::<<Svc as Service<Request<[u8; 512]>>>::Future>();
+        assert!(
+            size <= inner + 64,
+            "{size} bytes for a {inner}-byte inner future"
+        );
     }
 }

@@ -85,7 +85,9 @@ pin_project! {
         Checking {
             #[pin]
             check: St::CheckFuture,
-            pending: Option<(S, Request<ReqBody>, Tracking<St>)>,
+            // Boxed, so that the request does not make every response future larger (only
+            // stores that answer asynchronously get here).
+            pending: Option<Box<(S, Request<ReqBody>, Tracking<St>)>>,
         },
         Inner {
             #[pin]
@@ -137,7 +139,7 @@ where
         Self {
             state: State::Checking {
                 check,
-                pending: Some((inner, request, tracking)),
+                pending: Some(Box::new((inner, request, tracking))),
             },
         }
     }
@@ -158,7 +160,7 @@ where
             match state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
                     let status = ready!(check.poll(cx));
-                    let (mut inner, mut request, tracking) = pending.take().expect(DONE);
+                    let (mut inner, mut request, tracking) = *pending.take().expect(DONE);
                     match status {
                         Ok(LockStatus::Locked { retry_after }) => {
                             let err = locked_out(retry_after);
