@@ -41,6 +41,7 @@ fn read<C: DeserializeOwned>(
     let mut state = State {
         reader: StdReader::new(spec),
         complete: false,
+        failed: false,
     };
     let mut de = serde_json::Deserializer::from_slice(json);
     let claims = C::deserialize(Tap {
@@ -49,6 +50,11 @@ fn read<C: DeserializeOwned>(
     })
     .map_err(|_| PayloadError)?;
     de.end().map_err(|_| PayloadError)?;
+    if state.failed {
+        // An error went through the tap and `C` carried on regardless (a lenient hand-written
+        // visitor): the payload is refused as the two-pass reading would have refused it.
+        return Err(PayloadError);
+    }
     if state.complete {
         Ok((state.reader.finish(), claims, true))
     } else {
@@ -60,6 +66,8 @@ struct State<'r> {
     reader: StdReader<'r>,
     /// The top-level map was read to its end through the tap.
     complete: bool,
+    /// An error passed through the tap, whatever `C` did with it.
+    failed: bool,
 }
 
 type JsonDe<'de> = serde_json::Deserializer<serde_json::de::SliceRead<'de>>;
@@ -232,13 +240,8 @@ struct TapMap<'a, 'r, A> {
     pending: Option<Registered>,
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, '_, A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
+impl<'de, A: MapAccess<'de>> TapMap<'_, '_, A> {
+    fn key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
         let Some(CowStr(key)) = self.map.next_key::<CowStr<'de>>()? else {
             self.state.complete = true;
             return Ok(None);
@@ -248,7 +251,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, '_, A> {
             .map(Some)
     }
 
-    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+    fn value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
         let Some(claim) = self.pending.take() else {
             return self.map.next_value_seed(seed);
         };
@@ -277,6 +280,25 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, '_, A> {
                 seed.deserialize(&mut de).map_err(A::Error::custom)
             }
         }
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, '_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let result = self.key_seed(seed);
+        self.state.failed |= result.is_err();
+        result
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        let result = self.value_seed(seed);
+        self.state.failed |= result.is_err();
+        result
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -336,18 +358,15 @@ struct CapturedDeserializer<'de, E> {
 }
 
 impl<'de, E: de::Error> CapturedDeserializer<'de, E> {
-    /// A key read as a number when it is one (as `serde_json` reads `HashMap<u32, _>` keys).
+    /// A key read as a number when it is one, as `serde_json` reads `HashMap<u32, _>` keys: a
+    /// JSON number filling the whole key (no sign but `-`, no leading zero, no spaces).
     fn number<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        if let Captured::Key(key) = &self.value {
-            if let Ok(n) = key.parse::<u64>() {
-                return visitor.visit_u64(n);
-            } else if let Ok(n) = key.parse::<i64>() {
-                return visitor.visit_i64(n);
-            } else if let Ok(n) = key.parse::<f64>()
-                && n.is_finite()
-            {
-                return visitor.visit_f64(n);
-            }
+        if let Captured::Key(key) = &self.value
+            && key.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            && !key.ends_with(|c: char| c.is_ascii_whitespace())
+            && let Ok(n) = serde_json::from_str::<serde_json::Number>(key)
+        {
+            return n.deserialize_any(visitor).map_err(E::custom);
         }
         self.deserialize_any(visitor)
     }
@@ -667,12 +686,75 @@ mod tests {
         assert!(accepted > 300, "only {accepted} payloads accepted");
     }
 
+    /// A hand-written claims type that ignores errors in values and carries on.
+    #[derive(Debug, PartialEq)]
+    struct Lenient(usize);
+
+    impl<'de> Deserialize<'de> for Lenient {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Lenient;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a map")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient, A::Error> {
+                    let mut n = 0;
+                    while map.next_key::<String>()?.is_some() {
+                        n += usize::from(map.next_value::<serde_json::Value>().is_ok());
+                    }
+                    Ok(Lenient(n))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    #[test]
+    fn an_error_swallowed_by_the_claims_type_still_refuses_the_payload() {
+        for json in [
+            r#"{"sub":"a","exp":-5}"#,
+            r#"{"exp":"soon"}"#,
+            r#"{"nbf":1e400}"#,
+            r#"{"aud":7}"#,
+            r#"{"iss":[1]}"#,
+            r#"{"exp":9999999999,"exp":1}"#,
+            r#"{"sub":"a","sub":"b"}"#,
+            r#"{"sub":7}"#,
+        ] {
+            assert_eq!(
+                read::<Lenient>(json.as_bytes(), ClaimSpec::default()).map(|_| ()),
+                Err(PayloadError),
+                "{json}"
+            );
+        }
+        let (std, c, one) =
+            read::<Lenient>(br#"{"sub":"a","exp":5,"x":1}"#, ClaimSpec::default()).unwrap();
+        assert_eq!(
+            (std.sub.as_deref(), std.exp, c, one),
+            (Some("a"), Some(5), Lenient(3), true)
+        );
+    }
+
     #[test]
     fn keys_read_as_numbers_and_booleans_like_serde_json() {
         agree::<HashMap<u32, u8>>(r#"{"7":1,"8":2}"#).unwrap();
         agree::<HashMap<i64, u8>>(r#"{"-7":1}"#).unwrap();
         agree::<HashMap<bool, u8>>(r#"{"true":1,"false":0}"#).unwrap();
         assert!(agree::<HashMap<u32, u8>>(r#"{"x":1}"#).is_none());
+        for loose in [
+            r#"{"+7":1}"#,
+            r#"{"07":1}"#,
+            r#"{" 7":1}"#,
+            r#"{"7 ":1}"#,
+            r#"{"0x7":1}"#,
+        ] {
+            assert!(agree::<HashMap<i64, u8>>(loose).is_none(), "{loose}");
+        }
+        agree::<HashMap<i64, u8>>(r#"{"-7":1,"12":2}"#).unwrap();
+        agree::<HashMap<i64, u8>>(r#"{"-0":1}"#);
+        agree::<HashMap<u64, u8>>(r#"{"18446744073709551615":1}"#).unwrap();
+        assert!(agree::<HashMap<u64, u8>>(r#"{"1.5":1}"#).is_none());
     }
 
     #[test]
