@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -59,6 +59,26 @@ async fn repeat_token_is_accepted_and_still_expires_and_is_still_checked_for_rev
     clock.advance(Duration::from_secs(1));
     assert_rejected(&get_bearer(&server, &token).await, "TOKEN_EXPIRED");
     assert_rejected(&get_bearer(&server, &token).await, "TOKEN_EXPIRED");
+}
+
+#[tokio::test]
+async fn requirements_are_run_again_on_a_repeat_token() {
+    // A requirement that reads state of its own (a deny-list, a feature flag).
+    let allowed = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&allowed);
+    let validator = hmac_builder()
+        .require("the account is suspended", move |_: &TestClaims| {
+            flag.load(Ordering::SeqCst)
+        })
+        .build()
+        .unwrap();
+    let server = serve_layer(JwtAuthLayer::new(validator)).await;
+    let token = sign_hs256(&json!({"sub": "dave", "exp": NOW + 60}));
+    assert_accepted(&get_bearer(&server, &token).await, "dave");
+    allowed.store(false, Ordering::SeqCst);
+    assert_rejected(&get_bearer(&server, &token).await, "FORBIDDEN");
+    allowed.store(true, Ordering::SeqCst);
+    assert_accepted(&get_bearer(&server, &token).await, "dave");
 }
 
 #[tokio::test]

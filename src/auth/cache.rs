@@ -6,9 +6,14 @@
 //! layer keeps what it verified, keyed by the token's signature segment and confirmed by
 //! comparing the **whole token** byte for byte, so a hit is exactly a token that passed every
 //! check before. What the checks do not fix once and for all is run again on every hit: `exp`
-//! and `nbf` against the clock (an expired entry is dropped and the token validated afresh, so
-//! the rejection is the usual one), and the revocation hook, which runs after validation as
-//! before.
+//! and `nbf` against the clock, the typed requirements (`ValidatorBuilder::require`, which may
+//! read state of their own), and the revocation hook, which runs after validation as before. An
+//! entry that fails them is dropped and the token validated afresh, so the rejection is the
+//! usual one.
+//!
+//! The whole-token comparison is an ordinary byte comparison: it only runs against the entry
+//! found under the presented signature segment, in a map hashed with a per-process random seed,
+//! and a hit tells a client only that its own token was accepted before.
 //!
 //! Bounds: at most `capacity` entries (default [`DEFAULT_CAPACITY`]); tokens longer than
 //! [`MAX_CACHED_TOKEN`] bytes and tokens without `exp` are never kept; only tokens that passed
@@ -86,12 +91,18 @@ where
         {
             let verified = entry.verified.clone();
             drop(entry);
-            if validator.still_current(&verified.context) {
+            if validator.still_accepts(&verified) {
                 return Ok(verified);
             }
-            // Out of its time window: forget it, and let the validator give the usual answer.
+            // Out of its time window, or a requirement now says no: forget it, and let the
+            // validator give the usual answer.
             if self.map.remove(sig).is_some() {
-                self.len.fetch_sub(1, Ordering::Relaxed);
+                // Saturating: a sweep may have counted this removal already.
+                let _ = self
+                    .len
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_sub(1))
+                    });
             }
         }
         let verified = validator.validate_with_subject(token)?;

@@ -193,8 +193,8 @@ where
 
     /// How many verified tokens to keep so that a token presented again is not verified from
     /// scratch (default [`DEFAULT_VERIFIED_CACHE`](super::DEFAULT_VERIFIED_CACHE); `0` turns
-    /// the cache off). A kept token is matched on its whole text; `exp` and `nbf` are checked
-    /// again on every request, and the revocation hook still runs on every request. Tokens
+    /// the cache off). A kept token is matched on its whole text; `exp`, `nbf` and the typed
+    /// requirements are checked again, and the revocation hook runs, on every request. Tokens
     /// without `exp` or longer than [`MAX_CACHED_TOKEN`](super::MAX_CACHED_TOKEN) bytes are
     /// never kept. Memory: the tokens themselves plus a clone of their claims.
     pub fn verified_token_cache(mut self, capacity: usize) -> Self {

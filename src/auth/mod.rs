@@ -31,7 +31,8 @@
 //!   what the validator and `http::Extensions` need, and no future is boxed unless a revocation
 //!   hook is configured.
 //! - A token presented again is taken from a bounded cache of verified tokens (matched on its
-//!   whole text; `exp`, `nbf` and the revocation hook are still applied on every request); see
+//!   whole text; `exp`, `nbf`, the typed requirements and the revocation hook are still applied
+//!   on every request); see
 //!   [`JwtAuthBuilder::verified_token_cache`].
 
 mod cache;

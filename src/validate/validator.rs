@@ -223,6 +223,19 @@ where
         Duration::from_secs(self.inner.leeway)
     }
 
+    /// Whether a token this validator accepted would still be accepted now, short of the
+    /// signature and the payload's shape: `exp` and `nbf` checked again against the clock (with
+    /// the leeway; `false` without `exp`), and the typed requirements run again (they may read
+    /// state of their own).
+    pub(crate) fn still_accepts(&self, verified: &Verified<C>) -> bool {
+        self.still_current(&verified.context)
+            && self
+                .inner
+                .requirements
+                .iter()
+                .all(|r| (r.check)(&verified.claims))
+    }
+
     /// Whether a context this validator produced is still within its time window now: `exp`
     /// and `nbf` checked again, with the leeway, against the clock. `false` without `exp`.
     pub(crate) fn still_current(&self, context: &AuthContext) -> bool {
