@@ -55,12 +55,7 @@ fn bench(c: &mut Criterion) {
                     t_theirs += start.elapsed();
                     done += n;
                 }
-                let (a, b) = if ours_first {
-                    (t_ours, t_theirs)
-                } else {
-                    (t_theirs, t_ours)
-                };
-                a.saturating_sub(b).max(Duration::from_nanos(1))
+                tower_jwt_guard_peer_bench::difference(t_ours, t_theirs, ours_first)
             })
         });
     }
