@@ -11,14 +11,15 @@
 //! The keys in `benches/fixtures/` are test-only keys generated with `openssl genpkey`.
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use tower_jwt_guard::crypto::{backend_name, install_crypto_provider};
 
-const HMAC_SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret-0123";
+mod common;
+use common::{BenchClaims, SECRET, claims};
+
 const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");
 const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
@@ -26,41 +27,11 @@ const EC_PUBLIC: &[u8] = include_bytes!("fixtures/ec_public.pem");
 const ED_PRIVATE: &[u8] = include_bytes!("fixtures/ed_private.pem");
 const ED_PUBLIC: &[u8] = include_bytes!("fixtures/ed_public.pem");
 
-/// The same ~200-byte payload as the layer bench.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BenchClaims {
-    sub: String,
-    exp: u64,
-    iat: u64,
-    iss: String,
-    name: String,
-    email: String,
-    role: String,
-    tenant: String,
-}
-
-fn claims() -> BenchClaims {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    BenchClaims {
-        sub: "user-7f3c2a91-4b5e-4d1a-9c0e-2b8f6a1d3e57".into(),
-        exp: now + 24 * 3600,
-        iat: now,
-        iss: "https://auth.example.com".into(),
-        name: "Alice Example".into(),
-        email: "alice.example@example.com".into(),
-        role: "admin".into(),
-        tenant: "acme-production".into(),
-    }
-}
-
 fn keys(alg: Algorithm) -> (EncodingKey, DecodingKey) {
     let pair = match alg {
         Algorithm::HS256 => Ok((
-            EncodingKey::from_secret(HMAC_SECRET),
-            DecodingKey::from_secret(HMAC_SECRET),
+            EncodingKey::from_secret(SECRET),
+            DecodingKey::from_secret(SECRET),
         )),
         Algorithm::RS256 => EncodingKey::from_rsa_pem(RSA_PRIVATE)
             .and_then(|e| Ok((e, DecodingKey::from_rsa_pem(RSA_PUBLIC)?))),

@@ -11,7 +11,7 @@
 //! Run: `cargo bench --bench layer -- --measurement-time 5` (see BENCHMARKS.md).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -19,45 +19,15 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, StatusCode, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tower_jwt_guard::JwtAuthLayer;
 use tower_jwt_guard::keys::Key;
 use tower_jwt_guard::validate::Validator;
 
-const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret-0123";
+mod common;
+use common::{BenchClaims, SECRET, claims};
+
 const OTHER_SECRET: &[u8] = b"another-secret-another-secret-another-secret";
-
-/// Typical access-token claims: a ~200-byte JSON payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BenchClaims {
-    sub: String,
-    exp: u64,
-    iat: u64,
-    iss: String,
-    name: String,
-    email: String,
-    role: String,
-    tenant: String,
-}
-
-fn claims() -> BenchClaims {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    BenchClaims {
-        sub: "user-7f3c2a91-4b5e-4d1a-9c0e-2b8f6a1d3e57".into(),
-        // Far enough in the future for any bench run.
-        exp: now + 24 * 3600,
-        iat: now,
-        iss: "https://auth.example.com".into(),
-        name: "Alice Example".into(),
-        email: "alice.example@example.com".into(),
-        role: "admin".into(),
-        tenant: "acme-production".into(),
-    }
-}
 
 fn sign(claims: &BenchClaims, secret: &[u8]) -> String {
     jsonwebtoken::encode(
