@@ -239,14 +239,24 @@ where
     /// Whether a context this validator produced is still within its time window now: `exp`
     /// and `nbf` checked again, with the leeway, against the clock. `false` without `exp`.
     pub(crate) fn still_current(&self, context: &AuthContext) -> bool {
+        context.expires_at.is_some()
+            && self
+                .time_window(context.expires_at, context.not_before)
+                .is_ok()
+    }
+
+    /// `exp` and `nbf` against the clock, with the leeway (an absent one passes).
+    fn time_window(&self, exp: Option<u64>, nbf: Option<u64>) -> Result<(), AuthError> {
         let inner = &*self.inner;
         let now = inner.clock.now().as_secs();
-        context
-            .expires_at
-            .is_some_and(|exp| now < exp.saturating_add(inner.leeway))
-            && context
-                .not_before
-                .is_none_or(|nbf| now.saturating_add(inner.leeway) >= nbf)
+        // RFC 7519 §4.1.4: not accepted on or after `exp` (here: after `exp + leeway`).
+        if exp.is_some_and(|exp| now >= exp.saturating_add(inner.leeway)) {
+            return Err(AuthError::expired());
+        }
+        if nbf.is_some_and(|nbf| now.saturating_add(inner.leeway) < nbf) {
+            return Err(AuthError::invalid_token("the token is not valid yet"));
+        }
+        Ok(())
     }
 
     /// Checks the compact form, the algorithm and the signature; returns the key that
@@ -342,23 +352,10 @@ where
 
     fn check_time_and_presence(&self, std: &StdClaims) -> Result<(), AuthError> {
         let inner = &*self.inner;
-        let now = inner.clock.now().as_secs();
-        match std.exp {
-            // RFC 7519 §4.1.4: not accepted on or after `exp` (here: after `exp + leeway`).
-            Some(exp) if now >= exp.saturating_add(inner.leeway) => {
-                return Err(AuthError::expired());
-            }
-            Some(_) => {}
-            None if inner.require_exp => {
-                return Err(AuthError::invalid_token("the token has no expiry (exp)"));
-            }
-            None => {}
+        if std.exp.is_none() && inner.require_exp {
+            return Err(AuthError::invalid_token("the token has no expiry (exp)"));
         }
-        if let Some(nbf) = std.nbf
-            && now.saturating_add(inner.leeway) < nbf
-        {
-            return Err(AuthError::invalid_token("the token is not valid yet"));
-        }
+        self.time_window(std.exp, std.nbf)?;
         if std.present & inner.required_mask != inner.required_mask {
             return Err(AuthError::invalid_token("the token lacks a required claim"));
         }
