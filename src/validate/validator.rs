@@ -173,7 +173,7 @@ where
         if let Err(e) = self.check_claims(&std) {
             return Err((e, std.sub));
         }
-        if let Some(failed) = inner.requirements.iter().find(|r| !(r.check)(&claims)) {
+        if let Some(failed) = self.failed_requirement(&claims) {
             return Err((AuthError::forbidden(failed.message), std.sub));
         }
         Ok(Verified {
@@ -228,12 +228,12 @@ where
     /// the leeway; `false` without `exp`), and the typed requirements run again (they may read
     /// state of their own).
     pub(crate) fn still_accepts(&self, verified: &Verified<C>) -> bool {
-        self.still_current(&verified.context)
-            && self
-                .inner
-                .requirements
-                .iter()
-                .all(|r| (r.check)(&verified.claims))
+        self.still_current(&verified.context) && self.failed_requirement(&verified.claims).is_none()
+    }
+
+    /// The first typed requirement `claims` fails, if any.
+    fn failed_requirement(&self, claims: &C) -> Option<&Requirement<C>> {
+        self.inner.requirements.iter().find(|r| !(r.check)(claims))
     }
 
     /// Whether a context this validator produced is still within its time window now: `exp`
