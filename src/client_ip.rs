@@ -34,7 +34,7 @@
 //! ```
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::header::FORWARDED;
 use http::{HeaderMap, HeaderName};
@@ -83,6 +83,18 @@ impl IpKey {
     /// The (grouped) address.
     pub fn ip(&self) -> IpAddr {
         self.0
+    }
+
+    /// The wider prefix this key belongs to: the /24 of an IPv4 address, the /48 of an IPv6
+    /// one (the common end-site allocation). The lockout counts failures against it when its
+    /// store is full.
+    pub fn wider(&self) -> IpKey {
+        match self.0 {
+            IpAddr::V4(v4) => Self(IpAddr::V4(Ipv4Addr::from(u32::from(v4) & !0xff))),
+            IpAddr::V6(v6) => Self(IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) & (u128::MAX << 80),
+            ))),
+        }
     }
 }
 

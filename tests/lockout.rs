@@ -324,3 +324,41 @@ async fn without_a_peer_address_requests_pass_uncounted() {
         assert_eq!(res.status(), 401);
     }
 }
+
+/// Defect 1 of the hardening review: a store full of locked addresses stopped locking. Fill a
+/// small store (32 addresses) with locks from distinct loopback addresses, then a new address
+/// must still be refused after 5 failures, and so must its /24; another /24 is not.
+#[tokio::test]
+async fn a_full_store_still_locks_new_addresses() {
+    let policy = LockoutPolicy::new().capacity(32);
+    let s = serve(policy, ClientIpResolver::new()).await;
+    for n in 0..32 {
+        let c = client(&format!("127.20.0.{}", n + 1));
+        s.fail(&c, 5, &[]).await;
+        let (status, _, body) = s.get(&c, Some(&s.token()), &[]).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (429, Some("LOCKED_OUT"))
+        );
+    }
+    // The store is full of locks. A newcomer from another /24 gets its 5 attempts, then 429.
+    let newcomer = client("127.21.0.1");
+    s.fail(&newcomer, 5, &[]).await;
+    let (status, retry, body) = s.get(&newcomer, Some("not.a.jwt"), &[]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("LOCKED_OUT"))
+    );
+    assert!(retry.is_some_and(|r| r >= 900), "{retry:?}");
+    // Its /24 neighbour is refused too, with a valid token; another /24 is served.
+    let neighbour = client("127.21.0.2");
+    let (status, _, _) = s.get(&neighbour, Some(&s.token()), &[]).await;
+    assert_eq!(status, 429);
+    let elsewhere = client("127.22.0.1");
+    let (status, _, _) = s.get(&elsewhere, Some(&s.token()), &[]).await;
+    assert_eq!(status, 200);
+    // The hook hears of the prefix lock, as of any other.
+    let events = s.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 33);
+    assert_eq!(events[32].ip.ip(), "127.21.0.0".parse::<IpAddr>().unwrap());
+}

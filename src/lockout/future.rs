@@ -37,10 +37,13 @@ pub(crate) fn store_failed(error: &dyn std::error::Error, operation: &'static st
 
 fn report(outcome: &FailureOutcome, tracking: &Tracking<impl LockoutStore>) {
     if let Some(duration) = outcome.locked_for {
+        // With the store full, what gets locked is the address's wider prefix.
+        let ip = outcome.counted_as.unwrap_or(tracking.key);
         tracing::warn!(
             target: AUDIT_TARGET,
             outcome = "locked",
-            client = %tracking.key,
+            client = %ip,
+            prefix = outcome.counted_as.is_some(),
             failures = outcome.failures,
             lock_secs = duration.as_secs(),
             lockouts = outcome.lockouts,
@@ -48,18 +51,12 @@ fn report(outcome: &FailureOutcome, tracking: &Tracking<impl LockoutStore>) {
         );
         if let Some(hook) = &tracking.shared.on_lock {
             hook(&LockEvent {
-                ip: tracking.key,
+                ip,
                 failures: outcome.failures,
                 lock_duration: duration,
                 lockouts: outcome.lockouts,
             });
         }
-    } else if outcome.untracked {
-        tracing::warn!(
-            target: AUDIT_TARGET,
-            client = %tracking.key,
-            "lockout store is full of locked addresses; this address is not tracked"
-        );
     }
 }
 

@@ -1,18 +1,25 @@
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Ready, ready};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use dashmap::DashMap;
-
 use super::{FailureOutcome, LockStatus, LockoutPolicy, LockoutStore};
+use crate::audit::AUDIT_TARGET;
 use crate::client_ip::IpKey;
 
-/// Stale entries are swept at most this often, from any call.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How many slots a full shard examines to make room for a new address.
+const EVICTION_PROBES: usize = 8;
 
-/// One tracked address: 24 bytes of state (times in milliseconds since the epoch).
+/// Counters per row of the overflow sketch (two rows per generation, two generations).
+const SKETCH_WIDTH: usize = 1 << 14;
+const SKETCH_ROWS: usize = 2;
+
+/// One tracked address: 32 bytes of state (times in milliseconds since the epoch).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     window_start: u64,
@@ -23,27 +30,86 @@ struct Entry {
     lockouts: u32,
 }
 
-/// The in-memory lockout store: a sharded concurrent map of tracked addresses.
-///
-/// It needs no background task: entries that have nothing left to say (their window and any
-/// lockout are over) are swept during normal calls, at most every 30 seconds. It holds at most
-/// `capacity` addresses ([`LockoutPolicy::capacity`]); when full it first sweeps, then forgets
-/// the addresses with the fewest failures, then past offenders' history, **never a locked
-/// one**. If every tracked address is
-/// locked, a new failing address is not tracked until room frees up (reported as
-/// [`FailureOutcome::untracked`]).
-pub struct MemoryStore {
-    map: DashMap<IpKey, Entry>,
+impl Entry {
+    const NEW: Self = Self {
+        window_start: 0,
+        locked_until: 0,
+        expires: 0,
+        failures: 0,
+        lockouts: 0,
+    };
+
+    /// Whether a newcomer may take this slot: the entry has nothing left to say, or it is only
+    /// counting failures (no lock in force, no lockout history).
+    fn evictable(&self, now: u64) -> bool {
+        self.expires <= now || (self.locked_until <= now && self.lockouts == 0)
+    }
+}
+
+/// One shard: its addresses, and the order in which they were admitted (each tracked address
+/// appears once), which eviction walks from the front.
+struct Shard {
+    map: HashMap<IpKey, Entry, RandomState>,
+    order: VecDeque<IpKey>,
     capacity: usize,
-    last_sweep: AtomicU64,
+}
+
+impl Shard {
+    /// Frees one slot, looking at no more than [`EVICTION_PROBES`] candidates from the front of
+    /// the admission order; protected ones (locked, or with lockout history) move to the back.
+    /// `false` when none of them could go.
+    fn make_room(&mut self, now: u64) -> bool {
+        for _ in 0..EVICTION_PROBES.min(self.order.len()) {
+            let Some(candidate) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&candidate).is_none_or(|e| e.evictable(now)) {
+                self.map.remove(&candidate);
+                return true;
+            }
+            self.order.push_back(candidate);
+        }
+        false
+    }
+}
+
+/// The in-memory lockout store: a fixed number of shards of tracked addresses, and a
+/// fixed-size overflow count of wider prefixes for when they are full.
+///
+/// **Bounded, with a per-request cost that does not depend on what it holds.** It tracks at
+/// most `capacity` addresses ([`LockoutPolicy::capacity`], 100 000 by default, about 80 bytes
+/// each). A new failing address takes a free slot, or the slot of an address that is merely
+/// counting failures: at most 8 slots are examined, oldest admitted first. Locks in force and
+/// repeat offenders' history are never evicted, so an attacker cannot wash its own record by
+/// spraying addresses. Entries that have nothing left to say are reused as slots, so no
+/// cleanup task and no sweep over the store is needed.
+///
+/// **When every examined slot is protected** (the store is full of locks, as after a
+/// distributed brute force), the failure is counted against the address's wider prefix
+/// ([`IpKey::wider`]: the /24 of an IPv4 address, the /48 of an IPv6 one) in a fixed 128 KiB
+/// count-min sketch, allocated the first time it is needed. A prefix with
+/// [`max_failures`](LockoutPolicy::max_failures) such failures is locked: every request from
+/// it is refused, for at least the lock duration and at most twice
+/// `max(window, lock duration)` (the sketch keeps two generations of that length). So with the
+/// store full an attacker still gets at most `max_failures` guesses per prefix per generation,
+/// instead of unlimited ones. The price, paid only while the store is full: addresses sharing
+/// a locked prefix with an attacker are refused too, and a prefix whose counters collide with
+/// attacking ones can be refused early (with 1 000 locked prefixes, about 0.4 % of the others).
+/// A `WARN` event says when the store starts counting by prefix.
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    capacity: usize,
+    overflow: Overflow,
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("tracked", &self.map.len())
+            .field("tracked", &self.len())
             .field("capacity", &self.capacity)
-            .finish()
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,24 +117,44 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic elsewhere while holding the lock leaves consistent entries: keep using them.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl MemoryStore {
     /// A store for at most `capacity` addresses.
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let count = (capacity / 256).next_power_of_two().clamp(1, 64);
+        let hasher = RandomState::new();
+        let shards = (0..count)
+            .map(|i| {
+                Mutex::new(Shard {
+                    map: HashMap::with_hasher(hasher.clone()),
+                    order: VecDeque::new(),
+                    // The first `capacity % count` shards take one more.
+                    capacity: capacity / count + usize::from(i < capacity % count),
+                })
+            })
+            .collect();
         Self {
-            map: DashMap::new(),
-            capacity: capacity.max(1),
-            last_sweep: AtomicU64::new(0),
+            shards,
+            hasher,
+            capacity,
+            overflow: Overflow::new(),
         }
     }
 
-    /// How many addresses are tracked now.
+    /// How many addresses are tracked now (finished entries included until their slot is
+    /// reused or [`sweep`](Self::sweep) runs).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
     }
 
     /// Whether no address is tracked.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// The capacity.
@@ -76,87 +162,72 @@ impl MemoryStore {
         self.capacity
     }
 
-    /// Forgets every entry with nothing left to say at `now`.
+    /// Whether failures are being counted by prefix at `now`, because the store was full
+    /// during this generation or the previous one.
+    pub fn is_counting_prefixes(&self, now: Duration) -> bool {
+        self.overflow.active(ms(now))
+    }
+
+    /// Forgets every entry with nothing left to say at `now`. Never needed for correctness or
+    /// for bounds (finished entries are reused as slots); it walks the whole store, so call it
+    /// off the request path if at all.
     pub fn sweep(&self, now: Duration) {
         let now = ms(now);
-        self.last_sweep.store(now, Ordering::Relaxed);
-        self.map.retain(|_, e| e.expires > now);
-    }
-
-    fn maybe_sweep(&self, now: Duration) {
-        let now_ms = ms(now);
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        if now_ms.saturating_sub(last) >= ms(SWEEP_EVERY)
-            && self
-                .last_sweep
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.map.retain(|_, e| e.expires > now_ms);
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let Shard { map, order, .. } = &mut *shard;
+            map.retain(|_, e| e.expires > now);
+            order.retain(|k| map.contains_key(k));
         }
     }
 
-    /// Makes room for one more entry; `false` when only locked addresses are left.
-    fn make_room(&self, now: Duration, max_failures: u32) -> bool {
-        if self.map.len() < self.capacity {
-            return true;
-        }
-        self.sweep(now);
-        // Down to 90% so that a spray does not trigger a pass on every insert.
-        let target = self.capacity - self.capacity / 10;
-        let now_ms = ms(now);
-        // First the addresses with the fewest failures and no lockout history, then (only if
-        // that was not enough) the history of past offenders; never a lock in force. Forgetting
-        // history first would let an attacker with many addresses wash its own escalation.
-        let mut threshold = 0;
-        while self.map.len() > target && threshold < max_failures {
-            threshold += 1;
-            self.map
-                .retain(|_, e| e.locked_until > now_ms || e.failures > threshold || e.lockouts > 0);
-        }
-        if self.map.len() > target {
-            self.map.retain(|_, e| e.locked_until > now_ms);
-        }
-        self.map.len() < self.capacity
+    fn shard(&self, key: &IpKey) -> &Mutex<Shard> {
+        // The shard count is a power of two.
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash as usize) & (self.shards.len() - 1)]
     }
 
     fn status(&self, key: &IpKey, now: Duration) -> LockStatus {
         let now_ms = ms(now);
-        match self.map.get(key) {
-            Some(e) if e.locked_until > now_ms => LockStatus::Locked {
+        if let Some(e) = lock(self.shard(key)).map.get(key)
+            && e.locked_until > now_ms
+        {
+            return LockStatus::Locked {
                 retry_after: Duration::from_millis(e.locked_until - now_ms),
-            },
-            _ => LockStatus::Open,
+            };
         }
+        if self.overflow.active(now_ms) {
+            return self.overflow.status(&key.wider(), now_ms);
+        }
+        LockStatus::Open
     }
 
     fn failure(&self, key: IpKey, now: Duration, policy: &LockoutPolicy) -> FailureOutcome {
-        self.maybe_sweep(now);
         let now_ms = ms(now);
         let window = ms(policy.window);
         let memory = ms(policy.memory());
-        if !self.map.contains_key(&key) && !self.make_room(now, policy.max_failures.get()) {
-            return FailureOutcome {
-                untracked: true,
-                ..FailureOutcome::default()
-            };
+        let mut shard = lock(self.shard(&key));
+        if !shard.map.contains_key(&key) {
+            if shard.map.len() >= shard.capacity && !shard.make_room(now_ms) {
+                drop(shard);
+                return self.overflow.record(key.wider(), now_ms, policy);
+            }
+            shard.map.insert(key, Entry::NEW);
+            shard.order.push_back(key);
         }
-        let mut entry = self.map.entry(key).or_insert(Entry {
-            window_start: now_ms,
-            locked_until: 0,
-            expires: 0,
-            failures: 0,
-            lockouts: 0,
-        });
-        let e = entry.value_mut();
+        let e = shard.map.get_mut(&key).expect("inserted above");
         if e.locked_until > now_ms {
             // Already locked (a request that was in flight when the lock began).
             return FailureOutcome {
                 failures: e.failures,
                 locked_for: None,
                 lockouts: e.lockouts,
-                untracked: false,
+                counted_as: None,
             };
+        }
+        if e.expires <= now_ms {
+            // Nothing left to say: start afresh, history included.
+            *e = Entry::NEW;
         }
         if now_ms.saturating_sub(e.window_start) >= window || e.failures == 0 {
             e.window_start = now_ms;
@@ -182,7 +253,152 @@ impl MemoryStore {
             failures,
             locked_for,
             lockouts: e.lockouts,
-            untracked: false,
+            counted_as: None,
+        }
+    }
+}
+
+/// Failure counts of wider prefixes, for when the address shards are full: a count-min sketch
+/// (two rows of saturating 16-bit counters, indexed by seeded hashes) in two generations of
+/// `max(window, lock duration)` each. Fixed size, lock-free, constant work per call; it can
+/// only over-count.
+struct Overflow {
+    /// `[generation half][row][counter]`, allocated on first use.
+    cells: OnceLock<Box<[AtomicU16]>>,
+    /// The generation number each half holds (`u64::MAX`: none yet).
+    halves: [AtomicU64; 2],
+    /// The generation length in milliseconds (0 until first use).
+    generation_ms: AtomicU64,
+    /// The failures that lock a prefix.
+    threshold: AtomicU32,
+    /// The latest generation in which a failure was counted here (`u64::MAX`: never).
+    last_used: AtomicU64,
+    hasher: RandomState,
+}
+
+impl Overflow {
+    fn new() -> Self {
+        Self {
+            cells: OnceLock::new(),
+            halves: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+            generation_ms: AtomicU64::new(0),
+            threshold: AtomicU32::new(u32::MAX),
+            last_used: AtomicU64::new(u64::MAX),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn generation(&self, now: u64) -> Option<(u64, u64)> {
+        let length = self.generation_ms.load(Ordering::Relaxed);
+        (length > 0).then(|| (now / length, length))
+    }
+
+    fn active(&self, now: u64) -> bool {
+        let last = self.last_used.load(Ordering::Relaxed);
+        last != u64::MAX
+            && self
+                .generation(now)
+                .is_some_and(|(current, _)| current.saturating_sub(last) <= 1)
+    }
+
+    fn index(&self, half: u64, row: usize, prefix: &IpKey) -> usize {
+        let column = (self.hasher.hash_one((row, prefix)) as usize) & (SKETCH_WIDTH - 1);
+        (half as usize * SKETCH_ROWS + row) * SKETCH_WIDTH + column
+    }
+
+    /// The counts of `prefix` in generation `generation` (zero when no half holds it).
+    fn counts(&self, cells: &[AtomicU16], generation: u64, prefix: &IpKey) -> u32 {
+        let half = generation % 2;
+        if self.halves[half as usize].load(Ordering::Acquire) != generation {
+            return 0;
+        }
+        (0..SKETCH_ROWS)
+            .map(|row| u32::from(cells[self.index(half, row, prefix)].load(Ordering::Relaxed)))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Locked when the counts of this generation and the previous one reach the threshold.
+    fn status(&self, prefix: &IpKey, now: u64) -> LockStatus {
+        let (Some(cells), Some((current, length))) = (self.cells.get(), self.generation(now))
+        else {
+            return LockStatus::Open;
+        };
+        let threshold = self.threshold.load(Ordering::Relaxed);
+        let this = self.counts(cells, current, prefix);
+        let before = current
+            .checked_sub(1)
+            .map_or(0, |g| self.counts(cells, g, prefix));
+        if this.saturating_add(before) < threshold {
+            return LockStatus::Open;
+        }
+        let end = (current + 1).saturating_mul(length);
+        // Counted in this generation: refused through the next one too.
+        let until = if this >= threshold {
+            end.saturating_add(length)
+        } else {
+            end
+        };
+        LockStatus::Locked {
+            retry_after: Duration::from_millis(until.saturating_sub(now).max(1)),
+        }
+    }
+
+    fn record(&self, prefix: IpKey, now: u64, policy: &LockoutPolicy) -> FailureOutcome {
+        let length = ms(policy.window.max(policy.lock_duration)).max(1);
+        self.generation_ms.store(length, Ordering::Relaxed);
+        self.threshold
+            .store(policy.max_failures.get(), Ordering::Relaxed);
+        let current = now / length;
+        let previous = self.last_used.swap(current, Ordering::Relaxed);
+        if previous == u64::MAX || current.saturating_sub(previous) > 1 {
+            tracing::warn!(
+                target: AUDIT_TARGET,
+                "lockout store is full of locked addresses: failures from new addresses are \
+                 now counted, and locked, by /24 (IPv4) or /48 (IPv6) prefix"
+            );
+        }
+        let cells = self.cells.get_or_init(|| {
+            (0..2 * SKETCH_ROWS * SKETCH_WIDTH)
+                .map(|_| AtomicU16::new(0))
+                .collect()
+        });
+        let half = current % 2;
+        let held = self.halves[half as usize].load(Ordering::Acquire);
+        if held != current
+            && self.halves[half as usize]
+                .compare_exchange(held, current, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // This half held an older generation: start it from zero (once per generation).
+            let start = half as usize * SKETCH_ROWS * SKETCH_WIDTH;
+            for cell in &cells[start..start + SKETCH_ROWS * SKETCH_WIDTH] {
+                cell.store(0, Ordering::Relaxed);
+            }
+        }
+        for row in 0..SKETCH_ROWS {
+            let _ = cells[self.index(half, row, &prefix)].fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |c| Some(c.saturating_add(1)),
+            );
+        }
+        let threshold = policy.max_failures.get();
+        let this = self.counts(cells, current, &prefix);
+        let before = current
+            .checked_sub(1)
+            .map_or(0, |g| self.counts(cells, g, &prefix));
+        let failures = this.saturating_add(before);
+        // The failure that brings the prefix to the threshold locks it (reported once).
+        let locked_for = (failures == threshold).then(|| match self.status(&prefix, now) {
+            LockStatus::Locked { retry_after } => retry_after,
+            LockStatus::Open => Duration::ZERO,
+        });
+        FailureOutcome {
+            failures,
+            locked_for,
+            lockouts: u32::from(locked_for.is_some()),
+            counted_as: Some(prefix),
         }
     }
 }
@@ -212,7 +428,7 @@ impl LockoutStore for MemoryStore {
 
     fn reset(&self, key: IpKey, now: Duration) -> Self::ResetFuture {
         let now_ms = ms(now);
-        if let Some(mut e) = self.map.get_mut(&key)
+        if let Some(e) = lock(self.shard(&key)).map.get_mut(&key)
             && e.locked_until <= now_ms
         {
             e.failures = 0;
@@ -224,7 +440,7 @@ impl LockoutStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use std::num::NonZeroU32;
 
     fn key(n: u32) -> IpKey {
@@ -379,13 +595,109 @@ mod tests {
     }
 
     #[test]
-    fn store_full_of_locks_leaves_newcomers_untracked() {
+    fn store_full_of_locks_counts_newcomers_by_prefix() {
         let store = MemoryStore::new(3);
-        let p = LockoutPolicy::new().max_failures(NonZeroU32::new(1).unwrap());
+        let p = LockoutPolicy::new();
         for n in 0..3 {
-            assert!(store.failure(key(n), secs(0), &p).locked_for.is_some());
+            for i in 0..5 {
+                store.failure(key(n), secs(i), &p);
+            }
         }
-        assert!(store.failure(key(9), secs(1), &p).untracked);
+        assert!(!store.is_counting_prefixes(secs(5)));
+        // A newcomer with no room: its failures count against its /24, which locks at 5.
+        let newcomer = key(9);
+        for i in 1..=4 {
+            let o = store.failure(newcomer, secs(10), &p);
+            assert_eq!(
+                (o.failures, o.locked_for, o.counted_as),
+                (i, None, Some(newcomer.wider()))
+            );
+            assert_eq!(store.status(&newcomer, secs(10)), LockStatus::Open);
+        }
+        let o = store.failure(newcomer, secs(10), &p);
+        assert_eq!(o.failures, 5);
+        assert!(o.locked_for.is_some_and(|d| d >= Duration::from_secs(900)));
+        assert!(store.is_counting_prefixes(secs(10)));
         assert_eq!(store.len(), 3);
+        // The whole /24 is refused; another /24 is not.
+        assert!(matches!(
+            store.status(&key(200), secs(11)),
+            LockStatus::Locked { .. }
+        ));
+        assert_eq!(store.status(&key(300), secs(11)), LockStatus::Open);
+    }
+
+    #[test]
+    fn a_prefix_lock_lasts_at_least_the_lock_duration_and_then_ends() {
+        let store = MemoryStore::new(1);
+        let p = LockoutPolicy::new().max_failures(NonZeroU32::new(1).unwrap());
+        store.failure(key(0), secs(0), &p);
+        let o = store.failure(key(1000), secs(1), &p);
+        let locked_for = o.locked_for.expect("the prefix is locked");
+        assert!(locked_for >= Duration::from_secs(900) && locked_for <= Duration::from_secs(1800));
+        let LockStatus::Locked { retry_after } = store.status(&key(1001), secs(1)) else {
+            panic!("the prefix must be locked");
+        };
+        assert_eq!(retry_after, locked_for);
+        let end = secs(1) + retry_after;
+        assert!(matches!(
+            store.status(&key(1001), end - Duration::from_millis(1)),
+            LockStatus::Locked { .. }
+        ));
+        assert_eq!(store.status(&key(1001), end), LockStatus::Open);
+    }
+
+    #[test]
+    fn ipv6_newcomers_are_counted_by_their_48() {
+        let v6 = |hi: u128| IpKey::new(IpAddr::V6(Ipv6Addr::from(hi << 64)), 64);
+        let store = MemoryStore::new(2);
+        let p = LockoutPolicy::new();
+        for n in [1, 2] {
+            for i in 0..5 {
+                store.failure(v6(n << 40), secs(i), &p);
+            }
+        }
+        // Five different /64s of one /48: each fails once, and the /48 is locked.
+        let base = 0x2001_0db8_0001_u128 << 16;
+        for i in 0..5 {
+            let o = store.failure(v6(base + i), secs(10), &p);
+            assert_eq!(o.locked_for.is_some(), i == 4, "{i}");
+        }
+        assert!(matches!(
+            store.status(&v6(base + 77), secs(11)),
+            LockStatus::Locked { .. }
+        ));
+        assert_eq!(
+            store.status(&v6((base + (1 << 16)) + 1), secs(11)),
+            LockStatus::Open
+        );
+    }
+
+    #[test]
+    fn finished_entries_are_reused_without_a_sweep() {
+        let store = MemoryStore::new(4);
+        let p = LockoutPolicy::new();
+        for n in 0..4 {
+            for i in 0..5 {
+                store.failure(key(n), secs(i), &p);
+            }
+        }
+        // After the locks end, newcomers take the finished slots instead of overflowing.
+        let later = secs(5 + 900);
+        for n in 10..14 {
+            assert_eq!(store.failure(key(n), later, &p).counted_as, None, "{n}");
+        }
+        assert_eq!(store.len(), 4);
+        assert!(!store.is_counting_prefixes(later));
+    }
+
+    #[test]
+    fn merely_failing_addresses_give_way_to_newcomers() {
+        let store = MemoryStore::new(10);
+        let p = LockoutPolicy::new();
+        for n in 0..1000 {
+            assert_eq!(store.failure(key(n), secs(0), &p).counted_as, None);
+        }
+        assert_eq!(store.len(), 10);
     }
 }

@@ -25,8 +25,10 @@ pub struct FailureOutcome {
     pub locked_for: Option<Duration>,
     /// How many lockouts this address has had, this one included.
     pub lockouts: u32,
-    /// The store was full of locked addresses and could not track this one.
-    pub untracked: bool,
+    /// `Some(prefix)` when the store had no room for the address (every slot held a lock or
+    /// a repeat offender's history) and the failure was counted against its wider prefix
+    /// ([`IpKey::wider`]) instead; `locked_for` then says whether the prefix became locked.
+    pub counted_as: Option<IpKey>,
 }
 
 /// Where lockout state lives: in memory ([`MemoryStore`](super::MemoryStore)) or, for a fleet
