@@ -16,8 +16,8 @@
 //! Phases: (1) the store nearly empty: `PROBE` new addresses fail 5 times each while `/me` is
 //! timed; (2) fill: addresses until `ADDRESSES` have failed 5 times each; (3) the store full:
 //! the same measurement as (1) with new addresses; (4) one more new address sends 20 bad tokens:
-//! how many are answered 401 before the 429s start. Source addresses are 127.16.0.0 upwards
-//! (Linux routes all of 127.0.0.0/8 to loopback).
+//! how many are answered 401 before the 429s start. Source addresses are 127.16.0.0 upwards,
+//! and 127.250.0.1 for (4) (Linux routes all of 127.0.0.0/8 to loopback).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -92,19 +92,22 @@ async fn fail_from(target: &Target, ip: IpAddr, n: usize) -> Result<Vec<u16>, Er
     Ok(statuses)
 }
 
-/// `count` new addresses from `first` on, 5 failures each, `concurrency` at a time.
-async fn flood(target: &Arc<Target>, first: u32, count: u32, concurrency: u32) -> (u64, u64) {
+/// What a flood got back: requests answered 401, answered 429, and connections that failed.
+#[derive(Default)]
+struct Tally {
+    unauthorized: AtomicU64,
+    locked: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// `count` new addresses from `first` on, 5 bad tokens each, `concurrency` at a time.
+async fn flood(target: &Arc<Target>, first: u32, count: u32, concurrency: u32) -> Arc<Tally> {
     let next = Arc::new(AtomicU32::new(first));
     let end = first + count;
-    let (ok, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let tally = Arc::new(Tally::default());
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (target, next, ok, errors) = (
-            Arc::clone(target),
-            Arc::clone(&next),
-            Arc::clone(&ok),
-            Arc::clone(&errors),
-        );
+        let (target, next, tally) = (Arc::clone(target), Arc::clone(&next), Arc::clone(&tally));
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -117,16 +120,26 @@ async fn flood(target: &Arc<Target>, first: u32, count: u32, concurrency: u32) -
                 )
                 .await
                 {
-                    Ok(Ok(statuses)) => ok.fetch_add(statuses.len() as u64, Ordering::Relaxed),
-                    _ => errors.fetch_add(1, Ordering::Relaxed),
-                };
+                    Ok(Ok(statuses)) => {
+                        for status in statuses {
+                            match status {
+                                401 => tally.unauthorized.fetch_add(1, Ordering::Relaxed),
+                                429 => tally.locked.fetch_add(1, Ordering::Relaxed),
+                                _ => tally.errors.fetch_add(1, Ordering::Relaxed),
+                            };
+                        }
+                    }
+                    _ => {
+                        tally.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }));
     }
     for task in tasks {
         let _ = task.await;
     }
-    (ok.load(Ordering::Relaxed), errors.load(Ordering::Relaxed))
+    tally
 }
 
 async fn token(target: &Target) -> Result<String, Error> {
@@ -201,8 +214,13 @@ async fn measured(
     ));
     let cpu0 = cpu_of(pid);
     let start = Instant::now();
-    let (requests, errors) = flood(target, first, count, 8).await;
+    let tally = flood(target, first, count, 8).await;
     let elapsed = start.elapsed();
+    let (unauthorized, locked) = (
+        tally.unauthorized.load(Ordering::Relaxed),
+        tally.locked.load(Ordering::Relaxed),
+    );
+    let requests = unauthorized + locked;
     let cpu1 = cpu_of(pid);
     stop.store(1, Ordering::Relaxed);
     let mut latencies = timer.await.unwrap_or_default();
@@ -215,11 +233,13 @@ async fn measured(
         _ => "n/a (no DEMO_PID)".to_owned(),
     };
     println!(
-        "{label}: {requests} failed requests from {count} new addresses in {:.2} s \
-         ({:.0}/s, {errors} connection errors); demo CPU per failure {per_failure}; \
+        "{label}: {requests} bad-token requests from {count} new addresses in {:.2} s \
+         ({:.0}/s; {unauthorized} answered 401, {locked} answered 429, {} errors); \
+         demo CPU per request {per_failure}; \
          valid /me during it: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
         elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64(),
+        tally.errors.load(Ordering::Relaxed),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.len()
@@ -250,16 +270,20 @@ async fn main() -> Result<(), Error> {
     measured("store empty", &target, &token, pid, 0, probe).await;
 
     let start = Instant::now();
-    let (requests, errors) = flood(&target, probe, addresses - probe, concurrency).await;
+    let tally = flood(&target, probe, addresses - probe, concurrency).await;
     println!(
-        "fill: {requests} failed requests from {} addresses in {:.1} s ({errors} connection errors)",
+        "fill: {} answered 401 and {} answered 429 from {} addresses in {:.1} s ({} errors)",
+        tally.unauthorized.load(Ordering::Relaxed),
+        tally.locked.load(Ordering::Relaxed),
         addresses - probe,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        tally.errors.load(Ordering::Relaxed),
     );
 
     measured("store full", &target, &token, pid, addresses, probe).await;
 
-    let last = source(addresses + probe);
+    // An address of a /24 no earlier phase used.
+    let last = IpAddr::V4(Ipv4Addr::new(127, 250, 0, 1));
     let statuses = fail_from(&target, last, 20).await?;
     let accepted_401 = statuses.iter().take_while(|s| **s == 401).count();
     let locked = statuses.iter().filter(|s| **s == 429).count();

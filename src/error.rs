@@ -29,6 +29,10 @@ pub enum ErrorCode {
     RateLimited,
     /// Authentication could not be completed for a reason that is not the client's (`500`).
     AuthFailed,
+    /// The request's shape, not its token, is wrong (`400`, RFC 6750 `invalid_request`): for
+    /// example a WebSocket upgrade whose only subprotocol is the token one, so that no
+    /// subprotocol can be selected. Never a failed attempt.
+    InvalidRequest,
 }
 
 impl ErrorCode {
@@ -42,6 +46,7 @@ impl ErrorCode {
             Self::LockedOut => "LOCKED_OUT",
             Self::RateLimited => "RATE_LIMITED",
             Self::AuthFailed => "AUTH_FAILED",
+            Self::InvalidRequest => "INVALID_REQUEST",
         }
     }
 
@@ -54,6 +59,7 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::LockedOut | Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -65,6 +71,7 @@ impl ErrorCode {
         match self {
             Self::InvalidToken | Self::TokenExpired => Some("invalid_token"),
             Self::Forbidden => Some("insufficient_scope"),
+            Self::InvalidRequest => Some("invalid_request"),
             _ => None,
         }
     }
@@ -122,6 +129,11 @@ impl AuthError {
     /// `FORBIDDEN` with `message`.
     pub const fn forbidden(message: &'static str) -> Self {
         Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// `INVALID_REQUEST` with `message`.
+    pub const fn invalid_request(message: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
     }
 
     /// `AUTH_FAILED` with `message`.
@@ -245,5 +257,16 @@ mod tests {
         assert!(ErrorCode::TokenExpired.is_failed_attempt());
         assert!(!ErrorCode::MissingToken.is_failed_attempt());
         assert!(!ErrorCode::Forbidden.is_failed_attempt());
+        assert!(!ErrorCode::InvalidRequest.is_failed_attempt());
+    }
+
+    #[test]
+    fn invalid_request_is_a_400_with_its_rfc6750_code() {
+        assert_eq!(ErrorCode::InvalidRequest.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ErrorCode::InvalidRequest.bearer_error(),
+            Some("invalid_request")
+        );
+        assert_eq!(ErrorCode::InvalidRequest.as_str(), "INVALID_REQUEST");
     }
 }

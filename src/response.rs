@@ -80,7 +80,7 @@ impl JsonResponder {
 
     fn www_authenticate(&self, error: &AuthError) -> Option<HeaderValue> {
         let code = error.code();
-        if !matches!(code.status().as_u16(), 401 | 403) {
+        if !matches!(code.status().as_u16(), 400 | 401 | 403) {
             return None;
         }
         // Built with `push_str` into one buffer: `format!` here cost a third of a rejection.

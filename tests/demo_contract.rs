@@ -449,3 +449,49 @@ async fn orders_are_limited_to_thirty_a_minute_per_user() {
     d.clock.advance(Duration::from_secs(2));
     assert_eq!(order(&alice).await.unwrap().status(), 200);
 }
+
+/// Defects 4 and 5: the subprotocol source worked on plain requests, and a malformed
+/// `Sec-WebSocket-Protocol` on a plain request turned a valid Bearer token into a counted 401.
+/// On anything but an upgrade the header is ignored.
+#[tokio::test]
+async fn the_token_subprotocol_is_no_source_on_plain_requests() {
+    let d = start().await;
+    let token = d.sign(d.access("alice"));
+    let protocol = format!(
+        "echo, base64url.bearer.authorization.jwt.{}",
+        base64_url(&token)
+    );
+    let (status, _, body) = d
+        .get_me(&d.client, &[("sec-websocket-protocol", &protocol)])
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("MISSING_TOKEN"))
+    );
+    let res = d
+        .client
+        .post(format!("{}/orders", d.base))
+        .header("sec-websocket-protocol", &protocol)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // A non-UTF-8 subprotocol header beside a valid Bearer token changes nothing, however often.
+    let bearer = format!("Bearer {token}");
+    for _ in 0..7 {
+        let res = d
+            .client
+            .get(format!("{}/me", d.base))
+            .header("authorization", &bearer)
+            .header(
+                "sec-websocket-protocol",
+                reqwest::header::HeaderValue::from_bytes(b"echo, \xff\xfe").unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let (status, _, _) = d.me(Some(&bearer)).await;
+    assert_eq!(status, 200, "never locked");
+}

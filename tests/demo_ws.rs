@@ -146,9 +146,39 @@ async fn token_subprotocol_selects_the_other_protocol() {
         URL_SAFE_NO_PAD.encode(&token)
     );
     match d.connect(&[("sec-websocket-protocol", alone)]).await {
-        Err(WsError::Http(r)) => assert_eq!(r.status(), 401),
-        other => panic!("expected 401, got {other:?}"),
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected 400, got {other:?}"),
     }
+}
+
+/// Defect 4: a valid token offered only as the token subprotocol was refused as
+/// `INVALID_TOKEN` and counted, so five reconnects locked a shared address. It is the request's
+/// shape that is wrong: `400 INVALID_REQUEST`, never counted.
+#[tokio::test]
+async fn a_token_offered_only_as_subprotocol_is_never_a_failed_attempt() {
+    let d = start().await;
+    let token = d.token("alice", 3600);
+    let alone = format!(
+        "base64url.bearer.authorization.jwt.{}",
+        URL_SAFE_NO_PAD.encode(&token)
+    );
+    for _ in 0..8 {
+        match d
+            .connect(&[("sec-websocket-protocol", alone.clone())])
+            .await
+        {
+            Err(WsError::Http(r)) => {
+                assert_eq!(r.status(), 400);
+                let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["error"]["code"], "INVALID_REQUEST");
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+    // Not locked: the same address still connects.
+    let mut ws = d.connect_bearer(&token).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "still here");
 }
 
 #[tokio::test]

@@ -32,11 +32,21 @@ async fn server_with(extractor: TokenExtractor) -> TestServer {
     serve_layer(layer).await
 }
 
+/// `chat` and the token subprotocol: an upgrade must offer an application protocol beside it.
 fn ws_protocol(token: &str) -> String {
     format!(
-        "{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
+        "chat, {DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(token)
     )
+}
+
+/// The headers that make a request a WebSocket upgrade, the only requests on which the
+/// subprotocol source is read (the handler answers 200, which is enough to see the decision).
+fn upgrade() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("connection", "upgrade".parse().unwrap());
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h
 }
 
 #[tokio::test]
@@ -176,7 +186,7 @@ async fn cookie() {
 async fn websocket_subprotocol_header() {
     let server = server_with(TokenExtractor::new().websocket_protocol()).await;
     let token = token_for("erin");
-    let reply = send(client().get(server.url("/me")).header(
+    let reply = send(client().get(server.url("/me")).headers(upgrade()).header(
         "sec-websocket-protocol",
         format!("chat, {}", ws_protocol(&token)),
     ))
@@ -193,13 +203,14 @@ async fn websocket_subprotocol_header() {
     let reply = send(
         client()
             .get(server.url("/me"))
-            .header("sec-websocket-protocol", padded),
+            .headers(upgrade())
+            .header("sec-websocket-protocol", format!("chat, {padded}")),
     )
     .await;
     assert_rejected(&reply, "INVALID_TOKEN");
 
     // Two token subprotocols are refused, even with the same token.
-    let reply = send(client().get(server.url("/me")).header(
+    let reply = send(client().get(server.url("/me")).headers(upgrade()).header(
         "sec-websocket-protocol",
         format!("{}, {}", ws_protocol(&token), ws_protocol(&token)),
     ))
@@ -210,6 +221,7 @@ async fn websocket_subprotocol_header() {
     let reply = send(
         client()
             .get(server.url("/me"))
+            .headers(upgrade())
             .header("sec-websocket-protocol", "chat, superchat"),
     )
     .await;
@@ -240,6 +252,7 @@ async fn conflicting_tokens_in_two_sources_are_refused() {
         client()
             .get(server.url("/me"))
             .header("cookie", format!("jwt={alice}"))
+            .headers(upgrade())
             .header("sec-websocket-protocol", ws_protocol(&mallory)),
         client()
             .get(server.url("/me"))
@@ -269,6 +282,7 @@ async fn same_token_in_every_source_is_accepted() {
             .bearer_auth(&token)
             .header("x-auth-token", &token)
             .header("cookie", format!("jwt={token}"))
+            .headers(upgrade())
             .header("sec-websocket-protocol", ws_protocol(&token)),
     )
     .await;
@@ -385,6 +399,7 @@ async fn default_size_cap_is_8_kib() {
     let over_in_protocol = send(
         client()
             .get(server.url("/me"))
+            .headers(upgrade())
             .header("sec-websocket-protocol", ws_protocol(&just_over)),
     )
     .await;
@@ -392,6 +407,7 @@ async fn default_size_cap_is_8_kib() {
     let under_in_protocol = send(
         client()
             .get(server.url("/me"))
+            .headers(upgrade())
             .header("sec-websocket-protocol", ws_protocol(&just_under)),
     )
     .await;
@@ -414,6 +430,7 @@ async fn custom_small_size_cap() {
     let reply = send(
         client()
             .get(small.url("/me"))
+            .headers(upgrade())
             .header("sec-websocket-protocol", ws_protocol(&token)),
     )
     .await;

@@ -101,9 +101,11 @@ fn assert_no_leak(logs: &str, tokens: &[String]) {
     );
 }
 
+/// The token subprotocol beside `chat`; sent with [`upgrade`]'s headers, since it is a source
+/// on WebSocket upgrades only.
 fn ws(token: &str) -> String {
     format!(
-        "{DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
+        "chat, {DEFAULT_WEBSOCKET_PROTOCOL_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(token)
     )
 }
@@ -185,7 +187,13 @@ fn audit_events_are_logged_without_any_token_text() {
             "alice",
         );
         assert_accepted(
-            &send(c.get(&me).header("sec-websocket-protocol", ws(&valid))).await,
+            &send(
+                c.get(&me)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .header("sec-websocket-protocol", ws(&valid)),
+            )
+            .await,
             "alice",
         );
         // Rejections of every kind, also through the query string.
@@ -214,6 +222,8 @@ fn audit_events_are_logged_without_any_token_text() {
             &send(
                 c.get(&me)
                     .header("cookie", format!("jwt={valid}"))
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
                     .header("sec-websocket-protocol", ws(&other)),
             )
             .await,

@@ -121,7 +121,7 @@ fn random_requests_never_panic() {
         let uri: Uri = format!("/p?{}", fragment(&mut rng))
             .parse()
             .unwrap_or_else(|_| Uri::from_static("/p"));
-        match extractor.extract(&headers, &uri) {
+        match extractor.extract(&headers, &uri, true) {
             Err(_) => outcomes[0] += 1,
             Ok(None) => outcomes[1] += 1,
             Ok(Some(token)) => {

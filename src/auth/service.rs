@@ -13,22 +13,7 @@ use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
 use crate::context::Claims;
 use crate::error::AuthError;
-use crate::extract::TokenSourceKind;
 use crate::validate::Verified;
-
-/// Whether `req` is a WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`, or HTTP/2 extended
-/// CONNECT).
-fn asks_for_websocket<B>(req: &Request<B>) -> bool {
-    req.method() == http::Method::CONNECT
-        || req
-            .headers()
-            .get(http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-            })
-}
 
 /// A validation result; on failure, the subject when the signature was good (for audit).
 type Outcome<C> = Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)>;
@@ -107,27 +92,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let outcome: Outcome<C> = match config.extractor.extract(req.headers(), req.uri()) {
+        let outcome: Outcome<C> = match config.extractor.extract_request(&req) {
             Err(e) => Err((e.into(), None)),
             Ok(None) if config.optional => Ok(None),
             Ok(None) => Err((AuthError::missing_token(), None)),
-            Ok(Some(token))
-                if token.source() == TokenSourceKind::WebSocketProtocol
-                    && asks_for_websocket(&req)
-                    && !crate::extract::offers_other_protocol(
-                        req.headers(),
-                        config.token_protocol_prefix().unwrap_or_default(),
-                    ) =>
-            {
-                // The response must select a subprotocol the client offered, and never the
-                // token: without another one there is nothing to select.
-                Err((
-                    AuthError::invalid_token(
-                        "a token subprotocol needs an application subprotocol beside it",
-                    ),
-                    None,
-                ))
-            }
             Ok(Some(token)) => config.validate(token.as_str()).map(|mut v| {
                 v.context.set_source(Some(token.source()));
                 Some(v)

@@ -1,8 +1,10 @@
 use std::fmt;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, ErrorCode};
 
-/// Why a token could not be taken from a request. Every variant maps to `INVALID_TOKEN`.
+/// Why a token could not be taken from a request. Variants about the token map to
+/// `INVALID_TOKEN`; those about the request's shape ([`ExtractError::code`]) to
+/// `INVALID_REQUEST`, which is never counted as a failed attempt.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtractError {
@@ -19,6 +21,12 @@ pub enum ExtractError {
     MultipleSubprotocols,
     /// The token subprotocol is not unpadded base64url of UTF-8 text.
     BadSubprotocolEncoding,
+    /// A WebSocket upgrade offered the token subprotocol and no other: the handshake must
+    /// select one of the offered subprotocols, and never the token (`INVALID_REQUEST`).
+    NoApplicationProtocol,
+    /// A WebSocket upgrade's `Sec-WebSocket-Protocol` header is not visible ASCII
+    /// (`INVALID_REQUEST`).
+    BadSubprotocolHeader,
 }
 
 impl ExtractError {
@@ -31,6 +39,19 @@ impl ExtractError {
             Self::Malformed => "the token could not be read from the request",
             Self::MultipleSubprotocols => "more than one token subprotocol was offered",
             Self::BadSubprotocolEncoding => "the token subprotocol is not valid base64url",
+            Self::NoApplicationProtocol => {
+                "a token subprotocol needs an application subprotocol beside it"
+            }
+            Self::BadSubprotocolHeader => "the Sec-WebSocket-Protocol header is malformed",
+        }
+    }
+
+    /// The rejection code: `INVALID_REQUEST` for the request's shape, `INVALID_TOKEN` for the
+    /// token.
+    pub const fn code(self) -> ErrorCode {
+        match self {
+            Self::NoApplicationProtocol | Self::BadSubprotocolHeader => ErrorCode::InvalidRequest,
+            _ => ErrorCode::InvalidToken,
         }
     }
 }
@@ -45,6 +66,6 @@ impl std::error::Error for ExtractError {}
 
 impl From<ExtractError> for AuthError {
     fn from(e: ExtractError) -> Self {
-        AuthError::invalid_token(e.message())
+        AuthError::new(e.code(), e.message())
     }
 }

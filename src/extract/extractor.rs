@@ -155,7 +155,9 @@ impl TokenExtractor {
         self.first_match
     }
 
-    /// Finds the token in `parts`. See [`TokenExtractor::extract`].
+    /// Finds the token in `parts`, reading the subprotocol source only if the request is a
+    /// WebSocket upgrade ([`is_websocket_upgrade_parts`](super::is_websocket_upgrade_parts)).
+    /// See [`TokenExtractor::extract`].
     ///
     /// # Errors
     /// As [`TokenExtractor::extract`].
@@ -163,10 +165,25 @@ impl TokenExtractor {
         &self,
         parts: &'a Parts,
     ) -> Result<Option<ExtractedToken<'a>>, ExtractError> {
-        self.extract(&parts.headers, &parts.uri)
+        let upgrade =
+            super::is_websocket_upgrade_parts(&parts.method, &parts.headers, &parts.extensions);
+        self.extract(&parts.headers, &parts.uri, upgrade)
     }
 
-    /// Finds the token in a request's headers and URI.
+    /// [`extract_parts`](Self::extract_parts) for a whole request.
+    ///
+    /// # Errors
+    /// As [`TokenExtractor::extract`].
+    pub fn extract_request<'a, B>(
+        &self,
+        req: &'a http::Request<B>,
+    ) -> Result<Option<ExtractedToken<'a>>, ExtractError> {
+        self.extract(req.headers(), req.uri(), super::is_websocket_upgrade(req))
+    }
+
+    /// Finds the token in a request's headers and URI. `websocket_upgrade` says whether the
+    /// request is a WebSocket upgrade: the subprotocol source is read only then (on any other
+    /// request a `Sec-WebSocket-Protocol` header, well-formed or not, changes nothing).
     ///
     /// `Ok(None)` when no configured source holds a token.
     ///
@@ -177,10 +194,11 @@ impl TokenExtractor {
         &self,
         headers: &'a HeaderMap,
         uri: &'a Uri,
+        websocket_upgrade: bool,
     ) -> Result<Option<ExtractedToken<'a>>, ExtractError> {
         let mut found: Option<ExtractedToken<'a>> = None;
         for source in &self.sources {
-            let Some(token) = source.find(headers, uri, self.max_len)? else {
+            let Some(token) = source.find(headers, uri, self.max_len, websocket_upgrade)? else {
                 continue;
             };
             match &found {

@@ -83,18 +83,21 @@ impl TokenSource {
         }
     }
 
-    /// Looks for a token in this source. `Ok(None)` when the source is absent.
+    /// Looks for a token in this source. `Ok(None)` when the source is absent, and always for
+    /// the subprotocol source on a request that is not a WebSocket upgrade.
     pub(crate) fn find<'a>(
         &self,
         headers: &'a HeaderMap,
         uri: &'a Uri,
         max_len: usize,
+        websocket_upgrade: bool,
     ) -> Result<Option<Cow<'a, str>>, ExtractError> {
         match self {
             Self::Bearer => bearer(headers, max_len),
             Self::Query { name } => query(uri, name, max_len),
             Self::Header { name, prefix } => header(headers, name, prefix.as_deref(), max_len),
             Self::Cookie { name } => cookie(headers, name, max_len),
+            Self::WebSocketProtocol { .. } if !websocket_upgrade => Ok(None),
             Self::WebSocketProtocol { prefix } => websocket_protocol(headers, prefix, max_len),
         }
     }
@@ -279,33 +282,38 @@ pub fn application_protocols<'h>(
         .filter(move |p| is_application_protocol(p, token_prefix))
 }
 
-/// Whether the client offered a WebSocket subprotocol that may be selected.
-pub fn offers_other_protocol(headers: &HeaderMap, token_prefix: &str) -> bool {
-    application_protocols(headers, Some(token_prefix))
-        .next()
-        .is_some()
-}
-
 fn websocket_protocol<'a>(
     headers: &'a HeaderMap,
     prefix: &str,
     max_len: usize,
 ) -> Result<Option<Cow<'a, str>>, ExtractError> {
     let mut encoded: Option<&str> = None;
+    let mut application = false;
     for value in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
-        let value = value.to_str().map_err(|_| ExtractError::Malformed)?;
+        let value = value
+            .to_str()
+            .map_err(|_| ExtractError::BadSubprotocolHeader)?;
         for protocol in value.split(',') {
-            if let Some(enc) = protocol.trim_matches(is_ws).strip_prefix(prefix) {
+            let protocol = protocol.trim_matches(is_ws);
+            if let Some(enc) = protocol.strip_prefix(prefix) {
                 if encoded.is_some() {
                     return Err(ExtractError::MultipleSubprotocols);
                 }
                 encoded = Some(enc);
+            } else if is_application_protocol(protocol, Some(prefix)) {
+                application = true;
             }
         }
     }
     let Some(encoded) = encoded else {
         return Ok(None);
     };
+    if !application {
+        // The handshake must select one of the client's offers and never the token: with
+        // nothing else offered it cannot succeed, whatever the token (browsers fail a 101
+        // that selects none of their offers). Refused before the token is read.
+        return Err(ExtractError::NoApplicationProtocol);
+    }
     // Unpadded base64 of `max_len` bytes is at most ceil(4 * max_len / 3) characters.
     if encoded.len() > max_len.div_ceil(3).saturating_mul(4) {
         return Err(ExtractError::TooLarge);
@@ -470,7 +478,9 @@ mod tests {
         let two = format!("{p}YS5iLmM, {p}YS5iLmM");
         let padded = format!("{p}YS5iLmM=");
         let not_utf8 = format!("{p}{}", URL_SAFE_NO_PAD.encode([0xff, 0xfe]));
+        let alone = format!("{p}YS5iLmM");
         let cases = [
+            (alone, ExtractError::NoApplicationProtocol),
             (two, ExtractError::MultipleSubprotocols),
             (padded, ExtractError::BadSubprotocolEncoding),
             (not_utf8, ExtractError::BadSubprotocolEncoding),
@@ -478,16 +488,48 @@ mod tests {
         ];
         for (value, want) in cases {
             let mut h = HeaderMap::new();
+            let value = if want == ExtractError::NoApplicationProtocol {
+                value
+            } else {
+                format!("echo, {value}")
+            };
             h.insert(SEC_WEBSOCKET_PROTOCOL, value.parse().unwrap());
             assert_eq!(websocket_protocol(&h, p, MAX), Err(want), "{value}");
         }
+        let mut h = HeaderMap::new();
+        h.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_bytes(b"echo, \xff").unwrap(),
+        );
+        assert_eq!(
+            websocket_protocol(&h, p, MAX),
+            Err(ExtractError::BadSubprotocolHeader)
+        );
+    }
+
+    #[test]
+    fn the_subprotocol_source_is_ignored_on_other_requests() {
+        let p = DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
+        let mut h = HeaderMap::new();
+        h.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_bytes(&[format!("echo, {p}YS5iLmM, ").as_bytes(), b"\xff"].concat())
+                .unwrap(),
+        );
+        let source = TokenSource::WebSocketProtocol { prefix: p.into() };
+        let uri = Uri::from_static("/");
+        assert_eq!(source.find(&h, &uri, MAX, false), Ok(None));
+        assert_eq!(
+            source.find(&h, &uri, MAX, true),
+            Err(ExtractError::BadSubprotocolHeader)
+        );
     }
 
     #[test]
     fn websocket_protocol_cap_checked_on_encoded_length() {
         let p = DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
         let mut h = HeaderMap::new();
-        let value = format!("{p}{}", URL_SAFE_NO_PAD.encode([b'a'; 100]));
+        let value = format!("chat, {p}{}", URL_SAFE_NO_PAD.encode([b'a'; 100]));
         h.insert(SEC_WEBSOCKET_PROTOCOL, value.parse().unwrap());
         assert_eq!(websocket_protocol(&h, p, 99), Err(ExtractError::TooLarge));
         assert!(websocket_protocol(&h, p, 100).unwrap().is_some());

@@ -80,6 +80,6 @@ pub use session::{
 };
 pub use upgrade::{
     CLOSE_AUTH_FAILED, CLOSE_INVALID_TOKEN, CLOSE_MISSING_TOKEN, CLOSE_TOKEN_EXPIRED,
-    CLOSE_TOO_MANY, application_protocols, close_code, is_upgrade_request,
+    CLOSE_TOO_MANY, application_protocols, close_code,
 };
 pub(crate) use upgrade::{close_frame_rejection, close_frame_rejection_parts};

@@ -39,28 +39,6 @@ pub fn close_code(code: ErrorCode) -> u16 {
     }
 }
 
-fn has_token(value: Option<&HeaderValue>, token: &str) -> bool {
-    value
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
-/// Whether `req` asks for a WebSocket: an HTTP/1.1 `GET` with `Connection: upgrade` and
-/// `Upgrade: websocket`, or an HTTP/2 extended `CONNECT` with `:protocol = websocket`
-/// (RFC 8441).
-pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
-    if req.method() == Method::GET {
-        let headers = req.headers();
-        return has_token(headers.get(CONNECTION), "upgrade")
-            && has_token(headers.get(UPGRADE), "websocket");
-    }
-    req.method() == Method::CONNECT
-        && req
-            .extensions()
-            .get::<hyper::ext::Protocol>()
-            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
-}
-
 /// The subprotocols the client offered that may be selected: never one carrying a token (the
 /// default prefix, `token_prefix`, or any name longer than
 /// [`MAX_APPLICATION_PROTOCOL_LEN`](crate::extract::MAX_APPLICATION_PROTOCOL_LEN)).
@@ -100,9 +78,7 @@ struct Handshake {
 
 impl Handshake {
     fn of(method: &Method, headers: &HeaderMap, token_prefix: Option<&str>) -> Option<Self> {
-        if method != Method::GET
-            || !has_token(headers.get(CONNECTION), "upgrade")
-            || !has_token(headers.get(UPGRADE), "websocket")
+        if !crate::extract::is_http1_upgrade(method, headers)
             || headers
                 .get(SEC_WEBSOCKET_VERSION)
                 .map(HeaderValue::as_bytes)
@@ -167,24 +143,6 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recognizes_http1_upgrades() {
-        let req = Request::get("/ws")
-            .header("connection", "keep-alive, Upgrade")
-            .header("upgrade", "WebSocket")
-            .body(())
-            .unwrap();
-        assert!(is_upgrade_request(&req));
-        let plain = Request::get("/ws").body(()).unwrap();
-        assert!(!is_upgrade_request(&plain));
-        let post = Request::post("/ws")
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .body(())
-            .unwrap();
-        assert!(!is_upgrade_request(&post));
-    }
 
     #[test]
     fn application_protocols_skip_the_token() {
