@@ -31,6 +31,7 @@ async fn start() -> Demo {
         secret: SECRET.to_vec(),
         clock: Arc::new(clock.clone()),
         session_tick: Duration::from_millis(20),
+        send_timeout: Duration::from_millis(500),
     };
     let router = app::app(&config).expect("demo config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

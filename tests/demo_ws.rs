@@ -41,6 +41,7 @@ async fn start() -> Demo {
         secret: SECRET.to_vec(),
         clock: Arc::new(clock.clone()),
         session_tick: Duration::from_millis(20),
+        send_timeout: Duration::from_millis(500),
     };
     let router = app::app(&config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -239,14 +240,57 @@ async fn message_limit_is_shared_across_a_users_connections() {
 
 #[tokio::test]
 async fn a_flooding_client_is_closed_with_1008() {
+    // Defect 6: at 25 messages a second against 10, allowed messages interleave with refused
+    // ones, and the old rule (10 refusals in a row) never closed the socket. Now more than
+    // twice the rate for 3 seconds closes it with 1008. Each message is answered (echo or
+    // notice) before the fake clock moves 40 ms, so the rate is exact.
     let d = start().await;
     let mut ws = d.connect_bearer(&d.token("flood", 3600)).await;
-    for i in 0..40 {
-        if ws.send(Message::text(format!("{i}"))).await.is_err() {
-            break;
+    let (mut echoes, mut notices) = (0, 0);
+    let mut closed = None;
+    for i in 0..250 {
+        ws.send(Message::text(format!("{i}"))).await.unwrap();
+        match timeout(WAIT, ws.next())
+            .await
+            .expect("an answer to every message")
+        {
+            Some(Ok(Message::Text(t))) if t.contains("rate_limited") => notices += 1,
+            Some(Ok(Message::Text(_))) => echoes += 1,
+            Some(Ok(Message::Close(Some(frame)))) => {
+                closed = Some((i, u16::from(frame.code)));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
         }
+        d.clock.advance(Duration::from_millis(40));
     }
-    assert_eq!(close_code(&mut ws).await, u16::from(CloseCode::Policy));
+    let (at, code) = closed.expect("a flooding client is closed");
+    assert_eq!(code, u16::from(CloseCode::Policy));
+    // Closed once refusals have gone on for 3 seconds (they begin when the burst of 10 is
+    // spent), with delivered and refused messages interleaved all along.
+    assert!((85..=105).contains(&at), "closed at message {at}");
+    assert!(
+        echoes > 30 && notices > 30,
+        "{echoes} echoes, {notices} notices"
+    );
+}
+
+#[tokio::test]
+async fn twice_the_rate_is_not_flooding() {
+    let d = start().await;
+    let mut ws = d.connect_bearer(&d.token("steady", 3600)).await;
+    // 20 a second for 6 seconds: about half refused, never closed.
+    for i in 0..120 {
+        ws.send(Message::text(format!("{i}"))).await.unwrap();
+        match timeout(WAIT, ws.next())
+            .await
+            .expect("an answer to every message")
+        {
+            Some(Ok(Message::Text(_))) => {}
+            other => panic!("unexpected {other:?} at {i}"),
+        }
+        d.clock.advance(Duration::from_millis(50));
+    }
 }
 
 #[tokio::test]
@@ -311,4 +355,156 @@ async fn reauth_extends_only_for_the_same_subject() {
         got = next_text(&mut ws).await;
     }
     assert_eq!(got, "after");
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn reauth_message(token: &str) -> Message {
+    Message::text(json!({"type": "reauth", "token": token}).to_string())
+}
+
+/// Defect 2: forged re-authentications on an open socket were never counted, and a valid token
+/// for another user was answered differently from a forged one. Now every refusal says
+/// `INVALID_TOKEN` for both, three refusals close the socket with 1008, and forged ones count
+/// toward the address's lockout like HTTP failures (5 lock it).
+#[tokio::test]
+async fn failed_reauths_count_toward_the_lockout_and_three_close_the_socket() {
+    let d = start().await;
+    let forged = format!("{}x", d.token("alice", 3600));
+    let mut ws = d.connect_bearer(&d.token("alice", 3600)).await;
+    // Another user's valid token: the same answer as a forged one, and not counted.
+    ws.send(reauth_message(&d.token("mallory", 3600)))
+        .await
+        .unwrap();
+    let other: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    ws.send(reauth_message(&forged)).await.unwrap();
+    let bad: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(
+        other,
+        json!({"type": "reauth.failed", "code": "INVALID_TOKEN"})
+    );
+    assert_eq!(bad, other);
+    ws.send(reauth_message(&forged)).await.unwrap();
+    assert_eq!(json_of(&next_text(&mut ws).await), bad);
+    assert_eq!(
+        close_code(&mut ws).await,
+        1008,
+        "three refusals close the socket"
+    );
+    // Two forged so far. Three more on a second socket make five: the address is locked, for
+    // HTTP and WebSocket alike, valid token or not.
+    let mut ws = d.connect_bearer(&d.token("alice", 3600)).await;
+    for _ in 0..3 {
+        ws.send(reauth_message(&forged)).await.unwrap();
+        assert_eq!(json_of(&next_text(&mut ws).await), bad);
+    }
+    assert_eq!(close_code(&mut ws).await, 1008);
+    match d
+        .connect(&[(
+            "authorization",
+            format!("Bearer {}", d.token("alice", 3600)),
+        )])
+        .await
+    {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("expected 429 LOCKED_OUT, got {other:?}"),
+    }
+}
+
+/// Defect 7: re-authentication was recognised by substring, so an escaped `type` or a long
+/// message was handed to the application (the demo echoed the token). It is recognised by
+/// parsing the JSON, and never passed on.
+#[tokio::test]
+async fn reauth_is_recognised_by_its_json_and_never_echoed() {
+    let d = start().await;
+    let mut ws = d.connect_bearer(&d.token("alice", 600)).await;
+    let token = d.token("alice", 3600);
+    let escaped = format!(r#"{{"type":"re\u0061uth","token":"{token}"}}"#);
+    ws.send(Message::text(escaped)).await.unwrap();
+    let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(reply["type"], "reauth.ok");
+    // Over 16 KiB: still a re-authentication, refused, not echoed.
+    let long = json!({"type": "reauth", "token": "a".repeat(20 * 1024)}).to_string();
+    ws.send(Message::text(long)).await.unwrap();
+    let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(
+        reply,
+        json!({"type": "reauth.failed", "code": "INVALID_TOKEN"})
+    );
+    // Ordinary messages still echo.
+    ws.send(Message::text("plain")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "plain");
+}
+
+/// Defect 3, size: a message over 64 KiB closes the connection with 1009, before axum buffers
+/// it; 64 KiB exactly is echoed.
+#[tokio::test]
+async fn a_message_over_64_kib_closes_with_1009() {
+    let d = start().await;
+    let mut ws = d.connect_bearer(&d.token("big", 3600)).await;
+    let fits = "x".repeat(64 * 1024);
+    ws.send(Message::text(fits.clone())).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, fits);
+    ws.send(Message::text("y".repeat(64 * 1024 + 1)))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+    // A 1 MiB message is refused the same way.
+    let mut ws = d.connect_bearer(&d.token("big", 3600)).await;
+    ws.send(Message::binary(vec![0u8; 1 << 20])).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+}
+
+/// Defect 3, slow readers: a client that sends but stops reading made the server buffer its
+/// echoes without bound. Once the connection's buffers are full (the client's receive buffer
+/// is kept small here), a server write waits at most the send timeout (500 ms in these tests),
+/// then the client is disconnected; others are served meanwhile.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let d = start().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    let stream = socket.connect(d.addr).await.unwrap();
+    let mut req = format!("ws://{}/ws", d.addr).into_client_request().unwrap();
+    let bearer = format!("Bearer {}", d.token("slow", 3600));
+    req.headers_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let (mut slow, _) = timeout(WAIT, tokio_tungstenite::client_async(req, stream))
+        .await
+        .unwrap()
+        .unwrap();
+    let chunk = "z".repeat(60 * 1024);
+    let started = std::time::Instant::now();
+    // Within the message rate (the fake clock moves 100 ms per message), never reading.
+    let mut outcome = None;
+    for sent in 0..2_000 {
+        match timeout(
+            Duration::from_secs(10),
+            slow.send(Message::text(chunk.clone())),
+        )
+        .await
+        {
+            Ok(Ok(())) => d.clock.advance(Duration::from_millis(100)),
+            Ok(Err(_)) => {
+                outcome = Some(sent);
+                break;
+            }
+            Err(_) => panic!("a send waited 10 s: the server neither read nor hung up"),
+        }
+        if sent == 20 {
+            // Another client is served meanwhile.
+            let mut other = d.connect_bearer(&d.token("other", 3600)).await;
+            other.send(Message::text("hello")).await.unwrap();
+            assert_eq!(next_text(&mut other).await, "hello");
+        }
+    }
+    let sent = outcome.expect("the server kept serving a client that does not read");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(sent < 1_000, "disconnected only after {sent} messages");
 }

@@ -49,7 +49,7 @@ use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::ws::{
     AuthenticatedSocket, ConnectionLimits, SessionRegistry, WsSession, WsSessions,
 };
-use tower_jwt_guard::{AuthContext, Claims, JwtAuthLayer};
+use tower_jwt_guard::{AuthContext, JwtAuthLayer};
 
 use common::{HMAC_SECRET, NOW, sign_hs256};
 
@@ -178,17 +178,19 @@ async fn start(setup: Setup) -> Server {
         sessions = sessions.plan_by(plan_of);
     }
     let sessions = sessions.build().unwrap();
-    // 3 messages per second per user; the third excess message in a row closes with 1008.
+    // 3 messages per second per user; flooding is judged over 1 s: more than 3 refused
+    // messages within it (over twice the rate) close with 1008.
     let limiter = MessageLimiter::with_clock(
         PlanQuotas::new(Quota::per_second(NonZeroU32::new(3).unwrap())),
         Arc::new(clock.clone()),
     )
-    .flood_tolerance(2);
+    .flood_window(Duration::from_secs(1));
     let mut router = Router::new()
         .route("/ws", get(echo))
         .route("/ws/id", get(echo_with_id))
         .route("/ws/session-first", get(echo_session_first))
         .route("/ws/limited", get(limited_echo))
+        .route("/ws/push", get(push_only))
         .route_layer(auth)
         // Not behind the guard: the control for close-handshake tests.
         .route("/plain", get(plain_echo))
@@ -265,7 +267,7 @@ async fn echo_with_id(upgrade: WebSocketUpgrade, session: WsSession<WsClaims>) -
                 "plan": session.plan(),
                 "expires_at": session.expires_at(),
             });
-            let mut socket = session.attach(socket);
+            let socket = session.attach(socket);
             if socket
                 .send(AxMessage::Text(hello.to_string().into()))
                 .await
@@ -285,6 +287,16 @@ async fn plain_echo(upgrade: WebSocketUpgrade) -> Response {
             {
                 break;
             }
+        }
+    })
+}
+
+/// Sends "tick" every 10 ms and never reads: the session must still end on time.
+async fn push_only(session: WsSession<WsClaims>, upgrade: WebSocketUpgrade) -> Response {
+    session.configure(upgrade).on_upgrade(|socket| async move {
+        let socket = session.attach(socket);
+        while socket.send(AxMessage::Text("tick".into())).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
 }
@@ -697,16 +709,20 @@ async fn reauth_extends_for_the_same_subject_only() {
     let mut ws = s.open(&token("alice", NOW + 600)).await;
     let reauth = |t: &str| Message::text(json!({"type": "reauth", "token": t}).to_string());
 
+    // A valid token for another user is refused as a forged one is: the answers do not tell
+    // them apart.
     ws.send(reauth(&fresh("bob"))).await.unwrap();
     assert_eq!(
         json_text(&mut ws).await,
-        json!({"type": "reauth.failed", "code": "FORBIDDEN"})
+        json!({"type": "reauth.failed", "code": "INVALID_TOKEN"})
     );
     ws.send(reauth("garbage")).await.unwrap();
     assert_eq!(
         json_text(&mut ws).await,
         json!({"type": "reauth.failed", "code": "INVALID_TOKEN"})
     );
+    // Three refusals close a socket: go on with a second one.
+    let mut ws = s.open(&token("alice", NOW + 600)).await;
     ws.send(reauth(&bad_signature("alice"))).await.unwrap();
     assert_eq!(
         json_text(&mut ws).await,
@@ -1031,23 +1047,32 @@ async fn rate_limited_socket_sends_notices_then_closes_a_flood_with_1008() {
     // A second later the budget is back and the strikes are forgotten.
     s.clock.advance(Duration::from_secs(1));
     assert_echo(&mut ws, "later").await;
-    // Flooding: 2 more within quota, 2 notices, then the close.
-    for i in 0..8 {
-        if ws.send(Message::text(format!("f{i}"))).await.is_err() {
-            break;
-        }
-    }
+    // Flooding: 10 a second against 3, for over a second (the flood window here): each
+    // message is answered before the clock moves 100 ms; refusals interleave with deliveries
+    // until the close.
     let (mut echoes, mut notices) = (0, 0);
-    let code = loop {
-        match timeout(WAIT, ws.next()).await.expect("no close in time") {
+    let mut code = None;
+    for i in 0..40 {
+        ws.send(Message::text(format!("f{i}"))).await.unwrap();
+        match timeout(WAIT, ws.next())
+            .await
+            .expect("an answer to every message")
+        {
             Some(Ok(Message::Text(t))) if t.contains("rate_limited") => notices += 1,
             Some(Ok(Message::Text(_))) => echoes += 1,
-            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
-            Some(Ok(_)) => continue,
-            other => panic!("ended without a close code: {other:?}"),
+            Some(Ok(Message::Close(Some(frame)))) => {
+                code = Some(u16::from(frame.code));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
         }
-    };
-    assert_eq!((echoes, notices, code), (2, 2, 1008));
+        s.clock.advance(Duration::from_millis(100));
+    }
+    assert_eq!(code, Some(1008));
+    assert!(
+        echoes >= 3 && notices > 3,
+        "{echoes} echoes, {notices} notices"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1075,13 +1100,7 @@ async fn hyper_ws_handler(
         return Ok(hyper_response(StatusCode::BAD_REQUEST, "not a WebSocket"));
     };
     let accept = derive_accept_key(key.as_bytes());
-    let (Some(context), Some(Claims(claims))) = (
-        req.extensions().get::<AuthContext>().cloned(),
-        req.extensions().get::<Claims<WsClaims>>().cloned(),
-    ) else {
-        return Ok(hyper_response(StatusCode::INTERNAL_SERVER_ERROR, "no auth"));
-    };
-    let session = match sessions.open(context, claims, req.headers()) {
+    let session = match sessions.open(req.headers(), req.extensions()) {
         Ok(session) => session,
         Err(e) => {
             return Ok(hyper_response(
@@ -1095,8 +1114,9 @@ async fn hyper_ws_handler(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
+        let config = Some(sessions.websocket_config());
         let stream =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, config).await;
         let mut socket = session.attach(stream);
         while let Some(Ok(message)) = socket.recv().await {
             if message.is_text() && socket.send(message).await.is_err() {
@@ -1181,4 +1201,68 @@ async fn plain_hyper_with_tokio_tungstenite_echoes_and_expires() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(sessions.registry().stats(), Default::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Sessions act without the application's help (hardening defect 3)
+
+/// Reads until the close frame, skipping the handler's ticks and anything else; returns the
+/// close code and the texts that were not ticks.
+async fn close_among_ticks(ws: &mut Ws) -> (u16, Vec<String>) {
+    let mut others = Vec::new();
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no close in time") {
+            Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), others),
+            Some(Ok(Message::Text(t))) if t.as_str() == "tick" => {}
+            Some(Ok(Message::Text(t))) => others.push(t.to_string()),
+            Some(Ok(_)) => {}
+            other => panic!("ended without a close code: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_push_only_handler_session_still_ends_at_expiry() {
+    let s = start(Setup::default()).await;
+    let mut ws = s
+        .connect("/ws/push", &bearer(&token("alice", NOW + 60)))
+        .await
+        .unwrap();
+    // The warning (less than its 5 minutes are left) and the handler's ticks.
+    while next_text(&mut ws).await != "tick" {}
+    // The handler never calls `recv`; the session's own task closes at exp + leeway.
+    s.clock.advance(Duration::from_secs(60 + LEEWAY));
+    let (code, others) = close_among_ticks(&mut ws).await;
+    assert_eq!(code, 4003);
+    assert!(
+        others.iter().all(|t| t.contains("token.expiring")),
+        "{others:?}"
+    );
+    s.wait_for("the slot is freed", |r| r.connections() == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn a_push_only_handler_session_is_revoked_and_notified() {
+    let s = start(Setup::default()).await;
+    let mut ws = s
+        .connect("/ws/push", &bearer(&fresh("alice")))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, "tick");
+    let registry = s.sessions.registry();
+    assert_eq!(registry.notify_user("alice", "hi \"there\""), 1);
+    loop {
+        let text = next_text(&mut ws).await;
+        if text != "tick" {
+            let json: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                json,
+                json!({"type": "notification", "message": "hi \"there\""})
+            );
+            break;
+        }
+    }
+    assert_eq!(registry.revoke_user("alice"), 1);
+    assert_eq!(close_among_ticks(&mut ws).await.0, 4002);
 }

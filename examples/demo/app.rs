@@ -56,6 +56,9 @@ pub struct DemoConfig {
     /// How often a WebSocket session looks at the clock at the least (exact deadlines are
     /// used anyway; tests that move a fake clock use a few milliseconds).
     pub session_tick: Duration,
+    /// How long a write to a WebSocket client may wait before the client is deemed not to read
+    /// and is disconnected (10 s in the demo; tests use less).
+    pub send_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -129,6 +132,8 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
             Arc::clone(&config.clock),
         ))
         .max_tick(config.session_tick)
+        .max_message_size(64 * 1024)
+        .send_timeout(config.send_timeout)
         .build()?;
     let protected = Router::new()
         .route("/me", get(me))
@@ -210,20 +215,18 @@ async fn issue_token(
 /// `GET /ws`: a WebSocket echo of text messages for an authenticated user. The session takes
 /// care of expiry, warnings, re-authentication and the message limit.
 async fn ws_echo(session: WsSession<DemoClaims>, upgrade: WebSocketUpgrade) -> Response {
-    // Select the client's own subprotocol (e.g. `echo`), never the token one.
-    let protocols = session.application_protocols().to_vec();
-    upgrade
-        .protocols(protocols)
-        .on_upgrade(|socket| async move {
-            let mut socket = session.attach(socket);
-            while let Some(Ok(message)) = socket.recv().await {
-                if let Message::Text(text) = message
-                    && socket.send(Message::Text(text)).await.is_err()
-                {
-                    break;
-                }
+    // Selects the client's own subprotocol (e.g. `echo`), never the token one, and applies the
+    // session's 64 KiB message limit to axum's reader.
+    session.configure(upgrade).on_upgrade(|socket| async move {
+        let mut socket = session.attach(socket);
+        while let Some(Ok(message)) = socket.recv().await {
+            if let Message::Text(text) = message
+                && socket.send(Message::Text(text)).await.is_err()
+            {
+                break;
             }
-        })
+        }
+    })
 }
 
 async fn create_order(ctx: AuthContext) -> Json<serde_json::Value> {

@@ -51,6 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secret,
         clock: Arc::new(SystemClock),
         session_tick: std::time::Duration::from_secs(30),
+        send_timeout: std::time::Duration::from_secs(10),
     };
     let router = app::app(&config)?;
 

@@ -35,10 +35,11 @@ pub(crate) fn store_failed(error: &dyn std::error::Error, operation: &'static st
     );
 }
 
-fn report(outcome: &FailureOutcome, tracking: &Tracking<impl LockoutStore>) {
+/// Reports what recording a failure of `key` did: the lock event and hook when it locked.
+pub(crate) fn record_outcome<St>(outcome: &FailureOutcome, key: IpKey, shared: &Shared<St>) {
     if let Some(duration) = outcome.locked_for {
         // With the store full, what gets locked is the address's wider prefix.
-        let ip = outcome.counted_as.unwrap_or(tracking.key);
+        let ip = outcome.counted_as.unwrap_or(key);
         tracing::warn!(
             target: AUDIT_TARGET,
             outcome = "locked",
@@ -49,7 +50,7 @@ fn report(outcome: &FailureOutcome, tracking: &Tracking<impl LockoutStore>) {
             lockouts = outcome.lockouts,
             "client address locked out after repeated failed attempts"
         );
-        if let Some(hook) = &tracking.shared.on_lock {
+        if let Some(hook) = &shared.on_lock {
             hook(&LockEvent {
                 ip,
                 failures: outcome.failures,
@@ -223,7 +224,10 @@ where
                     tracking,
                 } => {
                     match ready!(record.poll(cx)) {
-                        Ok(outcome) => report(&outcome, tracking.as_ref().expect(DONE)),
+                        Ok(outcome) => {
+                            let tracking = tracking.as_ref().expect(DONE);
+                            record_outcome(&outcome, tracking.key, &tracking.shared);
+                        }
                         Err(e) => store_failed(&e, "record_failure"),
                     }
                     let response = response.take().expect(DONE);

@@ -31,8 +31,12 @@
 //!   the first time, since it usually means the server was wired without connection info).
 //! - When an address becomes locked, a `WARN` event is emitted on the audit target and the
 //!   [`on_lock`](LockoutBuilder::on_lock) hook runs once.
-//! - State lives in a [`LockoutStore`]; the default [`MemoryStore`] is bounded and needs no
-//!   cleanup task.
+//! - State lives in a [`LockoutStore`]; the default [`MemoryStore`] is bounded, costs the same
+//!   per request however full it is, and keeps locking when full (by /24 or /48 prefix; see
+//!   its docs). It needs no cleanup task.
+//! - On WebSocket upgrade requests the layer adds a [`FailureReport`] to the request's
+//!   extensions, through which failures after the request (refused re-authentications on the
+//!   live socket) count toward the same address.
 //!
 //! Placed inside the authentication layer instead, the lockout layer would never see a
 //! rejection and would count nothing.
@@ -41,6 +45,7 @@ mod future;
 mod layer;
 mod memory;
 mod policy;
+mod report;
 mod service;
 mod store;
 
@@ -48,6 +53,7 @@ pub use future::ResponseFuture;
 pub use layer::{LockEvent, LockoutBuilder, LockoutLayer};
 pub use memory::MemoryStore;
 pub use policy::{Escalation, LockoutPolicy};
+pub use report::FailureReport;
 pub use service::Lockout;
 pub use store::{FailureOutcome, LockStatus, LockoutStore};
 

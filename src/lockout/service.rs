@@ -97,6 +97,10 @@ where
         }
         let key = shared.resolver.key_of(ip);
         let now = shared.clock.now();
+        if crate::extract::is_websocket_upgrade(&req) {
+            req.extensions_mut()
+                .insert(super::FailureReport::new(key, Arc::clone(shared)));
+        }
         let probe = shared.policy.reset_on_success.then(|| {
             let probe = SuccessProbe::default();
             req.extensions_mut().insert(probe.clone());

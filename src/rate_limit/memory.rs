@@ -147,6 +147,11 @@ impl MemoryRateStore {
         }
     }
 
+    /// The store's clock, in nanoseconds from its own origin (for windows kept beside it).
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.clock.now().as_u64()
+    }
+
     /// Counts one request of `key` on `plan`'s quota.
     pub fn decide(&self, key: &Arc<str>, plan: Option<&str>) -> RateDecision {
         self.decide_with(key, plan, true)

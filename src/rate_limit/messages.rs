@@ -5,8 +5,14 @@ use std::time::Duration;
 use super::{MemoryRateStore, PlanQuotas, RateDecision};
 use crate::clock::Clock;
 
-/// The default number of excess messages in a row tolerated before a connection is closed.
-pub const DEFAULT_FLOOD_TOLERANCE: u32 = 10;
+/// A connection that sends at more than this many times its rate ...
+pub const DEFAULT_FLOOD_FACTOR: u32 = 2;
+
+/// ... over this long is closed with 1008 (policy violation).
+pub const DEFAULT_FLOOD_WINDOW: Duration = Duration::from_secs(3);
+
+/// The flood window is counted in this many slices.
+const FLOOD_SLICES: usize = 12;
 
 /// The WebSocket close code for a client that keeps flooding (1008, policy violation).
 pub const POLICY_VIOLATION: u16 = 1008;
@@ -15,6 +21,13 @@ pub const POLICY_VIOLATION: u16 = 1008;
 /// devices share one budget). Cheap to clone.
 ///
 /// Each connection takes a [`MessageGate`] and asks it about every incoming data message.
+/// Over quota, a message is dropped and the client told. A connection that keeps flooding is
+/// closed with 1008: one that sends at more than [`flood_factor`](Self::flood_factor) times its
+/// rate (default 2) for [`flood_window`](Self::flood_window) (default 3 s). That is seen as
+/// more than `(factor - 1) × rate × window` refused messages within the last window, while
+/// refusals have gone on for at least the window, however they interleave with delivered ones.
+/// The rate is the plan quota's replenishment rate, so a quota's burst never counts as flooding,
+/// and neither does sending at exactly `factor` times the rate.
 ///
 /// ```
 /// use std::num::NonZeroU32;
@@ -33,14 +46,16 @@ pub const POLICY_VIOLATION: u16 = 1008;
 #[derive(Clone)]
 pub struct MessageLimiter {
     store: Arc<MemoryRateStore>,
-    tolerance: u32,
+    flood_factor: u32,
+    flood_window: Duration,
 }
 
 impl fmt::Debug for MessageLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageLimiter")
             .field("store", &self.store)
-            .field("tolerance", &self.tolerance)
+            .field("flood_factor", &self.flood_factor)
+            .field("flood_window", &self.flood_window)
             .finish()
     }
 }
@@ -59,24 +74,49 @@ impl MessageLimiter {
     fn from_store(store: MemoryRateStore) -> Self {
         Self {
             store: Arc::new(store),
-            tolerance: DEFAULT_FLOOD_TOLERANCE,
+            flood_factor: DEFAULT_FLOOD_FACTOR,
+            flood_window: DEFAULT_FLOOD_WINDOW,
         }
     }
 
-    /// How many excess messages in a row a connection may send before it is closed with 1008
-    /// (default 10).
-    pub fn flood_tolerance(mut self, tolerance: u32) -> Self {
-        self.tolerance = tolerance;
+    /// A connection sending at more than `factor` times its rate over the flood window is
+    /// closed with 1008 (default 2; values under 2 count as 2, since at 1 every refused message
+    /// would be flooding).
+    pub fn flood_factor(mut self, factor: u32) -> Self {
+        self.flood_factor = factor.max(2);
         self
+    }
+
+    /// The window over which flooding is judged (default 3 s; at least 1 ms).
+    pub fn flood_window(mut self, window: Duration) -> Self {
+        self.flood_window = window.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many refused messages within the flood window close a connection on `plan`:
+    /// `(factor - 1) × window / replenish interval`, at least 1.
+    fn flood_threshold(&self, plan: Option<&str>) -> u32 {
+        let interval = self
+            .store
+            .quotas()
+            .quota_for(plan)
+            .replenish_interval()
+            .as_nanos()
+            .max(1);
+        let allowed = self.flood_window.as_nanos() * u128::from(self.flood_factor - 1) / interval;
+        u32::try_from(allowed).unwrap_or(u32::MAX).max(1)
     }
 
     /// The gate for one connection of `subject` on `plan`.
     pub fn gate(&self, subject: Arc<str>, plan: Option<&str>) -> MessageGate {
         MessageGate {
             limiter: self.clone(),
+            threshold: self.flood_threshold(plan),
             subject,
             plan: plan.map(Box::from),
-            strikes: 0,
+            refused: [0; FLOOD_SLICES],
+            latest_slice: 0,
+            run_start: 0,
         }
     }
 
@@ -101,7 +141,7 @@ pub enum MessageVerdict {
         /// When the user may send again.
         retry_after: Duration,
     },
-    /// The connection kept flooding past the tolerance: close it with `code`.
+    /// The connection kept flooding (see [`MessageLimiter`]): close it with `code`.
     Close {
         /// The close code (1008).
         code: u16,
@@ -124,13 +164,20 @@ impl MessageVerdict {
     }
 }
 
-/// One connection's view of a [`MessageLimiter`]: counts its user's messages and its own
-/// excess in a row.
+/// One connection's view of a [`MessageLimiter`]: counts its user's messages, and its own
+/// refused messages over the flood window.
 pub struct MessageGate {
     limiter: MessageLimiter,
     subject: Arc<str>,
     plan: Option<Box<str>>,
-    strikes: u32,
+    /// Refused messages that close the connection when reached within the window.
+    threshold: u32,
+    /// Refused messages per slice of the window, a ring indexed by slice number.
+    refused: [u32; FLOOD_SLICES],
+    /// The slice number (time / slice length) of the latest refusal.
+    latest_slice: u64,
+    /// The slice in which the current run of refusals began (the window was empty before).
+    run_start: u64,
 }
 
 impl fmt::Debug for MessageGate {
@@ -138,7 +185,9 @@ impl fmt::Debug for MessageGate {
         f.debug_struct("MessageGate")
             .field("subject", &self.subject)
             .field("plan", &self.plan)
-            .field("strikes", &self.strikes)
+            .field("threshold", &self.threshold)
+            .field("refused_in_window", &self.refused.iter().sum::<u32>())
+            .field("run_start", &self.run_start)
             .finish()
     }
 }
@@ -147,13 +196,9 @@ impl MessageGate {
     /// Decides about one incoming data message (text or binary; control frames are not counted).
     pub fn check(&mut self) -> MessageVerdict {
         match self.limiter.check(&self.subject, self.plan.as_deref()) {
-            RateDecision::Allowed { .. } => {
-                self.strikes = 0;
-                MessageVerdict::Deliver
-            }
+            RateDecision::Allowed { .. } => MessageVerdict::Deliver,
             RateDecision::Limited { retry_after, .. } => {
-                self.strikes += 1;
-                if self.strikes > self.limiter.tolerance {
+                if self.count_refusal() {
                     MessageVerdict::Close {
                         code: POLICY_VIOLATION,
                         reason: "message rate limit exceeded",
@@ -165,6 +210,32 @@ impl MessageGate {
         }
     }
 
+    /// Counts one refusal now; `true` when the connection is flooding: more refusals than the
+    /// threshold within the window, in a run of refusals at least a window long.
+    fn count_refusal(&mut self) -> bool {
+        let slice_ns = (self.limiter.flood_window.as_nanos() / FLOOD_SLICES as u128).max(1);
+        let slice = u64::try_from(u128::from(self.limiter.store.now_nanos()) / slice_ns)
+            .unwrap_or(u64::MAX);
+        let passed = slice.saturating_sub(self.latest_slice);
+        if passed >= FLOOD_SLICES as u64 {
+            self.refused = [0; FLOOD_SLICES];
+        } else {
+            // Clear the slices that have left the window since the latest refusal.
+            for s in 1..=passed {
+                self.refused[((self.latest_slice + s) % FLOOD_SLICES as u64) as usize] = 0;
+            }
+        }
+        let before = self.refused.iter().fold(0u32, |a, b| a.saturating_add(*b));
+        self.latest_slice = self.latest_slice.max(slice);
+        if before == 0 {
+            self.run_start = self.latest_slice;
+        }
+        let current = &mut self.refused[(self.latest_slice % FLOOD_SLICES as u64) as usize];
+        *current = current.saturating_add(1);
+        before.saturating_add(1) > self.threshold
+            && self.latest_slice - self.run_start >= FLOOD_SLICES as u64
+    }
+
     /// The subject this gate counts for.
     pub fn subject(&self) -> &Arc<str> {
         &self.subject
@@ -172,6 +243,7 @@ impl MessageGate {
 
     /// Moves the gate to another plan (e.g. after re-authentication).
     pub fn set_plan(&mut self, plan: Option<&str>) {
+        self.threshold = self.limiter.flood_threshold(plan);
         self.plan = plan.map(Box::from);
     }
 }
@@ -210,23 +282,59 @@ mod tests {
     }
 
     #[test]
-    fn flooding_past_tolerance_closes_with_1008() {
+    fn flooding_at_over_twice_the_rate_closes_with_1008_whatever_the_interleaving() {
+        let clock = FakeClock::at_unix_secs(1_700_000_000);
         let limiter = MessageLimiter::with_clock(
-            PlanQuotas::new(Quota::per_second(NonZeroU32::new(1).unwrap())),
-            Arc::new(FakeClock::at_unix_secs(1)),
-        )
-        .flood_tolerance(3);
-        let mut gate = limiter.gate(Arc::from("u"), None);
-        assert_eq!(gate.check(), MessageVerdict::Deliver);
-        for _ in 0..3 {
-            assert!(matches!(gate.check(), MessageVerdict::Reject { .. }));
-        }
-        assert_eq!(
-            gate.check(),
-            MessageVerdict::Close {
-                code: 1008,
-                reason: "message rate limit exceeded"
-            }
+            PlanQuotas::new(Quota::per_second(NonZeroU32::new(10).unwrap())),
+            Arc::new(clock.clone()),
         );
+        let mut gate = limiter.gate(Arc::from("u"), None);
+        // 25 messages a second, evenly spaced: about 10 delivered and 15 refused each second,
+        // interleaved. The old rule (10 refusals in a row) never fired.
+        let mut closed_at = None;
+        for i in 0..250u64 {
+            if let MessageVerdict::Close { code, .. } = gate.check() {
+                assert_eq!(code, 1008);
+                closed_at = Some(i);
+                break;
+            }
+            clock.advance(Duration::from_millis(40));
+        }
+        let closed_at = closed_at.expect("a client at 2.5x its rate is closed");
+        // After 3 seconds of refusals, which begin once the burst of 10 is spent (~0.7 s).
+        assert!(
+            (85..=100).contains(&closed_at),
+            "closed after {closed_at} messages"
+        );
+    }
+
+    #[test]
+    fn twice_the_rate_or_a_burst_is_not_flooding() {
+        let clock = FakeClock::at_unix_secs(1_700_000_000);
+        let limiter = MessageLimiter::with_clock(
+            PlanQuotas::new(Quota::per_second(NonZeroU32::new(10).unwrap())),
+            Arc::new(clock.clone()),
+        );
+        let mut gate = limiter.gate(Arc::from("u"), None);
+        for _ in 0..400 {
+            assert_ne!(
+                std::mem::discriminant(&gate.check()),
+                std::mem::discriminant(&MessageVerdict::Close {
+                    code: 0,
+                    reason: ""
+                }),
+                "20 a second is twice the rate, not more"
+            );
+            clock.advance(Duration::from_millis(50));
+        }
+        // A per-minute quota's burst, all at once, is delivered and never flooding.
+        let per_minute = MessageLimiter::with_clock(
+            PlanQuotas::new(Quota::per_minute(NonZeroU32::new(30).unwrap())),
+            Arc::new(clock.clone()),
+        );
+        let mut gate = per_minute.gate(Arc::from("m"), None);
+        for _ in 0..30 {
+            assert_eq!(gate.check(), MessageVerdict::Deliver);
+        }
     }
 }

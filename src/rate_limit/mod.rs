@@ -64,7 +64,8 @@ pub use future::ResponseFuture;
 pub use layer::{KeyFn, PlanFn, RateLimitBuilder, RateLimitLayer};
 pub use memory::MemoryRateStore;
 pub use messages::{
-    DEFAULT_FLOOD_TOLERANCE, MessageGate, MessageLimiter, MessageVerdict, POLICY_VIOLATION,
+    DEFAULT_FLOOD_FACTOR, DEFAULT_FLOOD_WINDOW, MessageGate, MessageLimiter, MessageVerdict,
+    POLICY_VIOLATION,
 };
 pub use quota::{PlanQuotas, Quota};
 pub use service::RateLimit;

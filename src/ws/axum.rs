@@ -8,6 +8,7 @@ use crate::axum::ClaimsRejection;
 use crate::context::{AuthContext, Claims};
 use crate::error::AuthError;
 use crate::response::{JsonResponder, Responder};
+use axum::extract::ws::WebSocketUpgrade;
 
 fn respond(error: &AuthError) -> Response {
     JsonResponder::new()
@@ -39,17 +40,15 @@ where
                 "WebSocket sessions are not configured for this route",
             )));
         };
-        let context = AuthContext::from_request_parts(parts, state)
+        // The usual extractor rejections when the layer did not run.
+        AuthContext::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let Claims(claims) = parts
-            .extensions
-            .get::<Claims<C>>()
-            .cloned()
-            .ok_or(ClaimsRejection::LayerMissing)
-            .map_err(IntoResponse::into_response)?;
+        if parts.extensions.get::<Claims<C>>().is_none() {
+            return Err(ClaimsRejection::LayerMissing.into_response());
+        }
         sessions
-            .open(context, claims, &parts.headers)
+            .open(&parts.headers, &parts.extensions)
             .map_err(|error| {
                 if sessions.uses_close_frames()
                     && let Some(response) =
@@ -59,5 +58,22 @@ where
                 }
                 respond(&error)
             })
+    }
+}
+
+impl<C> WsSession<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Prepares axum's upgrade for this session: selects one of the client's application
+    /// subprotocols (never the token one) and gives axum the session's message size limit, so
+    /// that a larger message or frame is refused before it is buffered (the socket is then
+    /// closed with 1009).
+    pub fn configure(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+        let limit = self.sessions.max_message_size();
+        upgrade
+            .protocols(self.application_protocols().to_vec())
+            .max_message_size(limit)
+            .max_frame_size(limit)
     }
 }

@@ -30,6 +30,8 @@ impl MessageKind<'_> {
 pub trait SocketMessage: Send + Sized + 'static {
     /// What the message is.
     fn kind(&self) -> MessageKind<'_>;
+    /// The payload's length in bytes (what the message-size limit measures).
+    fn payload_len(&self) -> usize;
     /// A text message.
     fn text(text: String) -> Self;
     /// A close frame with `code` and `reason`.
@@ -47,6 +49,10 @@ impl SocketMessage for tokio_tungstenite::tungstenite::Message {
             Message::Close(frame) => MessageKind::Close(frame.as_ref().map(|f| u16::from(f.code))),
             Message::Frame(_) => MessageKind::Other,
         }
+    }
+
+    fn payload_len(&self) -> usize {
+        self.len()
     }
 
     fn text(text: String) -> Self {
@@ -74,6 +80,15 @@ impl SocketMessage for axum::extract::ws::Message {
         }
     }
 
+    fn payload_len(&self) -> usize {
+        use axum::extract::ws::Message;
+        match self {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+            Message::Close(frame) => frame.as_ref().map_or(0, |f| 2 + f.reason.len()),
+        }
+    }
+
     fn text(text: String) -> Self {
         Self::Text(text.into())
     }
@@ -86,19 +101,37 @@ impl SocketMessage for axum::extract::ws::Message {
     }
 }
 
-/// Sends a close frame, then reads until the client's close reply ends the stream (at most two
-/// seconds), so the closing handshake completes (RFC 6455 §5.5.1). Errors are ignored: the
-/// connection is ending either way.
+/// How long a closing handshake may take: the close frame's send, then the client's reply.
+pub(crate) const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends a close frame, then reads until the client's close reply ends the stream, so the
+/// closing handshake completes (RFC 6455 §5.5.1); all of it within [`CLOSE_WAIT`], so a client
+/// that does not read cannot hold the connection. Errors are ignored: the connection is ending
+/// either way.
 pub(crate) async fn close_gracefully<S, M, E>(socket: &mut S, code: u16, reason: &'static str)
 where
     S: futures_util::Stream<Item = Result<M, E>> + futures_util::Sink<M, Error = E> + Unpin,
     M: SocketMessage,
 {
     use futures_util::{SinkExt, StreamExt};
-    if socket.send(M::close(code, reason)).await.is_ok() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if socket.send(M::close(code, reason)).await.is_ok() {
             while let Some(Ok(_)) = socket.next().await {}
-        })
-        .await;
+        }
+    })
+    .await;
+}
+
+/// Whether a WebSocket error means a message or frame over the configured size (tungstenite's
+/// capacity error, also when wrapped, as axum wraps it).
+pub(crate) fn is_too_big(error: &(dyn std::error::Error + 'static)) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(Error::Capacity(_)) = e.downcast_ref::<Error>() {
+            return true;
+        }
+        current = e.source();
     }
+    false
 }

@@ -18,18 +18,33 @@
 //!   authenticated-at and expires-at. [`WsSessions::open`] (or the axum extractor) reserves its
 //!   connection slot, so per-user and global limits ([`ConnectionLimits`]) are enforced before
 //!   the upgrade.
-//! - **The socket** ([`AuthenticatedSocket`], from [`WsSession::attach`]) hands the application
-//!   only its own messages and takes care of the rest:
+//! - **The socket**: [`WsSession::attach`] hands the upgraded socket to a task of the session's
+//!   own, and the application talks to it through an [`AuthenticatedSocket`]. The task acts
+//!   whether or not the application reads or writes at that moment:
 //!   - when `exp` plus the leeway passes, it closes with 4003; a configurable time before
 //!     (default 5 minutes, or at once if less is left) it sends
 //!     `{"type":"token.expiring","expires_at":...}`;
-//!   - `{"type":"reauth","token":"..."}` is validated by the same validator; a token for the
-//!     same subject extends the session (`{"type":"reauth.ok","expires_at":...}`), anything else
-//!     is answered `{"type":"reauth.failed","code":"..."}` and changes nothing;
+//!   - a text message that parses as JSON with `"type":"reauth"` (however it is escaped) is a
+//!     re-authentication and never reaches the application: a valid token for the same
+//!     subject extends the session (`{"type":"reauth.ok","expires_at":...}`); anything else,
+//!     a valid token for another user included, is answered
+//!     `{"type":"reauth.failed","code":"..."}` and changes nothing. Refusals with an invalid or
+//!     expired token count toward the lockout of the socket's address (through the
+//!     [`FailureReport`](crate::lockout::FailureReport) the lockout put in the upgrade
+//!     request), and after 3 refusals on one socket it is closed with 1008;
 //!   - the per-user [`MessageLimiter`](crate::rate_limit::MessageLimiter) applies across all of
-//!     the user's sessions (`rate_limited` notices, 1008 for flooding);
+//!     the user's sessions (`rate_limited` notices; 1008 for a client that keeps sending at more
+//!     than twice its rate for 3 seconds);
+//!   - a message over the size limit (default 64 KiB) closes with 1009; give the library the
+//!     same limit ([`WsSession::configure`] for axum, [`WsSessions::websocket_config`]) so it
+//!     never buffers more;
+//!   - a client that stops reading is disconnected once a write has waited for the send
+//!     timeout (default 10 s); at most 8 messages wait in each direction, and the
+//!     application's `send` waits when 8 are queued, so memory stays bounded;
 //!   - [`SessionRegistry::revoke_user`] closes every live socket of a user at once with 4002,
-//!     and [`SessionRegistry::send_to_user`] reaches all of them;
+//!     and [`SessionRegistry::send_to_user`] (any text) or [`SessionRegistry::notify_user`]
+//!     (`{"type":"notification","message":...}`) reaches all of them, at most 32 waiting per
+//!     socket;
 //!   - when the client vanishes (no close frame), the slot is freed with the socket.
 //!
 //! With axum:
@@ -44,8 +59,8 @@
 //! // Take the session before the upgrade: axum's `WebSocketUpgrade` takes hyper's upgrade
 //! // handle, which close-frame refusals of the session (connection limits) need.
 //! async fn echo(session: WsSession<MyClaims>, upgrade: WebSocketUpgrade) -> Response {
-//!     let protocols = session.application_protocols().to_vec();
-//!     upgrade.protocols(protocols).on_upgrade(|socket| async move {
+//!     // `configure` selects the client's own subprotocol and sets the message size limit.
+//!     session.configure(upgrade).on_upgrade(|socket| async move {
 //!         let mut socket = session.attach(socket);
 //!         while let Some(Ok(message)) = socket.recv().await {
 //!             if let Message::Text(text) = message {
@@ -61,23 +76,26 @@
 //!
 //! The route sits behind the `JwtAuthLayer`, and the router carries the [`WsSessions`] as an
 //! `Extension`. With tokio-tungstenite on plain hyper, call [`WsSessions::open`] with the
-//! request's [`AuthContext`](crate::AuthContext) and [`Claims`](crate::Claims), upgrade, and
-//! `attach` the `WebSocketStream`.
+//! request's headers and extensions, upgrade, build the `WebSocketStream` with
+//! [`WsSessions::websocket_config`], and `attach` it.
 
 #[cfg(feature = "axum")]
 mod axum;
 mod message;
 mod registry;
 mod session;
+mod socket;
 mod upgrade;
+mod wire;
 
 pub(crate) use message::close_gracefully;
 pub use message::{MessageKind, SocketMessage};
 pub use registry::{ConnectionLimits, Reservation, SessionRegistry, SessionStats};
 pub use session::{
-    AuthenticatedSocket, ClaimsPlanFn, DEFAULT_EXPIRY_WARNING, WsSession, WsSessions,
-    WsSessionsBuilder,
+    ClaimsPlanFn, DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_FAILED_REAUTH, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_SEND_TIMEOUT, WsSession, WsSessions, WsSessionsBuilder,
 };
+pub use socket::{AuthenticatedSocket, CLOSE_MESSAGE_TOO_BIG, SessionClosed, Transport};
 pub use upgrade::{
     CLOSE_AUTH_FAILED, CLOSE_INVALID_TOKEN, CLOSE_MISSING_TOKEN, CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_MANY, application_protocols, close_code,

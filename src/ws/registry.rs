@@ -1,22 +1,63 @@
 //! Live sessions: connection limits, statistics, messages to a user, revocation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::error::{AuthError, ConfigError, ErrorCode};
 
-/// An instruction for a live session, sent by the registry.
-#[derive(Debug, Clone)]
-pub(crate) enum Control {
-    /// Send this text message.
-    Send(Arc<str>),
-    /// Close with this code and reason.
-    Close(u16, &'static str),
+/// How many notifications may wait for one session; more are not delivered to it (a session
+/// that cannot keep up is closed by its send timeout anyway).
+pub(crate) const MAILBOX_CAPACITY: usize = 32;
+
+/// What the registry tells one live session: texts to send and a close, with a wake-up. Bounded,
+/// so that notifications to a client that does not read never pile up.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    texts: Mutex<VecDeque<Arc<str>>>,
+    close: Mutex<Option<(u16, &'static str)>>,
+    /// Woken when a text is posted.
+    pub(crate) wake: Notify,
+    /// Woken when a close is asked for.
+    pub(crate) closing: Notify,
+}
+
+impl Mailbox {
+    fn post(&self, text: &Arc<str>) -> bool {
+        let mut texts = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
+        if texts.len() >= MAILBOX_CAPACITY {
+            return false;
+        }
+        texts.push_back(Arc::clone(text));
+        drop(texts);
+        self.wake.notify_one();
+        true
+    }
+
+    fn close(&self, code: u16, reason: &'static str) {
+        *self.close.lock().unwrap_or_else(PoisonError::into_inner) = Some((code, reason));
+        self.closing.notify_one();
+    }
+
+    /// The close asked for, if any.
+    pub(crate) fn take_close(&self) -> Option<(u16, &'static str)> {
+        self.close
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// The next text to send, if any.
+    pub(crate) fn next_text(&self) -> Option<Arc<str>> {
+        self.texts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
 }
 
 /// How many connections are allowed: per user (by plan) and in total.
@@ -75,8 +116,8 @@ impl ConnectionLimits {
 struct UserSessions {
     /// Reserved or live connections.
     count: usize,
-    /// The live ones' control channels, by session id.
-    live: Vec<(u64, mpsc::UnboundedSender<Control>)>,
+    /// The live ones' mailboxes, by session id.
+    live: Vec<(u64, Arc<Mailbox>)>,
     /// Bumped by each revocation, so that a session reserved before it (still in its
     /// handshake) is closed as soon as it goes live.
     epoch: u64,
@@ -174,15 +215,23 @@ impl SessionRegistry {
         })
     }
 
-    /// Sends `text` to every live session of `subject`; returns how many were reached.
+    /// Sends `text` to every live session of `subject`; returns how many were reached. A
+    /// session with 32 texts already waiting (its client is not reading) is not reached.
     pub fn send_to_user(&self, subject: &str, text: &str) -> usize {
         let text: Arc<str> = Arc::from(text);
         self.inner.users.get(subject).map_or(0, |u| {
             u.live
                 .iter()
-                .filter(|(_, tx)| tx.send(Control::Send(Arc::clone(&text))).is_ok())
+                .filter(|(_, mailbox)| mailbox.post(&text))
                 .count()
         })
+    }
+
+    /// Sends `{"type":"notification","message":<message>}` to every live session of
+    /// `subject`; returns how many were reached (as [`send_to_user`](Self::send_to_user)).
+    pub fn notify_user(&self, subject: &str, message: &str) -> usize {
+        let text = super::wire::Outbound::Notification { message }.to_text();
+        self.send_to_user(subject, &text)
     }
 
     /// Closes every live session of `subject` at once with code 4002 ("credentials revoked"),
@@ -191,16 +240,10 @@ impl SessionRegistry {
     pub fn revoke_user(&self, subject: &str) -> usize {
         self.inner.users.get_mut(subject).map_or(0, |mut u| {
             u.epoch = u.epoch.wrapping_add(1);
-            u.live
-                .iter()
-                .filter(|(_, tx)| {
-                    tx.send(Control::Close(
-                        super::CLOSE_INVALID_TOKEN,
-                        "credentials revoked",
-                    ))
-                    .is_ok()
-                })
-                .count()
+            for (_, mailbox) in &u.live {
+                mailbox.close(super::CLOSE_INVALID_TOKEN, "credentials revoked");
+            }
+            u.live.len()
         })
     }
 
@@ -249,19 +292,16 @@ impl SessionRegistry {
         self.inner.total.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn go_live(&self, subject: &Arc<str>, id: u64, epoch: u64) -> mpsc::UnboundedReceiver<Control> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn go_live(&self, subject: &Arc<str>, id: u64, epoch: u64) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::default());
         if let Some(mut u) = self.inner.users.get_mut(subject) {
             if u.epoch != epoch {
                 // Revoked while in the handshake.
-                let _ = tx.send(Control::Close(
-                    super::CLOSE_INVALID_TOKEN,
-                    "credentials revoked",
-                ));
+                mailbox.close(super::CLOSE_INVALID_TOKEN, "credentials revoked");
             }
-            u.live.push((id, tx));
+            u.live.push((id, Arc::clone(&mailbox)));
         }
-        rx
+        mailbox
     }
 }
 
@@ -296,7 +336,7 @@ impl Reservation {
     }
 
     /// Makes the session reachable by `send_to_user` and `revoke_user`.
-    pub(crate) fn go_live(&mut self) -> mpsc::UnboundedReceiver<Control> {
+    pub(crate) fn go_live(&mut self) -> Arc<Mailbox> {
         self.live = true;
         self.registry.go_live(&self.subject, self.id, self.epoch)
     }
@@ -348,7 +388,7 @@ mod tests {
                 .reserve(Arc::from(format!("u{}", n % 7)), None)
                 .unwrap();
             if n % 2 == 0 {
-                let _rx = r.go_live();
+                let _mailbox = r.go_live();
             }
             held.push(r);
         }
@@ -362,13 +402,27 @@ mod tests {
     fn revoke_and_send_reach_live_sessions_only() {
         let registry = SessionRegistry::default();
         let mut live = registry.reserve(Arc::from("a"), None).unwrap();
-        let mut rx = live.go_live();
+        let mailbox = live.go_live();
         let _reserved = registry.reserve(Arc::from("a"), None).unwrap();
         assert_eq!(registry.send_to_user("a", "hi"), 1);
-        assert!(matches!(rx.try_recv(), Ok(Control::Send(t)) if &*t == "hi"));
+        assert_eq!(mailbox.next_text().as_deref(), Some("hi"));
+        assert_eq!(mailbox.next_text(), None);
         assert_eq!(registry.revoke_user("a"), 1);
-        assert!(matches!(rx.try_recv(), Ok(Control::Close(4002, _))));
+        assert!(matches!(mailbox.take_close(), Some((4002, _))));
         assert_eq!(registry.revoke_user("nobody"), 0);
+    }
+
+    #[test]
+    fn a_mailbox_holds_a_bounded_number_of_texts() {
+        let registry = SessionRegistry::default();
+        let mut live = registry.reserve(Arc::from("a"), None).unwrap();
+        let mailbox = live.go_live();
+        for _ in 0..MAILBOX_CAPACITY {
+            assert_eq!(registry.send_to_user("a", "x"), 1);
+        }
+        assert_eq!(registry.send_to_user("a", "x"), 0, "full: not reached");
+        assert!(mailbox.next_text().is_some());
+        assert_eq!(registry.send_to_user("a", "x"), 1);
     }
 
     #[test]
@@ -376,11 +430,10 @@ mod tests {
         let registry = SessionRegistry::default();
         let mut pending = registry.reserve(Arc::from("a"), None).unwrap();
         assert_eq!(registry.revoke_user("a"), 0, "nothing live yet");
-        let mut rx = pending.go_live();
-        assert!(matches!(rx.try_recv(), Ok(Control::Close(4002, _))));
+        let mailbox = pending.go_live();
+        assert!(matches!(mailbox.take_close(), Some((4002, _))));
         // A session reserved after the revocation is not affected.
         let mut fresh = registry.reserve(Arc::from("a"), None).unwrap();
-        let mut rx = fresh.go_live();
-        assert!(rx.try_recv().is_err());
+        assert_eq!(fresh.go_live().take_close(), None);
     }
 }

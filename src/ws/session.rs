@@ -4,37 +4,47 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use http::HeaderMap;
-use serde::Deserialize;
+use http::{Extensions, HeaderMap};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
 
-use super::registry::{Control, Reservation, SessionRegistry};
-use super::upgrade::{CLOSE_TOKEN_EXPIRED, application_protocols};
-use super::{MessageKind, SocketMessage};
-use crate::audit::AUDIT_TARGET;
-use crate::context::AuthContext;
+use super::registry::{Reservation, SessionRegistry};
+use super::socket::{AuthenticatedSocket, Transport};
+use super::upgrade::application_protocols;
+use crate::context::{AuthContext, Claims};
 use crate::error::{AuthError, ConfigError};
 use crate::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
-use crate::rate_limit::{MessageGate, MessageLimiter, MessageVerdict};
+use crate::lockout::FailureReport;
+use crate::rate_limit::MessageLimiter;
 use crate::validate::Validator;
 
 /// The default warning time before a session's token expires: 5 minutes.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(5 * 60);
 
+/// The default limit on an incoming message: 64 KiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// The default time a write to the client may take before the client is deemed not to read
+/// and is disconnected: 10 seconds.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default number of refused re-authentications after which a socket is closed: 3.
+pub const DEFAULT_MAX_FAILED_REAUTH: u32 = 3;
+
 /// Reads the plan from the typed claims (selects message quotas and connection limits).
 pub type ClaimsPlanFn<C> = fn(&C) -> Option<&str>;
 
-struct Inner<C> {
-    validator: Validator<C>,
-    registry: SessionRegistry,
-    messages: Option<MessageLimiter>,
-    plan: Option<ClaimsPlanFn<C>>,
-    warn_before: Duration,
-    max_tick: Duration,
-    token_prefix: Box<str>,
-    close_frames: bool,
+pub(crate) struct Inner<C> {
+    pub(crate) validator: Validator<C>,
+    pub(crate) registry: SessionRegistry,
+    pub(crate) messages: Option<MessageLimiter>,
+    pub(crate) plan: Option<ClaimsPlanFn<C>>,
+    pub(crate) warn_before: Duration,
+    pub(crate) max_tick: Duration,
+    pub(crate) token_prefix: Box<str>,
+    pub(crate) close_frames: bool,
+    pub(crate) max_message_size: usize,
+    pub(crate) send_timeout: Duration,
+    pub(crate) max_failed_reauth: u32,
 }
 
 /// Everything sessions share: the validator (for re-authentication), the registry, the message
@@ -43,7 +53,7 @@ struct Inner<C> {
 /// With axum, add it to the router as an `Extension` and take a [`WsSession`] in the handler;
 /// elsewhere call [`WsSessions::open`].
 pub struct WsSessions<C> {
-    inner: Arc<Inner<C>>,
+    pub(crate) inner: Arc<Inner<C>>,
 }
 
 impl<C> Clone for WsSessions<C> {
@@ -66,14 +76,7 @@ impl<C> fmt::Debug for WsSessions<C> {
 
 /// Configuration of [`WsSessions`].
 pub struct WsSessionsBuilder<C> {
-    validator: Validator<C>,
-    registry: SessionRegistry,
-    messages: Option<MessageLimiter>,
-    plan: Option<ClaimsPlanFn<C>>,
-    warn_before: Duration,
-    max_tick: Duration,
-    token_prefix: Box<str>,
-    close_frames: bool,
+    inner: Inner<C>,
 }
 
 impl<C> fmt::Debug for WsSessionsBuilder<C> {
@@ -88,25 +91,25 @@ where
 {
     /// The registry (connection limits, statistics, revocation). Default: no limits.
     pub fn registry(mut self, registry: SessionRegistry) -> Self {
-        self.registry = registry;
+        self.inner.registry = registry;
         self
     }
 
     /// Per-user message limits, shared by all of a user's sessions.
     pub fn message_limiter(mut self, limiter: MessageLimiter) -> Self {
-        self.messages = Some(limiter);
+        self.inner.messages = Some(limiter);
         self
     }
 
     /// Reads the plan from the claims.
     pub fn plan_by(mut self, plan: ClaimsPlanFn<C>) -> Self {
-        self.plan = Some(plan);
+        self.inner.plan = Some(plan);
         self
     }
 
     /// How long before expiry the client is warned (default 5 minutes).
     pub fn expiry_warning(mut self, before: Duration) -> Self {
-        self.warn_before = before;
+        self.inner.warn_before = before;
         self
     }
 
@@ -114,43 +117,66 @@ where
     /// are exact with the system clock; this bounds how late a session notices a clock that is
     /// moved by hand (tests use a few milliseconds).
     pub fn max_tick(mut self, tick: Duration) -> Self {
-        self.max_tick = tick;
+        self.inner.max_tick = tick;
         self
     }
 
     /// The subprotocol prefix that carries tokens (default
     /// [`DEFAULT_WEBSOCKET_PROTOCOL_PREFIX`]), so it is never offered back to the client.
     pub fn token_protocol_prefix(mut self, prefix: impl Into<Box<str>>) -> Self {
-        self.token_prefix = prefix.into();
+        self.inner.token_prefix = prefix.into();
         self
     }
 
     /// Refuses a session over a connection limit with an accepted upgrade closed at once (4029)
     /// instead of HTTP 429.
     pub fn close_frames(mut self) -> Self {
-        self.close_frames = true;
+        self.inner.close_frames = true;
+        self
+    }
+
+    /// The largest incoming message (default 64 KiB); a larger one closes the socket with 1009.
+    /// Give the same limit to the WebSocket library, so that it never buffers more
+    /// ([`WsSession::configure`] for axum, [`WsSessions::websocket_config`] for
+    /// tokio-tungstenite).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.inner.max_message_size = bytes;
+        self
+    }
+
+    /// How long one write to the client may take (default 10 s). A client that does not read
+    /// fills its connection's buffers; when a write cannot complete in time, the socket is
+    /// closed (1008) and dropped, so nothing piles up for it.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.inner.send_timeout = timeout;
+        self
+    }
+
+    /// After this many refused re-authentications on one socket it is closed with 1008
+    /// (default 3).
+    pub fn max_failed_reauth(mut self, n: u32) -> Self {
+        self.inner.max_failed_reauth = n;
         self
     }
 
     /// Builds the shared session configuration.
     ///
     /// # Errors
-    /// When `max_tick` is zero.
+    /// When `max_tick`, `send_timeout`, `max_message_size` or `max_failed_reauth` is zero.
     pub fn build(self) -> Result<WsSessions<C>, ConfigError> {
-        if self.max_tick.is_zero() {
-            return Err(ConfigError::new("the session tick must not be zero"));
+        let inner = self.inner;
+        if inner.max_tick.is_zero() || inner.send_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "the session tick and send timeout must not be zero",
+            ));
+        }
+        if inner.max_message_size == 0 || inner.max_failed_reauth == 0 {
+            return Err(ConfigError::new(
+                "the message size limit and the re-authentication limit must not be zero",
+            ));
         }
         Ok(WsSessions {
-            inner: Arc::new(Inner {
-                validator: self.validator,
-                registry: self.registry,
-                messages: self.messages,
-                plan: self.plan,
-                warn_before: self.warn_before,
-                max_tick: self.max_tick,
-                token_prefix: self.token_prefix,
-                close_frames: self.close_frames,
-            }),
+            inner: Arc::new(inner),
         })
     }
 }
@@ -163,14 +189,19 @@ where
     /// authentication layer).
     pub fn builder(validator: Validator<C>) -> WsSessionsBuilder<C> {
         WsSessionsBuilder {
-            validator,
-            registry: SessionRegistry::default(),
-            messages: None,
-            plan: None,
-            warn_before: DEFAULT_EXPIRY_WARNING,
-            max_tick: Duration::from_secs(30),
-            token_prefix: DEFAULT_WEBSOCKET_PROTOCOL_PREFIX.into(),
-            close_frames: false,
+            inner: Inner {
+                validator,
+                registry: SessionRegistry::default(),
+                messages: None,
+                plan: None,
+                warn_before: DEFAULT_EXPIRY_WARNING,
+                max_tick: Duration::from_secs(30),
+                token_prefix: DEFAULT_WEBSOCKET_PROTOCOL_PREFIX.into(),
+                close_frames: false,
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                send_timeout: DEFAULT_SEND_TIMEOUT,
+                max_failed_reauth: DEFAULT_MAX_FAILED_REAUTH,
+            },
         }
     }
 
@@ -184,20 +215,48 @@ where
         self.inner.close_frames
     }
 
+    /// The incoming message size limit.
+    pub fn max_message_size(&self) -> usize {
+        self.inner.max_message_size
+    }
+
+    /// A tokio-tungstenite configuration with the session's message size limit, for
+    /// `WebSocketStream::from_raw_socket` (axum users call [`WsSession::configure`]).
+    pub fn websocket_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        let limit = self.inner.max_message_size;
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit))
+    }
+
     pub(crate) fn token_prefix(&self) -> &str {
         &self.inner.token_prefix
     }
 
-    /// Opens a session for an authenticated upgrade request: reserves its connection slot.
+    /// Opens a session for an authenticated upgrade request, from its headers and extensions:
+    /// the [`AuthContext`] and [`Claims<C>`] the authentication layer put there, and the
+    /// lockout's [`FailureReport`] when a [`LockoutLayer`](crate::lockout::LockoutLayer) runs in
+    /// front (refused re-authentications then count toward the socket's address). Reserves the
+    /// connection slot.
     ///
     /// # Errors
-    /// `INVALID_TOKEN` when the token has no subject; `RATE_LIMITED` over a connection limit.
+    /// `AUTH_FAILED` when the request was not authenticated by the layer; `INVALID_TOKEN` when
+    /// the token has no subject; `RATE_LIMITED` over a connection limit.
     pub fn open(
         &self,
-        context: AuthContext,
-        claims: C,
         headers: &HeaderMap,
+        extensions: &Extensions,
     ) -> Result<WsSession<C>, AuthError> {
+        let not_authenticated =
+            || AuthError::auth_failed("the WebSocket route is not behind the authentication layer");
+        let context = extensions
+            .get::<AuthContext>()
+            .cloned()
+            .ok_or_else(not_authenticated)?;
+        let Claims(claims) = extensions
+            .get::<Claims<C>>()
+            .cloned()
+            .ok_or_else(not_authenticated)?;
         let subject = context
             .subject_arc()
             .cloned()
@@ -222,22 +281,25 @@ where
             context,
             claims,
             reservation,
+            failures: extensions.get::<FailureReport>().cloned(),
             sessions: self.clone(),
         })
     }
 }
 
-/// One authenticated connection, before and after the upgrade: who it is and until when.
+/// One authenticated connection before the upgrade: who it is and until when. Its
+/// [`attach`](Self::attach) turns the upgraded socket into an [`AuthenticatedSocket`].
 pub struct WsSession<C> {
-    subject: Arc<str>,
-    plan: Option<Box<str>>,
+    pub(crate) subject: Arc<str>,
+    pub(crate) plan: Option<Box<str>>,
     authenticated_at: u64,
-    expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     protocols: Vec<String>,
-    context: AuthContext,
-    claims: C,
-    reservation: Reservation,
-    sessions: WsSessions<C>,
+    pub(crate) context: AuthContext,
+    pub(crate) claims: C,
+    pub(crate) reservation: Reservation,
+    pub(crate) failures: Option<FailureReport>,
+    pub(crate) sessions: WsSessions<C>,
 }
 
 impl<C: fmt::Debug> fmt::Debug for WsSession<C> {
@@ -271,12 +333,12 @@ where
         self.plan.as_deref()
     }
 
-    /// The claims (updated by re-authentication).
+    /// The claims of the token that opened the session.
     pub fn claims(&self) -> &C {
         &self.claims
     }
 
-    /// The authentication context of the latest token.
+    /// The authentication context of the token that opened the session.
     pub fn context(&self) -> &AuthContext {
         &self.context
     }
@@ -297,282 +359,16 @@ where
         &self.protocols
     }
 
-    /// Wraps the upgraded socket: from now on the session is live (reachable by the
-    /// registry), expires, warns, re-authenticates and applies message limits.
-    pub fn attach<S>(mut self, socket: S) -> AuthenticatedSocket<S, C> {
-        let control = self.reservation.go_live();
-        let gate = self
-            .sessions
-            .inner
-            .messages
-            .as_ref()
-            .map(|l| l.gate(Arc::clone(&self.subject), self.plan.as_deref()));
-        AuthenticatedSocket {
-            socket,
-            session: self,
-            control,
-            gate,
-            warned: false,
-            closed: false,
-            control_open: true,
-        }
-    }
-}
-
-/// A live authenticated WebSocket; see [`crate::ws`] for what it does for the application.
-///
-/// Expiry, revocation and re-authentication are acted on while the application waits in
-/// [`recv`](Self::recv): a handler that only pushes messages must still poll `recv` (for
-/// example in a `tokio::select!` beside its own source), or an expired or revoked session is
-/// not closed.
-pub struct AuthenticatedSocket<S, C> {
-    socket: S,
-    session: WsSession<C>,
-    control: mpsc::UnboundedReceiver<Control>,
-    gate: Option<MessageGate>,
-    warned: bool,
-    closed: bool,
-    control_open: bool,
-}
-
-impl<S, C: fmt::Debug> fmt::Debug for AuthenticatedSocket<S, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthenticatedSocket")
-            .field("session", &self.session)
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct Reauth {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    token: String,
-}
-
-/// A re-authentication request, if `text` is one.
-fn reauth_token(text: &str) -> Option<String> {
-    // A message this long cannot hold a token within the cap: not a re-authentication.
-    if text.len() > 2 * crate::extract::DEFAULT_MAX_TOKEN_LEN || !text.contains("\"reauth\"") {
-        return None;
-    }
-    let message: Reauth = serde_json::from_str(text).ok()?;
-    (message.kind == "reauth").then_some(message.token)
-}
-
-enum Next<M> {
-    Message(M),
-    Control(Control),
-    ControlClosed,
-    Tick,
-    Ended,
-}
-
-impl<S, M, E, C> AuthenticatedSocket<S, C>
-where
-    S: Stream<Item = Result<M, E>> + Sink<M, Error = E> + Unpin,
-    M: SocketMessage,
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
-{
-    /// The session.
-    pub fn session(&self) -> &WsSession<C> {
-        &self.session
-    }
-
-    /// Sends a message to the client.
+    /// Hands the upgraded socket to the session, which from now on owns it: a task of its own
+    /// (no matter whether the application reads or writes) closes it when the token expires
+    /// (4003) or the user is revoked (4002), warns before expiry, answers re-authentications,
+    /// applies the message rate and size limits, delivers notifications and drops a client
+    /// that stops reading. The application talks through the returned
+    /// [`AuthenticatedSocket`].
     ///
-    /// # Errors
-    /// The socket's error.
-    pub async fn send(&mut self, message: M) -> Result<(), E> {
-        self.socket.send(message).await
-    }
-
-    /// The next application message: data within the message limit, and control frames.
-    /// Re-authentication requests, limit notices, expiry warnings, expiry and revocation are
-    /// handled here. `None` once the session is over (the client left, or the session closed
-    /// it).
-    pub async fn recv(&mut self) -> Option<Result<M, E>> {
-        while !self.closed {
-            let tick = match self.on_time().await {
-                Ok(tick) => tick,
-                Err(e) => return Some(Err(e)),
-            };
-            let Some(tick) = tick else { break };
-            let next = tokio::select! {
-                control = self.control.recv(), if self.control_open => {
-                    control.map_or(Next::ControlClosed, Next::Control)
-                }
-                message = self.socket.next() => match message {
-                    None => Next::Ended,
-                    Some(Err(e)) => return Some(Err(e)),
-                    Some(Ok(m)) => Next::Message(m),
-                },
-                () = tokio::time::sleep(tick) => Next::Tick,
-            };
-            match next {
-                Next::Ended => {
-                    self.closed = true;
-                }
-                Next::Tick => {}
-                Next::ControlClosed => self.control_open = false,
-                Next::Control(Control::Send(text)) => {
-                    if let Err(e) = self.socket.send(M::text(text.to_string())).await {
-                        return Some(Err(e));
-                    }
-                }
-                Next::Control(Control::Close(code, reason)) => {
-                    self.end(code, reason).await;
-                }
-                // A message that arrives as the deadline passes is not delivered.
-                Next::Message(_) if self.expired() => {
-                    self.end(CLOSE_TOKEN_EXPIRED, "token expired").await;
-                }
-                Next::Message(message) => match self.on_message(message).await {
-                    Ok(Some(message)) => return Some(Ok(message)),
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(e)),
-                },
-            }
-        }
-        None
-    }
-
-    /// Whether the token's expiry plus the leeway has passed.
-    fn expired(&self) -> bool {
-        let inner = &self.session.sessions.inner;
-        self.session.expires_at.is_some_and(|exp| {
-            inner.validator.clock().now()
-                >= Duration::from_secs(exp).saturating_add(inner.validator.leeway())
-        })
-    }
-
-    /// Handles expiry and the warning; returns how long to wait for the next event, or `None`
-    /// when the session has just been closed.
-    async fn on_time(&mut self) -> Result<Option<Duration>, E> {
-        let inner = &self.session.sessions.inner;
-        let max_tick = inner.max_tick;
-        let Some(exp) = self.session.expires_at else {
-            return Ok(Some(max_tick));
-        };
-        let now = inner.validator.clock().now();
-        let end = Duration::from_secs(exp).saturating_add(inner.validator.leeway());
-        if now >= end {
-            self.end(CLOSE_TOKEN_EXPIRED, "token expired").await;
-            return Ok(None);
-        }
-        let warn_at = end.saturating_sub(inner.warn_before);
-        if !self.warned && now >= warn_at {
-            self.warned = true;
-            let warning = format!(r#"{{"type":"token.expiring","expires_at":{exp}}}"#);
-            self.socket.send(M::text(warning)).await?;
-        }
-        let next = if self.warned { end } else { warn_at };
-        Ok(Some(next.saturating_sub(now).min(max_tick)))
-    }
-
-    async fn on_message(&mut self, message: M) -> Result<Option<M>, E> {
-        let kind = message.kind();
-        if !kind.is_data() {
-            // A client's close is handed to the application; the next read lets the WebSocket
-            // library answer it and then ends the stream.
-            return Ok(Some(message));
-        }
-        if let Some(gate) = &mut self.gate {
-            let verdict = gate.check();
-            match verdict {
-                MessageVerdict::Deliver => {}
-                MessageVerdict::Reject { .. } => {
-                    let notice = verdict.notice().unwrap_or_default();
-                    self.socket.send(M::text(notice)).await?;
-                    return Ok(None);
-                }
-                MessageVerdict::Close { code, reason } => {
-                    self.end(code, reason).await;
-                    return Ok(None);
-                }
-            }
-        }
-        if let MessageKind::Text(text) = kind
-            && let Some(token) = reauth_token(text)
-        {
-            let reply = self.reauthenticate(&token).await;
-            self.socket.send(M::text(reply)).await?;
-            return Ok(None);
-        }
-        Ok(Some(message))
-    }
-
-    async fn reauthenticate(&mut self, token: &str) -> String {
-        if token.len() > crate::extract::DEFAULT_MAX_TOKEN_LEN {
-            return reauth_failed("INVALID_TOKEN", &self.session.subject, self.session.id());
-        }
-        let validator = &self.session.sessions.inner.validator;
-        match validator.validate_and_check_revocation(token).await {
-            Ok(verified) if verified.context.subject() == Some(&*self.session.subject) => {
-                let plan = self.session.sessions.inner.plan;
-                self.session.expires_at = verified.context.expires_at();
-                self.session.plan = plan.and_then(|f| f(&verified.claims)).map(Box::from);
-                if let Some(gate) = &mut self.gate {
-                    gate.set_plan(self.session.plan.as_deref());
-                }
-                self.session.claims = verified.claims;
-                self.session.context = verified.context;
-                self.warned = false;
-                tracing::debug!(
-                    target: AUDIT_TARGET,
-                    subject = %self.session.subject,
-                    session = self.session.id(),
-                    "WebSocket session re-authenticated"
-                );
-                match self.session.expires_at {
-                    Some(exp) => format!(r#"{{"type":"reauth.ok","expires_at":{exp}}}"#),
-                    None => r#"{"type":"reauth.ok","expires_at":null}"#.to_owned(),
-                }
-            }
-            Ok(_) => reauth_failed("FORBIDDEN", &self.session.subject, self.session.id()),
-            Err(e) => reauth_failed(e.code().as_str(), &self.session.subject, self.session.id()),
-        }
-    }
-
-    async fn end(&mut self, code: u16, reason: &'static str) {
-        self.closed = true;
-        tracing::debug!(
-            target: AUDIT_TARGET,
-            subject = %self.session.subject,
-            session = self.session.id(),
-            code,
-            reason,
-            "WebSocket session closed by the server"
-        );
-        super::message::close_gracefully(&mut self.socket, code, reason).await;
-    }
-}
-
-fn reauth_failed(code: &str, subject: &str, session: u64) -> String {
-    tracing::info!(
-        target: AUDIT_TARGET,
-        subject,
-        session,
-        code,
-        "WebSocket re-authentication refused"
-    );
-    format!(r#"{{"type":"reauth.failed","code":"{code}"}}"#)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reauth_messages_are_recognized() {
-        assert_eq!(
-            reauth_token(r#"{"type":"reauth","token":"a.b.c"}"#).as_deref(),
-            Some("a.b.c")
-        );
-        assert_eq!(reauth_token(r#"{"type":"chat","text":"\"reauth\""}"#), None);
-        assert_eq!(reauth_token("hello"), None);
-        assert_eq!(reauth_token(r#"{"type":"reauth"}"#).as_deref(), Some(""));
+    /// # Panics
+    /// Outside a Tokio runtime (the session's task is spawned on the current one).
+    pub fn attach<S: Transport>(self, socket: S) -> AuthenticatedSocket<S, C> {
+        super::socket::attach(self, socket)
     }
 }
