@@ -50,5 +50,6 @@ pub use sources::{
     DEFAULT_WEBSOCKET_PROTOCOL_PREFIX, MAX_APPLICATION_PROTOCOL_LEN, TokenSource, TokenSourceKind,
     application_protocols, is_application_protocol,
 };
+#[cfg(feature = "websocket")]
 pub(crate) use upgrade::is_http1_upgrade;
 pub use upgrade::{is_websocket_upgrade, is_websocket_upgrade_parts};
