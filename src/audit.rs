@@ -5,16 +5,34 @@
 //! |---|---|---|
 //! | accepted | `DEBUG` | `outcome="accepted"`, `subject`, `source`, `client`, `method`, `path` |
 //! | anonymous (optional mode, no token) | `DEBUG` | `outcome="anonymous"`, `client`, `method`, `path` |
-//! | rejected | `INFO` (`WARN` for `AUTH_FAILED`) | `outcome="rejected"`, `code`, `reason`, `subject` when known, `client`, `method`, `path` |
+//! | rejected: a failed attempt (`INVALID_TOKEN`, `TOKEN_EXPIRED`), `FORBIDDEN`, `INVALID_REQUEST` | `INFO` | `outcome="rejected"`, `code`, `reason`, `subject` when known, `client`, `method`, `path` |
+//! | rejected: `AUTH_FAILED` | `WARN` | the same |
+//! | rejected: `MISSING_TOKEN`, `LOCKED_OUT`, `RATE_LIMITED` | `DEBUG` | the same |
+//! | summary of the `DEBUG`-only refusals, at most once a minute | `INFO` | `outcome="rejected_summary"`, `missing_token`, `locked_out`, `rate_limited`, `period_secs` |
 //! | address locked out (lockout layer) | `WARN` | `outcome="locked"`, `client` (the grouped address), `failures`, `lock_secs`, `lockouts` |
 //! | lockout store failed (request let through) | `ERROR` | `operation`, `error` |
 //!
 //! `path` is the URI path only: the query string, which may hold a token, is never recorded, and
 //! neither is any header value. `reason` is the fixed message of the rejection.
 //!
+//! Values a client controls (`subject`, `path`, and the subject in the WebSocket session
+//! events) are recorded with their `Debug` form, quoted and escaped, so that a subscriber that
+//! writes fields as they come still never writes a raw newline or escape character from a
+//! client: a `sub` of `"x\nINFO forged"` cannot start a log line of its own, and ANSI escapes
+//! never reach a terminal.
+//!
+//! A flood is mostly refusals that need no line each: requests without a token (scanners), from
+//! an address already locked, or over a rate limit. Those are written at `DEBUG` and counted;
+//! the first such refusal a minute or more after the last summary writes the counts in one
+//! `INFO` event. The lock itself is one `WARN` event. So a flood of 100 000 refusals writes a
+//! line a minute at `INFO`, not 100 000.
+//!
 //! Enable them with a filter such as `RUST_LOG=tower_jwt_guard::audit=debug`.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use http::{Method, Uri};
 
@@ -46,11 +64,11 @@ pub(crate) fn accepted(ctx: &AuthContext, req: RequestInfo<'_>) {
     tracing::debug!(
         target: AUDIT_TARGET,
         outcome = "accepted",
-        subject = ctx.subject(),
+        subject = ctx.subject().map(tracing::field::debug),
         source = ctx.source().map(|s| s.as_str()),
         client = req.client.map(tracing::field::display),
         method = %req.method,
-        path = req.uri.path(),
+        path = ?req.uri.path(),
         "request authenticated"
     );
 }
@@ -61,7 +79,7 @@ pub(crate) fn anonymous(req: RequestInfo<'_>) {
         outcome = "anonymous",
         client = req.client.map(tracing::field::display),
         method = %req.method,
-        path = req.uri.path(),
+        path = ?req.uri.path(),
         "request passed without a token"
     );
 }
@@ -75,17 +93,112 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
                 outcome = "rejected",
                 code = err.code().as_str(),
                 reason = err.message(),
-                subject,
+                subject = subject.map(tracing::field::debug),
                 client = req.client.map(tracing::field::display),
                 method = %req.method,
-                path = req.uri.path(),
+                path = ?req.uri.path(),
                 "request rejected"
             )
         };
     }
-    if err.code() == ErrorCode::AuthFailed {
-        emit!(tracing::Level::WARN);
-    } else {
-        emit!(tracing::Level::INFO);
+    match err.code() {
+        ErrorCode::AuthFailed => emit!(tracing::Level::WARN),
+        code @ (ErrorCode::MissingToken | ErrorCode::LockedOut | ErrorCode::RateLimited) => {
+            // The refusals a flood is made of: one line each only at DEBUG, and a count.
+            emit!(tracing::Level::DEBUG);
+            SUMMARY.count(code, summary_clock());
+        }
+        _ => emit!(tracing::Level::INFO),
+    }
+}
+
+/// How often the refusal counts are written.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// Milliseconds since the first refusal counted (a process-wide monotonic clock).
+fn summary_clock() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Counts of the refusals logged at `DEBUG` only, written as one `INFO` event per period.
+struct Summary {
+    missing_token: AtomicU64,
+    locked_out: AtomicU64,
+    rate_limited: AtomicU64,
+    /// When the last summary was written (ms on [`summary_clock`]).
+    written_at: AtomicU64,
+}
+
+static SUMMARY: Summary = Summary {
+    missing_token: AtomicU64::new(0),
+    locked_out: AtomicU64::new(0),
+    rate_limited: AtomicU64::new(0),
+    written_at: AtomicU64::new(0),
+};
+
+impl Summary {
+    /// Counts one refusal at `now_ms`; writes the summary when a period has passed since the
+    /// last one (the first refusal after the period writes it, so a quiet period writes
+    /// nothing).
+    fn count(&self, code: ErrorCode, now_ms: u64) {
+        let counter = match code {
+            ErrorCode::MissingToken => &self.missing_token,
+            ErrorCode::LockedOut => &self.locked_out,
+            _ => &self.rate_limited,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let last = self.written_at.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < SUMMARY_EVERY.as_millis() as u64
+            || self
+                .written_at
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let (missing_token, locked_out, rate_limited) = (
+            self.missing_token.swap(0, Ordering::Relaxed),
+            self.locked_out.swap(0, Ordering::Relaxed),
+            self.rate_limited.swap(0, Ordering::Relaxed),
+        );
+        tracing::info!(
+            target: AUDIT_TARGET,
+            outcome = "rejected_summary",
+            missing_token,
+            locked_out,
+            rate_limited,
+            period_secs = now_ms.saturating_sub(last) / 1000,
+            "requests refused without a token, from locked addresses or over a rate limit \
+             since the last summary (each one is logged at DEBUG)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flood_refusals_are_counted_and_summarised_once_a_period() {
+        let summary = Summary {
+            missing_token: AtomicU64::new(0),
+            locked_out: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            written_at: AtomicU64::new(0),
+        };
+        for _ in 0..1000 {
+            summary.count(ErrorCode::LockedOut, 1_000);
+        }
+        summary.count(ErrorCode::MissingToken, 2_000);
+        assert_eq!(summary.locked_out.load(Ordering::Relaxed), 1000);
+        // A period later, the next refusal writes the counts and starts them over.
+        summary.count(ErrorCode::RateLimited, 61_000);
+        assert_eq!(summary.locked_out.load(Ordering::Relaxed), 0);
+        assert_eq!(summary.missing_token.load(Ordering::Relaxed), 0);
+        assert_eq!(summary.written_at.load(Ordering::Relaxed), 61_000);
+        summary.count(ErrorCode::RateLimited, 62_000);
+        assert_eq!(summary.rate_limited.load(Ordering::Relaxed), 1);
     }
 }

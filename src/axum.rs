@@ -35,7 +35,7 @@ impl ClaimsRejection {
         } else {
             tracing::error!(
                 target: AUDIT_TARGET,
-                path = parts.uri.path(),
+                path = ?parts.uri.path(),
                 "claims extracted on a route without the JwtAuthLayer"
             );
             Self::LayerMissing

@@ -86,7 +86,7 @@ where
             }
             tracing::debug!(
                 target: AUDIT_TARGET,
-                path = req.uri().path(),
+                path = ?req.uri().path(),
                 "lockout skipped: the server recorded no peer address"
             );
             return ResponseFuture::inner(self.inner.call(req), None);

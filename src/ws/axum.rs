@@ -33,7 +33,7 @@ where
         let Some(sessions) = parts.extensions.get::<WsSessions<C>>().cloned() else {
             tracing::error!(
                 target: crate::audit::AUDIT_TARGET,
-                path = parts.uri.path(),
+                path = ?parts.uri.path(),
                 "WsSession extracted without a WsSessions extension"
             );
             return Err(respond(&AuthError::auth_failed(

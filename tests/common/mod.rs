@@ -278,6 +278,7 @@ fn expected_for(code: &str) -> (u16, Option<&'static str>) {
         "FORBIDDEN" => (403, Some("insufficient_scope")),
         "LOCKED_OUT" | "RATE_LIMITED" => (429, None),
         "AUTH_FAILED" => (500, None),
+        "INVALID_REQUEST" => (400, Some("invalid_request")),
         other => panic!("unknown code {other}"),
     }
 }
