@@ -7,7 +7,6 @@
 #[allow(dead_code)]
 mod app;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,14 +35,12 @@ async fn start() -> Demo {
     let router = app::app(&config).expect("demo config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(app::serve(
+        listener,
+        router,
+        app::HEADER_READ_TIMEOUT,
+        std::future::pending(),
+    ));
     Demo {
         base: format!("http://{addr}"),
         clock,
@@ -495,4 +492,47 @@ async fn the_token_subprotocol_is_no_source_on_plain_requests() {
     }
     let (status, _, _) = d.me(Some(&bearer)).await;
     assert_eq!(status, 200, "never locked");
+}
+
+/// Defect 9: `axum::serve` has no header timer, and a partial request stayed open for as long
+/// as the client liked. The demo serves with hyper-util's builder and a 10 s header-read
+/// timeout.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected_after_10_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = start().await;
+    let addr = d.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: demo\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // The server hangs up (with or without a 408 first); the client never sends the rest.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(ended.is_ok(), "still connected after 15 s");
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(12),
+        "disconnected after {waited:?}"
+    );
+    // A complete request on a new connection is served as usual.
+    assert_eq!(
+        d.client
+            .get(format!("{}/health", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

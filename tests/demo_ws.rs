@@ -46,14 +46,12 @@ async fn start() -> Demo {
     let router = app::app(&config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(app::serve(
+        listener,
+        router,
+        app::HEADER_READ_TIMEOUT,
+        std::future::pending(),
+    ));
     Demo { addr, clock }
 }
 

@@ -22,6 +22,9 @@ use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::ws::{WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
 
+/// A client that has not sent its whole request head within this time is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a token from `POST /auth/token` lives.
 pub const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -244,4 +247,70 @@ async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<serde_
         "exp": ctx.expires_at(),
         "token_source": ctx.source().map(|s| s.as_str()),
     }))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, the way a deployment should: with
+/// hyper-util's server builder (HTTP/1.1 and HTTP/2 with prior knowledge on one port, WebSocket
+/// upgrades, HTTP/2 extended CONNECT), a header-read timeout of `header_timeout` (a client
+/// that sends its request head slowly is disconnected; `axum::serve` has no such timer), the
+/// peer address in each request (for the lockout), and a graceful shutdown.
+///
+/// What else a deployment needs, which the demo leaves to the reverse proxy or the defaults:
+/// a cap on concurrent connections (e.g. `tower::limit::ConcurrencyLimitLayer`, or counting
+/// accepted sockets here), request body limits (axum's `DefaultBodyLimit`, 2 MB, applies to
+/// the JSON extractor; `tower_http::limit::RequestBodyLimitLayer` for other bodies), request
+/// timeouts (`tower_http::timeout::TimeoutLayer`), and HTTP/2 stream limits
+/// (`http2().max_concurrent_streams`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, for example: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A connection's end (the client left, a timeout) is not an error of the server.
+            let _ = connection.await;
+        });
+    }
+    // Let open requests finish, for at most 10 seconds.
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }

@@ -91,13 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app::TOKEN_TTL.as_secs() / 60
     );
 
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    app::serve(listener, router, app::HEADER_READ_TIMEOUT, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await?;
+    .await;
     Ok(())
 }
