@@ -374,3 +374,57 @@ async fn duplicate_registered_claims_are_refused() {
     );
     assert_rejected(&get_bearer(&server, &token).await, "INVALID_TOKEN");
 }
+
+/// Signs arbitrary header and payload bytes with the test HMAC secret.
+fn signed(header: &[u8], payload: &[u8]) -> String {
+    let (header, payload) = (b64(header), b64(payload));
+    let signature = hmac_sha256_b64(format!("{header}.{payload}").as_bytes());
+    format!("{header}.{payload}.{signature}")
+}
+
+/// Hardening item 10: `crit` present in any form (`null` included), and invalid UTF-8 inside a
+/// claim nobody reads, are refused, correctly signed or not.
+#[tokio::test]
+async fn crit_in_any_form_and_invalid_utf8_are_refused() {
+    let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let payload = fresh_claims("alice").to_string();
+    for crit in ["null", "[]", r#"["exp"]"#, r#""b64""#] {
+        let header = format!(r#"{{"alg":"HS256","crit":{crit}}}"#);
+        let token = signed(header.as_bytes(), payload.as_bytes());
+        assert_rejected(&get_bearer(&server, &token).await, "INVALID_TOKEN");
+    }
+    let header = br#"{"alg":"HS256","typ":"JWT"}"#;
+    let mut bad = format!(r#"{{"sub":"alice","exp":{},"note":""#, NOW + 600).into_bytes();
+    bad.extend_from_slice(b"\xff\xfe\"}");
+    assert_rejected(
+        &get_bearer(&server, &signed(header, &bad)).await,
+        "INVALID_TOKEN",
+    );
+    // The same token with valid UTF-8 passes: only the bytes made the difference.
+    let good = format!(r#"{{"sub":"alice","exp":{},"note":"é"}}"#, NOW + 600);
+    assert_accepted(
+        &get_bearer(&server, &signed(header, good.as_bytes())).await,
+        "alice",
+    );
+}
+
+/// Hardening item 10: with a maximum lifetime, a token whose `exp` is far away (`u64::MAX` is
+/// accepted otherwise) or whose `exp - iat` is too long is refused.
+#[tokio::test]
+async fn a_maximum_lifetime_refuses_tokens_that_live_too_long() {
+    let plain = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let capped = serve_layer(JwtAuthLayer::new(
+        hmac_builder()
+            .max_lifetime(std::time::Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    ))
+    .await;
+    let forever = sign_hs256(&json!({"sub": "alice", "exp": u64::MAX}));
+    assert_accepted(&get_bearer(&plain, &forever).await, "alice");
+    assert_rejected(&get_bearer(&capped, &forever).await, "INVALID_TOKEN");
+    let long = sign_hs256(&json!({"sub": "alice", "iat": NOW - 7200, "exp": NOW + 60}));
+    assert_rejected(&get_bearer(&capped, &long).await, "INVALID_TOKEN");
+    let hour = sign_hs256(&json!({"sub": "alice", "iat": NOW, "exp": NOW + 3600}));
+    assert_accepted(&get_bearer(&capped, &hour).await, "alice");
+}

@@ -89,6 +89,9 @@ pub fn validator(config: &DemoConfig) -> Result<Validator<DemoClaims>, ConfigErr
         .require("the token plan is not recognised", |c: &DemoClaims| {
             matches!(c.plan.as_deref(), None | Some("free" | "pro"))
         })
+        // No token of the demo's lives longer than a day (POST /auth/token's longest `ttl`);
+        // without this, `exp` far in the future would be accepted until then.
+        .max_lifetime(Duration::from_secs(86_400))
         .shared_clock(Arc::clone(&config.clock))
         .build()
 }
@@ -119,7 +122,9 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
             tracing::warn!(client = %event.ip, failures = event.failures, "demo: address locked");
         })
         .build()?;
-    // 30 orders per minute per user, keyed on the token's subject.
+    // 30 orders per minute per user, keyed on the token's subject. GCRA: a burst of 30, then
+    // one every 2 s, so up to 35 pass in the first 10 s (see the rate_limit module docs;
+    // `strict_quota` never lets more than 30 into any minute).
     let orders_limit = RateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(
         std::num::NonZeroU32::new(30).expect("30 is not zero"),
     )))

@@ -28,10 +28,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let secret = match std::env::var("JWT_SECRET") {
         Ok(s) if !s.is_empty() => {
+            // A short secret is accepted, loudly: the demo is a development tool whose secret
+            // is often shared with test tooling that uses short ones. The crate itself refuses
+            // secrets under 32 bytes (`Key::hmac`); the demo opts out with the explicitly named
+            // `Key::hmac_insecure_short`.
             if s.len() < MIN_HMAC_SECRET_LEN {
                 tracing::warn!(
                     "JWT_SECRET is {} bytes; RFC 7518 asks for at least {MIN_HMAC_SECRET_LEN} for \
-                     HS256. The demo accepts it; a real service should not.",
+                     HS256, and a short secret can be brute-forced from one token. The demo \
+                     accepts it; a real service must not (Key::hmac refuses it).",
                     s.len()
                 );
             }
@@ -79,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          \x20 curl -s http://{local}/me -H \"Authorization: Bearer $TOKEN\"\n\
          \x20 curl -s \"http://{local}/me?token=$TOKEN\"\n\
          \x20 curl -s http://{local}/me -H \"X-Auth-Token: $TOKEN\"\n\
-         \x20 curl -s -X POST http://{local}/orders -H \"Authorization: Bearer $TOKEN\"  # 30/min per user\n\
+         \x20 curl -s -X POST http://{local}/orders -H \"Authorization: Bearer $TOKEN\"  # 30/min per user (a burst of 30, then 1 every 2 s)\n\
          \x20 curl -s http://{local}/me                      # 401 MISSING_TOKEN\n\
          \x20 curl -s http://{local}/me -H \"Authorization: Bearer nope\"   # 401 INVALID_TOKEN\n\
          \x20 curl -s -X POST http://{local}/auth/token -H 'content-type: application/json' \\\n\

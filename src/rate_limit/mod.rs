@@ -49,6 +49,17 @@
 //!   could make its lookups slow; key on verified identities.
 //! - [`MessageLimiter`] applies the same per-user quotas to WebSocket messages, across all of a
 //!   user's connections.
+//!
+//! # Bursts: what "30 per minute" lets through
+//!
+//! A GCRA quota such as `Quota::per_minute(30)` is a burst of 30 that refills at one every
+//! 2 seconds. So a fresh user gets 30 requests at once, then one every 2 s: up to **35 in the
+//! first 10 seconds** and up to **59 in the first minute**, about twice the nominal figure,
+//! before the long-run rate of 30 a minute holds. That is usually what an API wants (bursts of
+//! real clients pass; sustained floods do not), but it is not "at most 30 in any minute".
+//! Where that strict reading is needed (billing, contractual limits), use
+//! [`strict_quota`]`(30, 60 s)`: a burst of one and one request every 60/29 s, so that no
+//! window of a minute ever holds more than 30, at the cost of spacing requests out.
 
 mod future;
 mod layer;
@@ -67,6 +78,7 @@ pub use messages::{
     DEFAULT_FLOOD_FACTOR, DEFAULT_FLOOD_WINDOW, MessageGate, MessageLimiter, MessageVerdict,
     POLICY_VIOLATION,
 };
+pub use quota::strict_quota;
 pub use quota::{PlanQuotas, Quota};
 pub use service::RateLimit;
 #[cfg(feature = "websocket")]

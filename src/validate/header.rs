@@ -30,8 +30,14 @@ struct JwsHeader<'a> {
     alg: Algorithm,
     #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
+    /// Present at all, even as `null` (RFC 7515 §4.1.11: when present it must be a non-empty
+    /// list of extensions the recipient understands, and none is understood here).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
 }
 
 thread_local! {
@@ -71,8 +77,9 @@ fn parse_segment(segment: &str) -> Result<Header, AuthError> {
     let malformed = || AuthError::invalid_token("the token is malformed");
     let (mut stack, mut heap) = ([0u8; STACK_HEADER], Vec::new());
     let json = decode_segment(segment, &mut stack, &mut heap).map_err(|_| malformed())?;
+    std::str::from_utf8(json).map_err(|_| malformed())?;
     let header: JwsHeader<'_> = serde_json::from_slice(json).map_err(|_| malformed())?;
-    if header.crit.is_some() {
+    if header.crit {
         // RFC 7515 §4.1.11: no extension is understood here, so none may be critical.
         return Err(AuthError::invalid_token(
             "the token has critical header extensions",
@@ -105,6 +112,13 @@ mod tests {
             let h = parse(&b).unwrap();
             assert_eq!((h.alg, h.kid.as_deref()), (Algorithm::HS384, Some("k1")));
             assert!(parse(&crit).is_err());
+            for crit in [r#"null"#, r#"[]"#, r#""b64""#, r#"{}"#] {
+                let h = seg(&format!(r#"{{"alg":"HS256","crit":{crit}}}"#));
+                assert!(parse(&h).is_err(), "crit {crit}");
+            }
+            // Invalid UTF-8 inside an ignored member.
+            let bad = URL_SAFE_NO_PAD.encode(b"{\"alg\":\"HS256\",\"x\":\"\xff\"}");
+            assert!(parse(&bad).is_err());
             assert!(parse(&seg(r#"{"alg":"none"}"#)).is_err());
             assert!(parse(&seg(r#"{"alg":"HS256","alg":"HS512"}"#)).is_err());
             assert!(parse("!!").is_err());

@@ -61,6 +61,8 @@ struct Inner<C> {
     requirements: Box<[Requirement<C>]>,
     clock: Arc<dyn Clock>,
     revocation: Option<Arc<dyn Revocation>>,
+    /// The longest lifetime accepted, in seconds.
+    max_lifetime: Option<u64>,
 }
 
 /// Verifies tokens and checks their claims; cheap to clone (one `Arc`).
@@ -164,6 +166,9 @@ where
         };
         let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
         let payload = decode_segment(payload, &mut stack, &mut heap).map_err(|_| malformed())?;
+        // RFC 8259 §8.1: JSON text is UTF-8. serde_json does not look inside the strings it
+        // skips, so invalid bytes in an ignored claim would otherwise pass.
+        std::str::from_utf8(payload).map_err(|_| malformed())?;
         let spec = ClaimSpec {
             required: &inner.required,
             issuers: inner.issuers.as_deref(),
@@ -241,17 +246,31 @@ where
     pub(crate) fn still_current(&self, context: &AuthContext) -> bool {
         context.expires_at.is_some()
             && self
-                .time_window(context.expires_at, context.not_before)
+                .time_window(context.expires_at, context.not_before, context.issued_at)
                 .is_ok()
     }
 
-    /// `exp` and `nbf` against the clock, with the leeway (an absent one passes).
-    fn time_window(&self, exp: Option<u64>, nbf: Option<u64>) -> Result<(), AuthError> {
+    /// `exp` and `nbf` against the clock, with the leeway (an absent one passes), and the
+    /// maximum lifetime when one is configured.
+    fn time_window(
+        &self,
+        exp: Option<u64>,
+        nbf: Option<u64>,
+        iat: Option<u64>,
+    ) -> Result<(), AuthError> {
         let inner = &*self.inner;
         let now = inner.clock.now().as_secs();
         // RFC 7519 §4.1.4: not accepted on or after `exp` (here: after `exp + leeway`).
         if exp.is_some_and(|exp| now >= exp.saturating_add(inner.leeway)) {
             return Err(AuthError::expired());
+        }
+        if let (Some(max), Some(exp)) = (inner.max_lifetime, exp)
+            && (exp > now.saturating_add(max).saturating_add(inner.leeway)
+                || iat.is_some_and(|iat| exp.saturating_sub(iat) > max))
+        {
+            return Err(AuthError::invalid_token(
+                "the token lives longer than the maximum lifetime",
+            ));
         }
         if nbf.is_some_and(|nbf| now.saturating_add(inner.leeway) < nbf) {
             return Err(AuthError::invalid_token("the token is not valid yet"));
@@ -355,7 +374,7 @@ where
         if std.exp.is_none() && inner.require_exp {
             return Err(AuthError::invalid_token("the token has no expiry (exp)"));
         }
-        self.time_window(std.exp, std.nbf)?;
+        self.time_window(std.exp, std.nbf, std.iat)?;
         if std.present & inner.required_mask != inner.required_mask {
             return Err(AuthError::invalid_token("the token lacks a required claim"));
         }
@@ -389,6 +408,7 @@ pub struct ValidatorBuilder<C> {
     clock: Arc<dyn Clock>,
     revocation: Option<Arc<dyn Revocation>>,
     _claims: PhantomData<fn() -> C>,
+    max_lifetime: Option<Duration>,
 }
 
 impl<C> fmt::Debug for ValidatorBuilder<C> {
@@ -418,8 +438,19 @@ where
             requirements: Vec::new(),
             clock: Arc::new(SystemClock),
             revocation: None,
+            max_lifetime: None,
             _claims: PhantomData,
         }
+    }
+
+    /// Refuses tokens that live longer than `max` (`INVALID_TOKEN`): whose `exp` is more than
+    /// `max` (plus the leeway) from now, or more than `max` after their `iat`. Off by default;
+    /// without it a token with `exp` far in the future (even `u64::MAX`) is accepted until
+    /// then, so set it to what your issuer actually issues (RFC 8725 §3.10 leaves lifetimes to
+    /// the application).
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
     }
 
     /// Adds a verification key.
@@ -586,6 +617,7 @@ where
                 requirements: self.requirements.into_boxed_slice(),
                 clock: self.clock,
                 revocation: self.revocation,
+                max_lifetime: self.max_lifetime.map(|d| d.as_secs()),
             }),
         })
     }
