@@ -1,5 +1,6 @@
 //! The per-request cost of the lockout layer: resolving the client key and checking the store
-//! for an unlocked address, and recording a failure.
+//! for an unlocked address, and recording a failure; the same with the store full of locked
+//! addresses (`lockout_store_full`).
 //!
 //! `cargo bench --bench lockout`
 
@@ -60,6 +61,38 @@ fn check(c: &mut Criterion) {
             n = (n + 1) % 100_000;
             black_box(store.record_failure(key(n), now, &policy).into_inner())
         })
+    });
+    group.finish();
+
+    // The store full of locked addresses (100 000, its capacity), as after a distributed brute
+    // force: what one more failure from a new address costs, and a check of a new address.
+    let mut group = c.benchmark_group("lockout_store_full");
+    let full = MemoryStore::new(100_000);
+    for n in 0..100_000u32 {
+        for _ in 0..5 {
+            full.record_failure(key(n), now, &policy)
+                .into_inner()
+                .unwrap();
+        }
+    }
+    let mut m = 0u32;
+    group.bench_function("record_failure_new_address", |b| {
+        b.iter(|| {
+            m = m.wrapping_add(1);
+            // Addresses from 10.0.0.0 on, never tracked before.
+            black_box(
+                full.record_failure(key(0x0a00_0000 + m), now, &policy)
+                    .into_inner(),
+            )
+        })
+    });
+    group.bench_function("check_new_address", |b| {
+        let k = key(0xc633_6407);
+        b.iter(|| black_box(full.check_now(black_box(k), now)))
+    });
+    group.bench_function("check_locked_address", |b| {
+        let k = key(50_000);
+        b.iter(|| black_box(full.check_now(black_box(k), now)))
     });
     group.finish();
 }

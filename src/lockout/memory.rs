@@ -98,7 +98,9 @@ impl Shard {
 /// A `WARN` event says when the store starts counting by prefix.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    /// Picks the shard: foldhash, seeded at random (cheap; the maps inside use SipHash, which
+    /// resists collision flooding by client-chosen addresses).
+    shard_hasher: foldhash::fast::RandomState,
     capacity: usize,
     overflow: Overflow,
 }
@@ -140,7 +142,7 @@ impl MemoryStore {
             .collect();
         Self {
             shards,
-            hasher,
+            shard_hasher: foldhash::fast::RandomState::default(),
             capacity,
             overflow: Overflow::new(),
         }
@@ -183,7 +185,7 @@ impl MemoryStore {
 
     fn shard(&self, key: &IpKey) -> &Mutex<Shard> {
         // The shard count is a power of two.
-        let hash = self.hasher.hash_one(key);
+        let hash = self.shard_hasher.hash_one(key);
         &self.shards[(hash as usize) & (self.shards.len() - 1)]
     }
 
@@ -301,9 +303,15 @@ impl Overflow {
                 .is_some_and(|(current, _)| current.saturating_sub(last) <= 1)
     }
 
-    fn index(&self, half: u64, row: usize, prefix: &IpKey) -> usize {
-        let column = (self.hasher.hash_one((row, prefix)) as usize) & (SKETCH_WIDTH - 1);
-        (half as usize * SKETCH_ROWS + row) * SKETCH_WIDTH + column
+    /// The two counters of `prefix` in `half`, one per row, from one seeded hash.
+    fn cells_of(&self, half: u64, prefix: &IpKey) -> [usize; SKETCH_ROWS] {
+        let hash = self.hasher.hash_one(prefix);
+        let base = half as usize * SKETCH_ROWS * SKETCH_WIDTH;
+        let column = |bits: u64| (bits as usize) & (SKETCH_WIDTH - 1);
+        [
+            base + column(hash),
+            base + SKETCH_WIDTH + column(hash >> 32),
+        ]
     }
 
     /// The counts of `prefix` in generation `generation` (zero when no half holds it).
@@ -312,8 +320,9 @@ impl Overflow {
         if self.halves[half as usize].load(Ordering::Acquire) != generation {
             return 0;
         }
-        (0..SKETCH_ROWS)
-            .map(|row| u32::from(cells[self.index(half, row, prefix)].load(Ordering::Relaxed)))
+        self.cells_of(half, prefix)
+            .iter()
+            .map(|i| u32::from(cells[*i].load(Ordering::Relaxed)))
             .min()
             .unwrap_or(0)
     }
@@ -376,8 +385,8 @@ impl Overflow {
                 cell.store(0, Ordering::Relaxed);
             }
         }
-        for row in 0..SKETCH_ROWS {
-            let _ = cells[self.index(half, row, &prefix)].fetch_update(
+        for i in self.cells_of(half, &prefix) {
+            let _ = cells[i].fetch_update(
                 Ordering::Relaxed,
                 Ordering::Relaxed,
                 |c| Some(c.saturating_add(1)),
