@@ -300,7 +300,8 @@ async fn optional_mode_still_refuses_conflicts_and_oversize() {
             .bearer_auth(token_for("alice")),
     )
     .await;
-    assert_rejected(&reply, "INVALID_TOKEN");
+    // Two credentials: RFC 6750's invalid_request, never counted as a failed attempt.
+    assert_rejected(&reply, "INVALID_REQUEST");
     let big = sign_hs256(&json!({"sub": "a", "exp": NOW + 60, "pad": "x".repeat(1024)}));
     assert_rejected(
         &get_bearer_path(&server, "/optional", &big).await,

@@ -536,3 +536,25 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected_after_10_secon
         200
     );
 }
+
+/// A valid token beside a second, different one is refused (`400 INVALID_REQUEST`, RFC 6750's
+/// "more than one method"), but no token was validated, so it is never a failed attempt.
+#[tokio::test]
+async fn a_valid_token_beside_junk_is_refused_but_never_counted() {
+    let d = start().await;
+    let token = d.sign(d.access("alice"));
+    for _ in 0..7 {
+        let res = d
+            .client
+            .get(format!("{}/me?token=junk", d.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "INVALID_REQUEST");
+    }
+    let (status, _, _) = d.me(Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 200, "never locked");
+}

@@ -506,3 +506,30 @@ async fn a_client_that_stops_reading_is_disconnected() {
     );
     assert!(sent < 1_000, "disconnected only after {sent} messages");
 }
+
+/// A locked address is refused on every protocol: an open socket's re-authentication from it
+/// is answered `LOCKED_OUT` and the socket closed, instead of validating more guesses.
+#[tokio::test]
+async fn reauth_from_a_locked_address_is_refused_and_closes_the_socket() {
+    let d = start().await;
+    let mut ws = d.connect_bearer(&d.token("alice", 3600)).await;
+    // Lock 127.0.0.1 over HTTP: 5 bad tokens.
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let res = http
+            .get(format!("http://{}/me", d.addr))
+            .bearer_auth("not.a.token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    ws.send(reauth_message(&d.token("alice", 7200)))
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(&next_text(&mut ws).await),
+        json!({"type": "reauth.failed", "code": "LOCKED_OUT"})
+    );
+    assert_eq!(close_code(&mut ws).await, 1008);
+}

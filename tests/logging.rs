@@ -216,7 +216,7 @@ fn audit_events_are_logged_without_any_token_text() {
         );
         assert_rejected(
             &send(c.get(format!("{me}?token={other}")).bearer_auth(&valid)).await,
-            "INVALID_TOKEN",
+            "INVALID_REQUEST",
         );
         assert_rejected(
             &send(
@@ -227,7 +227,7 @@ fn audit_events_are_logged_without_any_token_text() {
                     .header("sec-websocket-protocol", ws(&other)),
             )
             .await,
-            "INVALID_TOKEN",
+            "INVALID_REQUEST",
         );
         assert_rejected(
             &send(c.get(&me).bearer_auth(&oversize)).await,
@@ -280,7 +280,8 @@ fn audit_events_are_logged_without_any_token_text() {
     assert_eq!(count(&["outcome=\"rejected\""]), 13, "{logs}");
     assert_eq!(count(&["code=\"MISSING_TOKEN\""]), 1, "{logs}");
     assert_eq!(count(&["code=\"TOKEN_EXPIRED\""]), 2, "{logs}");
-    assert_eq!(count(&["code=\"INVALID_TOKEN\""]), 8, "{logs}");
+    assert_eq!(count(&["code=\"INVALID_TOKEN\""]), 6, "{logs}");
+    assert_eq!(count(&["code=\"INVALID_REQUEST\""]), 2, "{logs}");
     assert_eq!(count(&["code=\"FORBIDDEN\""]), 1, "{logs}");
     assert_eq!(count(&["code=\"AUTH_FAILED\"", "WARN"]), 1, "{logs}");
     assert_eq!(

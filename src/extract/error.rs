@@ -10,14 +10,14 @@ use crate::error::{AuthError, ErrorCode};
 pub enum ExtractError {
     /// The token is longer than the configured maximum.
     TooLarge,
-    /// Two sources (or two values of one source) carry different tokens.
+    /// Two sources (or two values of one source) carry different tokens (`INVALID_REQUEST`).
     Conflicting,
-    /// A header that may appear once appeared several times.
+    /// A header that may appear once appeared several times (`INVALID_REQUEST`).
     DuplicateHeader,
     /// A source is present but its value is not a usable token (empty, wrong prefix, not
     /// visible ASCII).
     Malformed,
-    /// More than one WebSocket subprotocol carries a token.
+    /// More than one WebSocket subprotocol carries a token (`INVALID_REQUEST`).
     MultipleSubprotocols,
     /// The token subprotocol is not unpadded base64url of UTF-8 text.
     BadSubprotocolEncoding,
@@ -50,7 +50,14 @@ impl ExtractError {
     /// token.
     pub const fn code(self) -> ErrorCode {
         match self {
-            Self::NoApplicationProtocol | Self::BadSubprotocolHeader => ErrorCode::InvalidRequest,
+            // Two credentials (RFC 6750 §3.1: "uses more than one method for including an access
+            // token" is `invalid_request`), or none that can be used: no token was validated, so
+            // nothing was guessed, and a valid token beside junk is never counted as a failure.
+            Self::Conflicting
+            | Self::DuplicateHeader
+            | Self::MultipleSubprotocols
+            | Self::NoApplicationProtocol
+            | Self::BadSubprotocolHeader => ErrorCode::InvalidRequest,
             _ => ErrorCode::InvalidToken,
         }
     }

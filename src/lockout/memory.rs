@@ -16,7 +16,7 @@ use crate::client_ip::IpKey;
 const EVICTION_PROBES: usize = 8;
 
 /// Counters per row of the overflow sketch (two rows per generation, two generations).
-const SKETCH_WIDTH: usize = 1 << 14;
+const SKETCH_WIDTH: usize = 1 << 16;
 const SKETCH_ROWS: usize = 2;
 
 /// One tracked address: 32 bytes of state (times in milliseconds since the epoch).
@@ -39,10 +39,12 @@ impl Entry {
         lockouts: 0,
     };
 
-    /// Whether a newcomer may take this slot: the entry has nothing left to say, or it is only
-    /// counting failures (no lock in force, no lockout history).
+    /// Whether a newcomer may take this slot: only when the entry has nothing left to say (its
+    /// window, lock and history are over). An entry still counting failures is kept: evicting
+    /// it would let an attacker with more addresses than slots wash its own counts by
+    /// rotating through them.
     fn evictable(&self, now: u64) -> bool {
-        self.expires <= now || (self.locked_until <= now && self.lockouts == 0)
+        self.expires <= now
     }
 }
 
@@ -56,7 +58,7 @@ struct Shard {
 
 impl Shard {
     /// Frees one slot, looking at no more than [`EVICTION_PROBES`] candidates from the front of
-    /// the admission order; protected ones (locked, or with lockout history) move to the back.
+    /// the admission order (the oldest, most likely finished); live ones move to the back.
     /// `false` when none of them could go.
     fn make_room(&mut self, now: u64) -> bool {
         for _ in 0..EVICTION_PROBES.min(self.order.len()) {
@@ -78,24 +80,29 @@ impl Shard {
 ///
 /// **Bounded, with a per-request cost that does not depend on what it holds.** It tracks at
 /// most `capacity` addresses ([`LockoutPolicy::capacity`], 100 000 by default, about 80 bytes
-/// each). A new failing address takes a free slot, or the slot of an address that is merely
-/// counting failures: at most 8 slots are examined, oldest admitted first. Locks in force and
-/// repeat offenders' history are never evicted, so an attacker cannot wash its own record by
-/// spraying addresses. Entries that have nothing left to say are reused as slots, so no
-/// cleanup task and no sweep over the store is needed.
+/// each). A new failing address takes a free slot, or the slot of an entry that has nothing
+/// left to say (its window, lock and history are over): at most 8 slots are examined, oldest
+/// admitted first. An entry that still counts failures, holds a lock or a repeat offender's
+/// history is never evicted, so an attacker cannot wash its own record by rotating through
+/// more addresses than there are slots. Finished entries are reused as slots, so no cleanup
+/// task and no sweep over the store is needed.
 ///
-/// **When every examined slot is protected** (the store is full of locks, as after a
+/// **When no examined slot can be freed** (the store is full of live entries, as during a
 /// distributed brute force), the failure is counted against the address's wider prefix
-/// ([`IpKey::wider`]: the /24 of an IPv4 address, the /48 of an IPv6 one) in a fixed 128 KiB
-/// count-min sketch, allocated the first time it is needed. A prefix with
-/// [`max_failures`](LockoutPolicy::max_failures) such failures is locked: every request from
-/// it is refused, for at least the lock duration and at most twice
-/// `max(window, lock duration)` (the sketch keeps two generations of that length). So with the
-/// store full an attacker still gets at most `max_failures` guesses per prefix per generation,
-/// instead of unlimited ones. The price, paid only while the store is full: addresses sharing
-/// a locked prefix with an attacker are refused too, and a prefix whose counters collide with
-/// attacking ones can be refused early (with 1 000 locked prefixes, about 0.4 % of the others).
-/// A `WARN` event says when the store starts counting by prefix.
+/// ([`IpKey::wider`]: the /24 of an IPv4 address, the /48 of an IPv6 one) in a fixed 512 KiB
+/// count-min sketch (conservative update), allocated the first time it is needed. A prefix
+/// with [`max_failures`](LockoutPolicy::max_failures) such failures is locked: every request
+/// from it that has no entry of its own is refused, for at least the lock duration and at most
+/// twice `max(window, lock duration)` (the sketch keeps two generations of that length). So
+/// with the store full an attacker still gets at most `max_failures` guesses per prefix per
+/// generation, instead of unlimited ones.
+///
+/// The price, paid only while the store is full (a `WARN` event says when it starts):
+/// addresses sharing a locked prefix with an attacker are refused too, and since the sketch
+/// can only over-count, a prefix whose counters collide with attacking ones can be refused
+/// early. With `n` locked prefixes in a generation, roughly `(1 - e^(-n/65 536))²` of the
+/// other prefixes are refused: about 0.02 % at 1 000, 2 % at 10 000, 28 % at 50 000 (which
+/// takes 50 000 /24s, 12.8 million IPv4 addresses, or most of an IPv6 /32).
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     /// Picks the shard: foldhash, seeded at random (cheap; the maps inside use SipHash, which
@@ -192,11 +199,15 @@ impl MemoryStore {
     fn status(&self, key: &IpKey, now: Duration) -> LockStatus {
         let now_ms = ms(now);
         if let Some(e) = lock(self.shard(key)).map.get(key)
-            && e.locked_until > now_ms
+            && e.expires > now_ms
         {
-            return LockStatus::Locked {
-                retry_after: Duration::from_millis(e.locked_until - now_ms),
-            };
+            // A tracked address is judged by its own entry.
+            if e.locked_until > now_ms {
+                return LockStatus::Locked {
+                    retry_after: Duration::from_millis(e.locked_until - now_ms),
+                };
+            }
+            return LockStatus::Open;
         }
         if self.overflow.active(now_ms) {
             return self.overflow.status(&key.wider(), now_ms);
@@ -314,6 +325,9 @@ impl Overflow {
         ]
     }
 
+    /// A half's generation while its counters are being zeroed: matches no generation.
+    const RESETTING: u64 = u64::MAX - 1;
+
     /// The counts of `prefix` in generation `generation` (zero when no half holds it).
     fn counts(&self, cells: &[AtomicU16], generation: u64, prefix: &IpKey) -> u32 {
         let half = generation % 2;
@@ -359,13 +373,17 @@ impl Overflow {
         self.threshold
             .store(policy.max_failures.get(), Ordering::Relaxed);
         let current = now / length;
-        let previous = self.last_used.swap(current, Ordering::Relaxed);
+        let previous = self.last_used.fetch_max(current, Ordering::Relaxed);
         if previous == u64::MAX || current.saturating_sub(previous) > 1 {
             tracing::warn!(
                 target: AUDIT_TARGET,
-                "lockout store is full of locked addresses: failures from new addresses are \
+                "lockout store is full of live entries: failures from new addresses are \
                  now counted, and locked, by /24 (IPv4) or /48 (IPv6) prefix"
             );
+        }
+        if previous == u64::MAX {
+            // `fetch_max` keeps u64::MAX ("never"): store the generation itself.
+            self.last_used.store(current, Ordering::Relaxed);
         }
         let cells = self.cells.get_or_init(|| {
             (0..2 * SKETCH_ROWS * SKETCH_WIDTH)
@@ -373,33 +391,51 @@ impl Overflow {
                 .collect()
         });
         let half = current % 2;
-        let held = self.halves[half as usize].load(Ordering::Acquire);
+        let slot = &self.halves[half as usize];
+        let held = slot.load(Ordering::Acquire);
         if held != current
-            && self.halves[half as usize]
-                .compare_exchange(held, current, Ordering::AcqRel, Ordering::Acquire)
+            && held != Self::RESETTING
+            && slot
+                .compare_exchange(held, Self::RESETTING, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            // This half held an older generation: start it from zero (once per generation).
+            // This half held an older generation: zero it (once per generation), and only then
+            // say which generation it holds, so that no reader takes old counts for new ones.
             let start = half as usize * SKETCH_ROWS * SKETCH_WIDTH;
             for cell in &cells[start..start + SKETCH_ROWS * SKETCH_WIDTH] {
                 cell.store(0, Ordering::Relaxed);
             }
-        }
-        for i in self.cells_of(half, &prefix) {
-            let _ = cells[i].fetch_update(
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-                |c| Some(c.saturating_add(1)),
-            );
+            slot.store(current, Ordering::Release);
         }
         let threshold = policy.max_failures.get();
-        let this = self.counts(cells, current, &prefix);
         let before = current
             .checked_sub(1)
             .map_or(0, |g| self.counts(cells, g, &prefix));
+        let indices = self.cells_of(half, &prefix);
+        // Conservative update: only the counters at the prefix's current minimum go up, so
+        // collisions inflate counts as little as a count-min sketch allows.
+        let low = indices
+            .iter()
+            .map(|i| cells[*i].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        for i in indices {
+            let _ = cells[i].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c <= low).then(|| c.saturating_add(1))
+            });
+        }
+        let this = self.counts(cells, current, &prefix);
         let failures = this.saturating_add(before);
-        // The failure that brings the prefix to the threshold locks it (reported once).
-        let locked_for = (failures == threshold).then(|| match self.status(&prefix, now) {
+        let crossed = failures >= threshold && failures - 1 < threshold;
+        if crossed && this < threshold {
+            // Part of the count is from the previous generation, which ends sooner than the
+            // lock duration: count the lock in this one, so it lasts through the next.
+            let top = u16::try_from(threshold).unwrap_or(u16::MAX);
+            for i in indices {
+                cells[i].fetch_max(top, Ordering::Relaxed);
+            }
+        }
+        let locked_for = crossed.then(|| match self.status(&prefix, now) {
             LockStatus::Locked { retry_after } => retry_after,
             LockStatus::Open => Duration::ZERO,
         });
@@ -701,12 +737,52 @@ mod tests {
     }
 
     #[test]
-    fn merely_failing_addresses_give_way_to_newcomers() {
+    fn rotating_through_more_addresses_than_slots_washes_nothing() {
+        // 4 failures each (one short of a lock), from 100 addresses of one /24 in turn, against
+        // a store of 10: the failures that find no slot count against the /24, which locks.
         let store = MemoryStore::new(10);
         let p = LockoutPolicy::new();
-        for n in 0..1000 {
-            assert_eq!(store.failure(key(n), secs(0), &p).counted_as, None);
+        let mut locked_at = None;
+        'rounds: for round in 0..4 {
+            for n in 0..100 {
+                let o = store.failure(key(n), secs(round), &p);
+                if o.locked_for.is_some() {
+                    locked_at = Some((round, n));
+                    break 'rounds;
+                }
+            }
         }
+        assert!(locked_at.is_some(), "the rotation was never locked");
         assert_eq!(store.len(), 10);
+        // Every address of the /24 without an entry of its own is now refused.
+        assert!(matches!(
+            store.status(&key(99), secs(5)),
+            LockStatus::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn a_prefix_lock_split_across_generations_still_lasts_the_lock_duration() {
+        let store = MemoryStore::new(1);
+        let p = LockoutPolicy::new();
+        store.failure(key(0), secs(0), &p);
+        // The generation is 900 s long: 3 failures at its very end, 2 at the next one's start.
+        let end_of_first = Duration::from_millis(((1_700_000_000_000 / 900_000) + 1) * 900_000);
+        for i in 0..3 {
+            assert!(
+                store
+                    .failure(key(1000 + i), end_of_first - Duration::from_millis(10), &p)
+                    .locked_for
+                    .is_none()
+            );
+        }
+        store.failure(key(1003), end_of_first, &p);
+        let o = store.failure(key(1004), end_of_first, &p);
+        let locked_for = o.locked_for.expect("locked at the fifth");
+        assert!(locked_for >= Duration::from_secs(900), "{locked_for:?}");
+        assert!(matches!(
+            store.status(&key(1005), end_of_first + Duration::from_secs(899)),
+            LockStatus::Locked { .. }
+        ));
     }
 }

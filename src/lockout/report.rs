@@ -6,20 +6,39 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::LockoutStore;
+use std::time::Duration;
+
 use super::future::{record_outcome, store_failed};
 use super::layer::Shared;
+use super::{LockStatus, LockoutStore};
 use crate::client_ip::IpKey;
 use crate::error::ErrorCode;
 
 type Recording = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Checking = Pin<Box<dyn Future<Output = Option<Duration>> + Send>>;
 
 /// Where a [`FailureReport`] records.
 trait Recorder: Send + Sync {
     fn record(self: Arc<Self>, key: IpKey, code: ErrorCode) -> Option<Recording>;
+    fn check(self: Arc<Self>, key: IpKey) -> Checking;
 }
 
 impl<St: LockoutStore> Recorder for Shared<St> {
+    fn check(self: Arc<Self>, key: IpKey) -> Checking {
+        let future = self.store.check(key, self.clock.now());
+        Box::pin(async move {
+            match future.await {
+                Ok(LockStatus::Locked { retry_after }) => Some(retry_after),
+                Ok(LockStatus::Open) => None,
+                Err(e) => {
+                    // As for requests: a failing store lets the client through.
+                    store_failed(&e, "check");
+                    None
+                }
+            }
+        })
+    }
+
     fn record(self: Arc<Self>, key: IpKey, code: ErrorCode) -> Option<Recording> {
         if !self.policy.counts(code) {
             return None;
@@ -69,6 +88,12 @@ impl FailureReport {
     /// The client address the failures count toward (IPv6 grouped by prefix).
     pub fn client(&self) -> IpKey {
         self.key
+    }
+
+    /// Whether the client address is locked now, and for how long. A locked address is refused
+    /// on every protocol, so a live socket's re-authentication is refused too.
+    pub async fn locked(&self) -> Option<Duration> {
+        Arc::clone(&self.recorder).check(self.key).await
     }
 
     /// Counts a refusal with `code` as a failed attempt of the client address, if the lockout

@@ -25,7 +25,9 @@ pub const POLICY_VIOLATION: u16 = 1008;
 /// closed with 1008: one that sends at more than [`flood_factor`](Self::flood_factor) times its
 /// rate (default 2) for [`flood_window`](Self::flood_window) (default 3 s). That is seen as
 /// more than `(factor - 1) × rate × window` refused messages within the last window, while
-/// refusals have gone on for at least the window, however they interleave with delivered ones.
+/// refusals have gone on for at least the window, however they interleave with delivered ones;
+/// or as more than four times that many refused within the window, however short the run (so
+/// bursts with pauses between them are closed too).
 /// The rate is the plan quota's replenishment rate, so a quota's burst never counts as flooding,
 /// and neither does sending at exactly `factor` times the rate.
 ///
@@ -232,8 +234,11 @@ impl MessageGate {
         }
         let current = &mut self.refused[(self.latest_slice % FLOOD_SLICES as u64) as usize];
         *current = current.saturating_add(1);
-        before.saturating_add(1) > self.threshold
-            && self.latest_slice - self.run_start >= FLOOD_SLICES as u64
+        let refused = before.saturating_add(1);
+        // Sustained for the window, or so many at once (4 windows' worth) that waiting for the
+        // window to pass would only let a burst-and-pause pattern through.
+        (refused > self.threshold && self.latest_slice - self.run_start >= FLOOD_SLICES as u64)
+            || refused > self.threshold.saturating_mul(4)
     }
 
     /// The subject this gate counts for.
@@ -336,5 +341,30 @@ mod tests {
         for _ in 0..30 {
             assert_eq!(gate.check(), MessageVerdict::Deliver);
         }
+    }
+}
+
+#[cfg(test)]
+mod burst_tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::rate_limit::Quota;
+    use std::num::NonZeroU32;
+
+    #[test]
+    fn a_huge_burst_is_closed_without_waiting_for_the_window() {
+        let clock = FakeClock::at_unix_secs(1_700_000_000);
+        let limiter = MessageLimiter::with_clock(
+            PlanQuotas::new(Quota::per_second(NonZeroU32::new(10).unwrap())),
+            Arc::new(clock.clone()),
+        );
+        let mut gate = limiter.gate(Arc::from("u"), None);
+        // Threshold 30: the 121st refusal at once closes (10 delivered first).
+        let verdicts: Vec<_> = (0..200).map(|_| gate.check()).collect();
+        let closed = verdicts
+            .iter()
+            .position(|v| matches!(v, MessageVerdict::Close { .. }))
+            .expect("closed");
+        assert_eq!(closed, 10 + 120);
     }
 }

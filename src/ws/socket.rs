@@ -412,7 +412,18 @@ where
                 Reauth::Token(token) => Some(token.into_owned()),
                 Reauth::Unusable => None,
             };
-            let reply = self.reauthenticate(token.as_deref()).await;
+            // Validation may wait on a revocation hook or a lockout store: never past the
+            // deadline.
+            let left = self
+                .deadline()
+                .map(|end| end.saturating_sub(self.sessions.inner.validator.clock().now()));
+            let reply = match left {
+                Some(left) => tokio::time::timeout(left, self.reauthenticate(token.as_deref()))
+                    .await
+                    .map_err(|_| Some((CLOSE_TOKEN_EXPIRED, "token expired")))?,
+                None => self.reauthenticate(token.as_deref()).await,
+            };
+            let reply = reply?;
             self.write(S::Message::text(reply)).await?;
             if self.failed_reauth >= self.sessions.inner.max_failed_reauth {
                 return Err(Some((
@@ -426,14 +437,37 @@ where
         Ok(())
     }
 
-    /// Validates a re-authentication; returns the reply for the client.
-    async fn reauthenticate(&mut self, token: Option<&str>) -> String {
+    /// Validates a re-authentication; returns the reply for the client, or how the session
+    /// ends when the socket's address is locked.
+    async fn reauthenticate(&mut self, token: Option<&str>) -> Result<String, End> {
+        if let Some(report) = &self.failures
+            && report.locked().await.is_some()
+        {
+            // A locked address is refused on every protocol, open sockets included.
+            tracing::info!(
+                target: AUDIT_TARGET,
+                subject = ?self.live.subject,
+                session = self.live.id,
+                "WebSocket re-authentication from a locked address; closing"
+            );
+            let reply = Outbound::ReauthFailed {
+                code: ErrorCode::LockedOut.as_str(),
+            }
+            .to_text();
+            self.write(S::Message::text(reply)).await?;
+            return Err(Some((POLICY_VIOLATION, "address locked out")));
+        }
         let validator = &self.sessions.inner.validator;
         let outcome = match token {
             Some(token) if token.len() <= crate::extract::DEFAULT_MAX_TOKEN_LEN => {
                 validator.validate_and_check_revocation(token).await
             }
-            _ => Err(crate::error::AuthError::invalid_token(
+            Some(_) => Err(crate::error::AuthError::invalid_token(
+                "the token exceeds the maximum size",
+            )),
+            // No token to validate (absent, not a string, twice): nothing was guessed, so it is
+            // refused without being reported to the lockout.
+            None => Err(crate::error::AuthError::invalid_request(
                 "the re-authentication carries no usable token",
             )),
         };
@@ -460,10 +494,10 @@ where
                     session = self.live.id,
                     "WebSocket session re-authenticated"
                 );
-                return Outbound::ReauthOk {
+                return Ok(Outbound::ReauthOk {
                     expires_at: self.expires_at,
                 }
-                .to_text();
+                .to_text());
             }
             // A valid token for someone else: refused like a forged one, so the answer does not
             // tell the two apart; not a failed guess of a credential, so not counted.
@@ -484,10 +518,10 @@ where
             failed = self.failed_reauth,
             "WebSocket re-authentication refused"
         );
-        Outbound::ReauthFailed {
+        Ok(Outbound::ReauthFailed {
             code: code.as_str(),
         }
-        .to_text()
+        .to_text())
     }
 
     /// Sends our close frame and waits for the client's reply, all within [`CLOSE_WAIT`].

@@ -303,7 +303,7 @@ pub fn assert_rejected(reply: &Reply, code: &str) {
     let www = reply.header("www-authenticate");
     match (status, bearer_error) {
         (401 | 403, None) => assert_eq!(www, Some("Bearer"), "{code}"),
-        (401 | 403, Some(e)) => {
+        (400 | 401 | 403, Some(e)) => {
             let www = www.expect("WWW-Authenticate");
             assert!(www.starts_with("Bearer "), "{www}");
             assert!(www.contains(&format!("error=\"{e}\"")), "{www}");
