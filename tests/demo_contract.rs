@@ -501,30 +501,42 @@ async fn the_token_subprotocol_is_no_source_on_plain_requests() {
 async fn a_client_that_never_finishes_its_headers_is_disconnected_after_10_seconds() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let d = start().await;
-    let addr = d.base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: demo\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut buf = [0u8; 1024];
-    // The server hangs up (with or without a 408 first); the client never sends the rest.
-    let ended = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    let waited = started.elapsed();
-    assert!(ended.is_ok(), "still connected after 15 s");
-    assert!(
-        waited >= Duration::from_secs(9) && waited < Duration::from_secs(12),
-        "disconnected after {waited:?}"
-    );
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    // A partial HTTP/1.1 head, nothing at all, and part of the HTTP/2 preface: each connection
+    // is closed by the server after 10 s (with or without a 408 first).
+    let starts: [&[u8]; 3] = [
+        b"GET /health HTTP/1.1\r\nHost: demo\r\nX-Slow: ",
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+    ];
+    let waits = starts.map(|start| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(start).await.unwrap();
+            let started = std::time::Instant::now();
+            let mut buf = [0u8; 1024];
+            let ended = tokio::time::timeout(Duration::from_secs(15), async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            (ended.is_ok(), started.elapsed())
+        })
+    });
+    for (wait, start) in waits.into_iter().zip(starts) {
+        let (ended, waited) = wait.await.unwrap();
+        let what = String::from_utf8_lossy(start);
+        assert!(ended, "{what:?}: still connected after 15 s");
+        assert!(
+            waited >= Duration::from_secs(9) && waited < Duration::from_secs(12),
+            "{what:?}: disconnected after {waited:?}"
+        );
+    }
     // A complete request on a new connection is served as usual.
     assert_eq!(
         d.client

@@ -19,7 +19,7 @@ use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, RateLimitLayer};
 use tower_jwt_guard::response::json_body;
 use tower_jwt_guard::validate::Validator;
-use tower_jwt_guard::ws::{WsSession, WsSessions};
+use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
 
 /// A client that has not sent its whole request head within this time is disconnected.
@@ -140,6 +140,9 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
             Arc::clone(&config.clock),
         ))
         .max_tick(config.session_tick)
+        .registry(SessionRegistry::new(
+            ConnectionLimits::new().global(MAX_WEBSOCKETS),
+        ))
         .max_message_size(64 * 1024)
         .send_timeout(config.send_timeout)
         .build()?;
@@ -254,18 +257,31 @@ async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<serde_
     }))
 }
 
+/// At most this many connections are open at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 16_384;
+
+/// At most this many WebSocket sessions are open at once (each holds at most 9 messages of
+/// 64 KiB for a client that stops reading, for at most the 10 s send timeout).
+pub const MAX_WEBSOCKETS: usize = 10_000;
+
 /// Serves `router` on `listener` until `shutdown` completes, the way a deployment should: with
 /// hyper-util's server builder (HTTP/1.1 and HTTP/2 with prior knowledge on one port, WebSocket
-/// upgrades, HTTP/2 extended CONNECT), a header-read timeout of `header_timeout` (a client
-/// that sends its request head slowly is disconnected; `axum::serve` has no such timer), the
-/// peer address in each request (for the lockout), and a graceful shutdown.
+/// upgrades, HTTP/2 extended CONNECT), the peer address in each request (for the lockout), and
+/// a graceful shutdown. Limits:
 ///
-/// What else a deployment needs, which the demo leaves to the reverse proxy or the defaults:
-/// a cap on concurrent connections (e.g. `tower::limit::ConcurrencyLimitLayer`, or counting
-/// accepted sockets here), request body limits (axum's `DefaultBodyLimit`, 2 MB, applies to
+/// - a connection must start its first request within `header_timeout`, and an HTTP/1.1 client
+///   must send each request head within it (`axum::serve` has no such timer): a connection that
+///   sends nothing, or only part of the HTTP/2 preface or of a request head, is closed;
+/// - HTTP/2: 256 concurrent streams, 16 KiB of headers, and a keep-alive ping every 20 s that
+///   must be answered within 10 s;
+/// - at most [`MAX_CONNECTIONS`] connections at once.
+///
+/// What else a deployment needs, which the demo leaves to a reverse proxy or the defaults: a
+/// per-address connection cap, request body limits (axum's `DefaultBodyLimit`, 2 MB, applies to
 /// the JSON extractor; `tower_http::limit::RequestBodyLimitLayer` for other bodies), request
-/// timeouts (`tower_http::timeout::TimeoutLayer`), and HTTP/2 stream limits
-/// (`http2().max_concurrent_streams`).
+/// timeouts (`tower_http::timeout::TimeoutLayer`), and a header timer for HTTP/2 streams (hyper
+/// has none: a client that opens a stream and never finishes its HEADERS keeps that stream,
+/// within the stream and keep-alive limits above).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -284,8 +300,13 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .enable_connect_protocol();
+        .enable_connect_protocol()
+        .max_concurrent_streams(256)
+        .max_header_list_size(16 * 1024)
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -300,22 +321,53 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!("{MAX_CONNECTIONS} connections open: closing a new one");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
-            });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
+            if !request_starts(&stream, header_timeout).await {
+                return;
+            }
+            let service =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.clone().oneshot(req)
+                });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
             // A connection's end (the client left, a timeout) is not an error of the server.
-            let _ = connection.await;
+            let _ = watcher.watch(connection).await;
         });
     }
     // Let open requests finish, for at most 10 seconds.
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// Whether the client starts a request within `within`: some bytes that are not just a prefix
+/// of the HTTP/2 preface (hyper-util reads those to pick the protocol, with no timer of its
+/// own).
+async fn request_starts(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(n)) if n == PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
+            // Part of the preface: look again shortly (peek returns at once while bytes wait).
+            Ok(Ok(_)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
