@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,19 +28,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use common::*;
 
 const EVIL: &str = "mallory\nINFO tower_jwt_guard::audit: forged line \u{1b}[31mred\u{1b}[0m";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Records every `&str` field value as it is handed to the subscriber.
 #[derive(Clone, Default)]
@@ -75,7 +61,7 @@ async fn echo(session: WsSession<TestClaims>, upgrade: WebSocketUpgrade) -> Resp
 
 #[test]
 fn client_controlled_values_never_reach_the_log_raw() {
-    let buffer = Buffer::default();
+    let buffer = LogBuffer::default();
     let writer = buffer.clone();
     let raw = RawStrings::default();
     let subscriber = tracing_subscriber::registry()
@@ -142,7 +128,7 @@ fn client_controlled_values_never_reach_the_log_raw() {
         });
     });
     drop(runtime);
-    let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let logs = buffer.text();
     assert!(logs.contains("mallory"), "the subject is logged: {logs}");
     assert!(logs.contains("re-authentication refused"), "{logs}");
     assert!(

@@ -7,9 +7,7 @@
 mod common;
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -58,23 +56,9 @@ fn plain(sub: &str) -> String {
     sign_hs256(&json!({ "sub": sub, "exp": NOW + 3600 }))
 }
 
-/// A `MakeWriter` (through `Fn() -> W`) appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_rejection_is_marked_and_the_audit_log_holds_no_token() {
-    let buffer = Buffer::default();
+    let buffer = common::LogBuffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -122,7 +106,7 @@ fn the_rejection_is_marked_and_the_audit_log_holds_no_token() {
         });
     });
     drop(runtime);
-    let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let logs = buffer.text();
 
     let refused: Vec<&str> = logs
         .lines()

@@ -8,7 +8,6 @@ use http::{Extensions, HeaderMap};
 use serde::de::DeserializeOwned;
 
 use super::registry::{Reservation, SessionRegistry};
-use super::socket::{AuthenticatedSocket, Transport};
 use super::upgrade::application_protocols;
 use crate::context::{AuthContext, Claims};
 use crate::error::{AuthError, ConfigError};
@@ -288,7 +287,8 @@ where
 }
 
 /// One authenticated connection before the upgrade: who it is and until when. Its
-/// [`attach`](Self::attach) turns the upgraded socket into an [`AuthenticatedSocket`].
+/// [`attach`](Self::attach) turns the upgraded socket into an
+/// [`AuthenticatedSocket`](super::AuthenticatedSocket).
 pub struct WsSession<C> {
     pub(crate) subject: Arc<str>,
     pub(crate) plan: Option<Box<str>>,
@@ -357,18 +357,5 @@ where
     /// (`WebSocketUpgrade::protocols`) so that the response selects one of them.
     pub fn application_protocols(&self) -> &[String] {
         &self.protocols
-    }
-
-    /// Hands the upgraded socket to the session, which from now on owns it: a task of its own
-    /// (no matter whether the application reads or writes) closes it when the token expires
-    /// (4003) or the user is revoked (4002), warns before expiry, answers re-authentications,
-    /// applies the message rate and size limits, delivers notifications and drops a client
-    /// that stops reading. The application talks through the returned
-    /// [`AuthenticatedSocket`].
-    ///
-    /// # Panics
-    /// Outside a Tokio runtime (the session's task is spawned on the current one).
-    pub fn attach<S: Transport>(self, socket: S) -> AuthenticatedSocket<S, C> {
-        super::socket::attach(self, socket)
     }
 }

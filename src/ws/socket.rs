@@ -162,8 +162,26 @@ impl<S: Transport, C: Clone> AuthenticatedSocket<S, C> {
     }
 }
 
+impl<C> WsSession<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Hands the upgraded socket to the session, which from now on owns it: a task of its own
+    /// (no matter whether the application reads or writes) closes it when the token expires
+    /// (4003) or the user is revoked (4002), warns before expiry, answers re-authentications,
+    /// applies the message rate and size limits, delivers notifications and drops a client
+    /// that stops reading. The application talks through the returned
+    /// [`AuthenticatedSocket`].
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the session's task is spawned on the current one).
+    pub fn attach<S: Transport>(self, socket: S) -> AuthenticatedSocket<S, C> {
+        attach(self, socket)
+    }
+}
+
 /// Starts the session's task over `socket`.
-pub(crate) fn attach<S, C>(session: WsSession<C>, socket: S) -> AuthenticatedSocket<S, C>
+fn attach<S, C>(session: WsSession<C>, socket: S) -> AuthenticatedSocket<S, C>
 where
     S: Transport,
     C: DeserializeOwned + Clone + Send + Sync + 'static,
