@@ -260,8 +260,9 @@ async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<serde_
 /// At most this many connections are open at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 16_384;
 
-/// At most this many WebSocket sessions are open at once (each holds at most 9 messages of
-/// 64 KiB for a client that stops reading, for at most the 10 s send timeout).
+/// At most this many WebSocket sessions are open at once. For a client that stops reading,
+/// each holds at most 8 of its messages (64 KiB each at most) and 8 echoes plus the one being
+/// written, about 1.1 MiB, for at most the 10 s send timeout.
 pub const MAX_WEBSOCKETS: usize = 10_000;
 
 /// Serves `router` on `listener` until `shutdown` completes, the way a deployment should: with
