@@ -79,7 +79,7 @@ impl Shard {
 /// fixed-size overflow count of wider prefixes for when they are full.
 ///
 /// **Bounded, with a per-request cost that does not depend on what it holds.** It tracks at
-/// most `capacity` addresses ([`LockoutPolicy::capacity`], 100 000 by default, about 80 bytes
+/// most `capacity` addresses ([`LockoutPolicy::capacity`], 100 000 by default, about 120 bytes
 /// each). A new failing address takes a free slot, or the slot of an entry that has nothing
 /// left to say (its window, lock and history are over): at most 8 slots are examined, oldest
 /// admitted first. An entry that still counts failures, holds a lock or a repeat offender's
