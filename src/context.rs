@@ -89,7 +89,7 @@ impl AuthContext {
     }
 
     /// Sets where the token was found.
-    pub fn set_source(&mut self, source: Option<TokenSourceKind>) {
+    pub(crate) fn set_source(&mut self, source: Option<TokenSourceKind>) {
         self.source = source;
     }
 }

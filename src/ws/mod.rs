@@ -90,7 +90,7 @@ mod wire;
 
 pub(crate) use message::close_gracefully;
 pub use message::{MessageKind, SocketMessage};
-pub use registry::{ConnectionLimits, Reservation, SessionRegistry, SessionStats};
+pub use registry::{ConnectionLimits, SessionRegistry, SessionStats};
 pub use session::{
     ClaimsPlanFn, DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_FAILED_REAUTH, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SEND_TIMEOUT, WsSession, WsSessions, WsSessionsBuilder,

@@ -177,11 +177,15 @@ impl SessionRegistry {
     }
 
     /// Reserves a connection slot for `subject` before the upgrade; the slot is freed when the
-    /// returned [`Reservation`] (or the session it becomes) is dropped.
+    /// returned reservation (or the session it becomes) is dropped.
     ///
     /// # Errors
     /// `RATE_LIMITED` when the user's or the global limit is reached.
-    pub fn reserve(&self, subject: Arc<str>, plan: Option<&str>) -> Result<Reservation, AuthError> {
+    pub(crate) fn reserve(
+        &self,
+        subject: Arc<str>,
+        plan: Option<&str>,
+    ) -> Result<Reservation, AuthError> {
         let inner = &self.inner;
         if let Some(global) = inner.limits.global {
             let claimed = inner
@@ -311,7 +315,7 @@ fn too_many(message: &'static str) -> AuthError {
 
 /// A connection slot held from the upgrade to the end of the session. Dropping it (the
 /// session ends, the client vanishes, the upgrade never happens) frees the slot.
-pub struct Reservation {
+pub(crate) struct Reservation {
     registry: SessionRegistry,
     subject: Arc<str>,
     id: u64,
@@ -331,7 +335,7 @@ impl fmt::Debug for Reservation {
 
 impl Reservation {
     /// The session id, unique in this registry.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
