@@ -352,19 +352,7 @@ impl Overflow {
         let before = current
             .checked_sub(1)
             .map_or(0, |g| self.counts(cells, g, prefix));
-        if this.saturating_add(before) < threshold {
-            return LockStatus::Open;
-        }
-        let end = (current + 1).saturating_mul(length);
-        // Counted in this generation: refused through the next one too.
-        let until = if this >= threshold {
-            end.saturating_add(length)
-        } else {
-            end
-        };
-        LockStatus::Locked {
-            retry_after: Duration::from_millis(until.saturating_sub(now).max(1)),
-        }
+        verdict(this, before, threshold, current, length, now)
     }
 
     fn record(&self, prefix: IpKey, now: u64, policy: &LockoutPolicy) -> FailureOutcome {
@@ -427,6 +415,7 @@ impl Overflow {
         let this = self.counts(cells, current, &prefix);
         let failures = this.saturating_add(before);
         let crossed = failures >= threshold && failures - 1 < threshold;
+        let mut this = this;
         if crossed && this < threshold {
             // Part of the count is from the previous generation, which ends sooner than the
             // lock duration: count the lock in this one, so it lasts through the next.
@@ -434,17 +423,46 @@ impl Overflow {
             for i in indices {
                 cells[i].fetch_max(top, Ordering::Relaxed);
             }
+            this = threshold;
         }
-        let locked_for = crossed.then(|| match self.status(&prefix, now) {
-            LockStatus::Locked { retry_after } => retry_after,
-            LockStatus::Open => Duration::ZERO,
-        });
+        let locked_for =
+            crossed.then(
+                || match verdict(this, before, threshold, current, length, now) {
+                    LockStatus::Locked { retry_after } => retry_after,
+                    LockStatus::Open => Duration::ZERO,
+                },
+            );
         FailureOutcome {
             failures,
             locked_for,
             lockouts: u32::from(locked_for.is_some()),
             counted_as: Some(prefix),
         }
+    }
+}
+
+/// The verdict on a prefix with `this` failures counted in generation `current` and `before` in
+/// the one before it (generations of `length` ms).
+fn verdict(
+    this: u32,
+    before: u32,
+    threshold: u32,
+    current: u64,
+    length: u64,
+    now: u64,
+) -> LockStatus {
+    if this.saturating_add(before) < threshold {
+        return LockStatus::Open;
+    }
+    let end = (current + 1).saturating_mul(length);
+    // Counted in this generation: refused through the next one too.
+    let until = if this >= threshold {
+        end.saturating_add(length)
+    } else {
+        end
+    };
+    LockStatus::Locked {
+        retry_after: Duration::from_millis(until.saturating_sub(now).max(1)),
     }
 }
 

@@ -324,6 +324,12 @@ where
             .map(|exp| Duration::from_secs(exp).saturating_add(leeway))
     }
 
+    /// The time left until the deadline (zero once it has passed); `None` without `exp`.
+    fn time_left(&self) -> Option<Duration> {
+        let now = self.sessions.inner.validator.clock().now();
+        self.deadline().map(|end| end.saturating_sub(now))
+    }
+
     /// Ends the session at the deadline and sends the warning before it; returns how long to
     /// wait for the next event of time.
     async fn on_time(&mut self) -> Result<Duration, End> {
@@ -350,12 +356,9 @@ where
     /// and a revocation still end the session on time; a write that has not completed within
     /// the send timeout ends it too.
     async fn write(&mut self, message: S::Message) -> Result<(), End> {
+        let deadline = self.deadline();
         let inner = &self.sessions.inner;
         let clock = inner.validator.clock();
-        let leeway = inner.validator.leeway();
-        let deadline = self
-            .expires_at
-            .map(|exp| Duration::from_secs(exp).saturating_add(leeway));
         let give_up = tokio::time::Instant::now() + inner.send_timeout;
         let send = self.sink.send(message);
         tokio::pin!(send);
@@ -393,8 +396,7 @@ where
     }
 
     fn expired(&self) -> bool {
-        self.deadline()
-            .is_some_and(|end| self.sessions.inner.validator.clock().now() >= end)
+        self.time_left().is_some_and(|left| left.is_zero())
     }
 
     async fn on_message(&mut self, message: S::Message) -> Result<(), End> {
@@ -432,10 +434,7 @@ where
             };
             // Validation may wait on a revocation hook or a lockout store: never past the
             // deadline.
-            let left = self
-                .deadline()
-                .map(|end| end.saturating_sub(self.sessions.inner.validator.clock().now()));
-            let reply = match left {
+            let reply = match self.time_left() {
                 Some(left) => tokio::time::timeout(left, self.reauthenticate(token.as_deref()))
                     .await
                     .map_err(|_| Some((CLOSE_TOKEN_EXPIRED, "token expired")))?,
