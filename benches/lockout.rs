@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Request, Response};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_jwt_guard::client_ip::{ClientIpResolver, IpKey};
-use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy, LockoutStore, MemoryStore};
+use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy, LockoutStore, MemoryLockoutStore};
 use tower_jwt_guard::peer::PeerAddr;
 
 fn key(n: u32) -> IpKey {
@@ -28,7 +28,7 @@ fn check(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("lockout_check");
     for tracked in [0u32, 100_000] {
-        let store = MemoryStore::new(200_000);
+        let store = MemoryLockoutStore::new(200_000);
         for n in 0..tracked {
             store
                 .record_failure(key(n), now, &policy)
@@ -54,7 +54,7 @@ fn check(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("lockout_record_failure");
-    let store = MemoryStore::new(200_000);
+    let store = MemoryLockoutStore::new(200_000);
     let mut n = 0u32;
     group.bench_function("distinct_ips_100k_cycle", |b| {
         b.iter(|| {
@@ -67,7 +67,7 @@ fn check(c: &mut Criterion) {
     // The store full of locked addresses (100 000, its capacity), as after a distributed brute
     // force: what one more failure from a new address costs, and a check of a new address.
     let mut group = c.benchmark_group("lockout_store_full");
-    let full = MemoryStore::new(100_000);
+    let full = MemoryLockoutStore::new(100_000);
     for n in 0..100_000u32 {
         for _ in 0..5 {
             full.record_failure(key(n), now, &policy)

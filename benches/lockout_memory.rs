@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower_jwt_guard::client_ip::IpKey;
-use tower_jwt_guard::lockout::{LockoutPolicy, LockoutStore, MemoryStore};
+use tower_jwt_guard::lockout::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -20,7 +20,7 @@ fn measure(label: &str, n: u32, make: impl Fn(u32) -> IpKey) {
     let policy = LockoutPolicy::new().capacity(2 * n as usize);
     let now = Duration::from_secs(1_700_000_000);
     let region = Region::new(GLOBAL);
-    let store = MemoryStore::new(policy.tracked_capacity());
+    let store = MemoryLockoutStore::new(policy.tracked_capacity());
     for i in 0..n {
         store
             .record_failure(make(i), now, &policy)

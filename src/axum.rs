@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::audit::AUDIT_TARGET;
-use crate::auth::Unauthenticated;
 use crate::context::{AuthContext, Claims};
 use crate::error::AuthError;
-use crate::response::{JsonResponder, Responder};
+use crate::outcome::Unauthenticated;
+use crate::response::JsonResponder;
 
 /// Why an extractor found nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ impl ClaimsRejection {
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
         JsonResponder::new()
-            .respond(&self.as_auth_error())
+            .render(&self.as_auth_error())
             .map(axum::body::Body::from)
     }
 }

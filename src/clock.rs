@@ -22,9 +22,41 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// Implementations must be cheap to call: the authentication layer reads the clock once per
 /// request.
+///
+/// Every builder of the crate takes its clock with `.clock(impl Clock)`; to share one clock
+/// between several of them, pass clones of a [`FakeClock`] (clones share their time) or of an
+/// `Arc<dyn Clock>`, which is itself a `Clock` (and is used as is, not wrapped again).
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time as a duration since `1970-01-01T00:00:00Z`.
     fn now(&self) -> Duration;
+
+    /// This clock behind an `Arc`, as the layers keep it. Implementations need not override it.
+    fn into_shared(self) -> Arc<dyn Clock>
+    where
+        Self: Sized,
+    {
+        Arc::new(self)
+    }
+}
+
+impl Clock for Arc<dyn Clock> {
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+
+    fn into_shared(self) -> Arc<dyn Clock> {
+        self
+    }
+}
+
+impl<T: Clock> Clock for Arc<T> {
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+
+    fn into_shared(self) -> Arc<dyn Clock> {
+        self
+    }
 }
 
 /// The operating system's real-time clock.
@@ -95,6 +127,15 @@ mod tests {
         assert_eq!(b.now(), Duration::from_millis(11_500));
         b.set_unix_secs(5);
         assert_eq!(a.now().as_secs(), 5);
+    }
+
+    #[test]
+    fn a_shared_clock_is_not_wrapped_again() {
+        let fake = FakeClock::at_unix_secs(7);
+        let shared: Arc<dyn Clock> = Arc::new(fake.clone());
+        let again = Arc::clone(&shared).into_shared();
+        assert!(Arc::ptr_eq(&shared, &again));
+        assert_eq!(Arc::new(fake).into_shared().now().as_secs(), 7);
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! | `aws-lc-rs` | yes | crypto backend aws-lc-rs; chosen when both backends are enabled |
 //! | `rust-crypto` | no | crypto backend from the RustCrypto crates (pure Rust) |
 //! | `axum` | yes | axum extractors for [`Claims`] and [`AuthContext`], and reading axum's `ConnectInfo` |
-//! | `websocket` | yes | the [`ws`] module and [`RateLimitedSocket`](rate_limit::RateLimitedSocket), over tokio-tungstenite and (with `axum`) axum's `WebSocket` |
+//! | `websocket` | yes | the [`ws`] module and [`RateLimitedSocket`](ws::RateLimitedSocket), over tokio-tungstenite and (with `axum`) axum's `WebSocket` |
 //!
 //! One crypto backend is required: a build with neither fails to compile with a message saying
 //! so (see [`crypto`]).
@@ -68,6 +68,7 @@ pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod body;
+#[cfg(feature = "lockout")]
 pub mod client_ip;
 pub mod clock;
 pub mod context;
@@ -75,10 +76,14 @@ pub mod crypto;
 pub mod error;
 pub mod extract;
 pub mod keys;
+#[cfg(feature = "lockout")]
 pub mod lockout;
+pub mod outcome;
 pub mod peer;
+#[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 pub mod response;
+mod scaffold;
 pub mod validate;
 #[cfg(feature = "websocket")]
 pub mod ws;

@@ -5,52 +5,93 @@
 //! `401`/`403` (with `error="invalid_token"` or `error="insufficient_scope"`, and no `error`
 //! when the token is missing), and `Retry-After` (whole seconds) for `429`.
 //!
-//! Replace it with any [`Responder`], including a closure:
+//! Every layer of the crate (authentication, lockout, rate limit, WebSocket sessions) renders
+//! its rejections through a [`Responder`], set with `.responder(…)` on its builder, which sees
+//! the refused request's [`Parts`] (method, URI, headers, extensions): the same rejection can be
+//! answered differently for different requests. Build one responder and give a clone of it to
+//! every layer; [`ws::CloseFrameResponder`](crate::ws::CloseFrameResponder) is such a wrapper
+//! for WebSocket upgrades, and gRPC statuses will be another.
+//!
+//! A closure becomes a responder with [`from_fn`]:
 //!
 //! ```
 //! use bytes::Bytes;
-//! use http::{Response, StatusCode};
-//! use tower_jwt_guard::{AuthError, response::Responder};
+//! use http::{Response, StatusCode, request::Parts};
+//! use tower_jwt_guard::{AuthError, response::{self, Responder}};
 //!
-//! let plain = |err: &AuthError| -> Response<Bytes> {
-//!     Response::builder()
-//!         .status(err.status())
-//!         .body(Bytes::from_static(b"no"))
-//!         .unwrap()
-//! };
-//! let response = plain.respond(&AuthError::missing_token());
+//! let plain = response::from_fn(|_request: &Parts, err: &AuthError| {
+//!     let mut response = Response::new(Bytes::from_static(b"no"));
+//!     *response.status_mut() = err.status();
+//!     response
+//! });
+//! let (mut parts, ()) = http::Request::new(()).into_parts();
+//! let response = plain.respond(&mut parts, &AuthError::missing_token());
 //! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 //! ```
 //!
 //! Whatever the responder returns, the crate adds an [`AuthRejection`] to the response's
-//! extensions, so that an outer layer (lockout, metrics) learns why the request was refused.
+//! extensions, so that an outer layer (lockout, metrics) learns why the request was refused
+//! (see [`outcome`](crate::outcome)).
+
+use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
 
-use crate::error::{AuthError, ErrorCode};
+use crate::error::AuthError;
+use crate::outcome::AuthRejection;
 
-/// Builds the response for a rejection.
+/// Renders a rejection as a response, for the request it refuses.
+///
+/// `request` is the refused request's head; the request is dropped once the response is
+/// built, so a responder may take from its extensions what answering needs (the WebSocket
+/// responder takes hyper's upgrade handle). Rendering must not fail and must not panic: every
+/// layer of the crate calls it on its rejection path.
 pub trait Responder: Send + Sync + 'static {
-    /// The response for `error`.
-    fn respond(&self, error: &AuthError) -> Response<Bytes>;
+    /// The response refusing `request` with `error`.
+    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes>;
 }
 
-impl<F> Responder for F
-where
-    F: Fn(&AuthError) -> Response<Bytes> + Send + Sync + 'static,
-{
-    fn respond(&self, error: &AuthError) -> Response<Bytes> {
-        self(error)
+impl<R: Responder + ?Sized> Responder for Arc<R> {
+    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
+        (**self).respond(request, error)
     }
 }
 
-/// Marker in a rejection's response extensions: which code refused the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthRejection {
-    /// The rejection's code.
-    pub code: ErrorCode,
+impl<R: Responder + ?Sized> Responder for Box<R> {
+    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
+        (**self).respond(request, error)
+    }
+}
+
+/// A [`Responder`] made of a closure; see [`from_fn`].
+#[derive(Clone, Copy)]
+pub struct ResponderFn<F>(F);
+
+impl<F> fmt::Debug for ResponderFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponderFn")
+    }
+}
+
+/// A [`Responder`] that calls `f` with the refused request's head and the rejection.
+pub fn from_fn<F>(f: F) -> ResponderFn<F>
+where
+    F: Fn(&Parts, &AuthError) -> Response<Bytes> + Send + Sync + 'static,
+{
+    ResponderFn(f)
+}
+
+impl<F> Responder for ResponderFn<F>
+where
+    F: Fn(&Parts, &AuthError) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
+        (self.0)(request, error)
+    }
 }
 
 /// The default responder: JSON body, RFC 6750 `WWW-Authenticate`, `Retry-After`.
@@ -139,8 +180,9 @@ fn push_json_escaped(out: &mut String, s: &str) {
     }
 }
 
-impl Responder for JsonResponder {
-    fn respond(&self, error: &AuthError) -> Response<Bytes> {
+impl JsonResponder {
+    /// The JSON response for `error`, whatever the request.
+    pub fn render(&self, error: &AuthError) -> Response<Bytes> {
         let mut response = Response::new(json_body(error));
         *response.status_mut() = error.status();
         let headers = response.headers_mut();
@@ -155,29 +197,31 @@ impl Responder for JsonResponder {
     }
 }
 
-/// The response for a rejection of `req`: with `close_frames` set (to the token subprotocol
-/// prefix, if any), a WebSocket upgrade is completed and closed with the error's close code;
-/// anything else gets `responder`'s answer. Shared by every layer that rejects.
-pub(crate) fn reject_request<B>(
-    responder: &dyn Responder,
-    req: &mut http::Request<B>,
-    error: &AuthError,
-    close_frames: Option<Option<&str>>,
-) -> Response<Bytes> {
-    #[cfg(feature = "websocket")]
-    if let Some(token_prefix) = close_frames
-        && let Some(response) = crate::ws::close_frame_rejection(req, error, token_prefix)
-    {
-        return response;
+impl Responder for JsonResponder {
+    fn respond(&self, _request: &mut Parts, error: &AuthError) -> Response<Bytes> {
+        self.render(error)
     }
-    #[cfg(not(feature = "websocket"))]
-    let _ = (req, close_frames);
-    reject(responder, error)
 }
 
-/// Runs `responder` and marks the response with [`AuthRejection`].
-pub(crate) fn reject(responder: &dyn Responder, error: &AuthError) -> Response<Bytes> {
-    let mut response = responder.respond(error);
+/// Renders the rejection of `request` with `responder` and marks the response with
+/// [`AuthRejection`]: the one rejection path of every layer. The request is dropped.
+pub(crate) fn reject<B>(
+    responder: &dyn Responder,
+    request: Request<B>,
+    error: &AuthError,
+) -> Response<Bytes> {
+    let (mut parts, body) = request.into_parts();
+    drop(body);
+    reject_parts(responder, &mut parts, error)
+}
+
+/// [`reject`] for a request of which only the head is at hand (extractors).
+pub(crate) fn reject_parts(
+    responder: &dyn Responder,
+    parts: &mut Parts,
+    error: &AuthError,
+) -> Response<Bytes> {
+    let mut response = responder.respond(parts, error);
     response
         .extensions_mut()
         .insert(AuthRejection { code: error.code() });
@@ -187,6 +231,7 @@ pub(crate) fn reject(responder: &dyn Responder, error: &AuthError) -> Response<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use std::time::Duration;
 
     fn header(r: &Response<Bytes>, name: http::HeaderName) -> Option<&str> {
@@ -195,7 +240,7 @@ mod tests {
 
     #[test]
     fn missing_token_has_no_error_parameter() {
-        let r = JsonResponder::new().respond(&AuthError::missing_token());
+        let r = JsonResponder::new().render(&AuthError::missing_token());
         assert_eq!(r.status(), 401);
         assert_eq!(header(&r, WWW_AUTHENTICATE), Some("Bearer"));
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
@@ -207,13 +252,13 @@ mod tests {
     fn invalid_and_forbidden_carry_rfc6750_errors() {
         let r = JsonResponder::new()
             .realm("api \"x\"")
-            .respond(&AuthError::expired());
+            .render(&AuthError::expired());
         let www = header(&r, WWW_AUTHENTICATE).unwrap();
         assert!(
             www.starts_with("Bearer realm=\"api x\", error=\"invalid_token\""),
             "{www}"
         );
-        let r = JsonResponder::new().respond(&AuthError::forbidden("no"));
+        let r = JsonResponder::new().render(&AuthError::forbidden("no"));
         assert_eq!(r.status(), 403);
         assert!(
             header(&r, WWW_AUTHENTICATE)
@@ -226,7 +271,7 @@ mod tests {
     fn too_many_requests_has_retry_after_and_no_challenge() {
         let e = AuthError::new(ErrorCode::LockedOut, "locked")
             .with_retry_after(Duration::from_millis(2500));
-        let r = JsonResponder::new().respond(&e);
+        let r = JsonResponder::new().render(&e);
         assert_eq!(r.status(), 429);
         assert_eq!(header(&r, RETRY_AFTER), Some("3"));
         assert_eq!(header(&r, WWW_AUTHENTICATE), None);
@@ -242,11 +287,15 @@ mod tests {
 
     #[test]
     fn reject_marks_the_response() {
-        let r = reject(&JsonResponder::new(), &AuthError::expired());
+        let r = reject(
+            &JsonResponder::new(),
+            http::Request::new(()),
+            &AuthError::expired(),
+        );
         assert_eq!(
             r.extensions().get::<AuthRejection>(),
             Some(&AuthRejection {
-                code: ErrorCode::TokenExpired
+                code: crate::error::ErrorCode::TokenExpired
             })
         );
     }

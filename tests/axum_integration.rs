@@ -12,8 +12,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::json;
+use tower_jwt_guard::response;
 use tower_jwt_guard::{AuthContext, AuthError, Claims, JwtAuthLayer};
 
 use common::*;
@@ -208,7 +210,7 @@ async fn get_bearer_path(server: &TestServer, path: &str, token: &str) -> Reply 
 #[tokio::test]
 async fn custom_responder_closure_replaces_the_body() {
     let layer = JwtAuthLayer::builder(hmac_validator())
-        .responder(|err: &AuthError| -> Response<Bytes> {
+        .responder(response::from_fn(|_: &Parts, err: &AuthError| {
             Response::builder()
                 .status(if err.code() == tower_jwt_guard::ErrorCode::MissingToken {
                     StatusCode::UNAUTHORIZED
@@ -219,7 +221,7 @@ async fn custom_responder_closure_replaces_the_body() {
                 .header("x-auth-code", err.code().as_str())
                 .body(Bytes::from(format!("denied ({})", err.code())))
                 .unwrap()
-        })
+        }))
         .build()
         .unwrap();
     let server = serve_layer(layer).await;

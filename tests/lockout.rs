@@ -17,7 +17,7 @@ use tower_jwt_guard::clock::{Clock, FakeClock};
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::Key;
 use tower_jwt_guard::lockout::{
-    Escalation, LockEvent, LockoutLayer, LockoutPolicy, LockoutStore, MemoryStore,
+    Escalation, LockEvent, LockoutLayer, LockoutPolicy, LockoutStore, MemoryLockoutStore,
 };
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::{Algorithm, JwtAuthLayer};
@@ -263,7 +263,7 @@ async fn ipv6_clients_are_grouped_by_their_64() {
 #[test]
 fn spray_of_a_million_addresses_stays_within_capacity_and_keeps_locks() {
     let policy = LockoutPolicy::new().capacity(100_000);
-    let store = MemoryStore::new(policy.tracked_capacity());
+    let store = MemoryLockoutStore::new(policy.tracked_capacity());
     let now = Duration::from_secs(1_700_000_000);
     let key = |n: u32| IpKey::new(IpAddr::from(n.to_be_bytes()), 64);
     // 1 000 addresses locked before the spray.

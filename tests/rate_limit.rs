@@ -1,5 +1,5 @@
 //! Per-user rate limiting through a real axum server on loopback with a real client: the
-//! `RateLimitLayer` sits inside `JwtAuthLayer`, keyed on the validated subject (or on a claim).
+//! `UserRateLimitLayer` sits inside `JwtAuthLayer`, keyed on the validated subject (or on a claim).
 //! Time is a `FakeClock` shared by the validator and the rate-limit store, so refills and idle
 //! cleanup are tested by moving the clock, never by sleeping.
 #![cfg(feature = "axum")]
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_jwt_guard::clock::FakeClock;
 use tower_jwt_guard::keys::Key;
-use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitBuilder, RateLimitLayer};
+use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitBuilder, UserRateLimitLayer};
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::{Claims, JwtAuthLayer};
 
@@ -56,11 +56,11 @@ fn validator(clock: &FakeClock) -> Validator<PlanClaims> {
 }
 
 /// A rate-limit builder over `quotas` reading time from `clock`.
-fn limiter(quotas: PlanQuotas, clock: &FakeClock) -> RateLimitBuilder<MemoryStore> {
-    RateLimitLayer::builder(quotas).clock(clock.clone())
+fn limiter(quotas: PlanQuotas, clock: &FakeClock) -> UserRateLimitBuilder<MemoryLockoutStore> {
+    UserRateLimitLayer::builder(quotas).clock(clock.clone())
 }
 
-type MemoryStore = tower_jwt_guard::rate_limit::MemoryRateStore;
+type MemoryLockoutStore = tower_jwt_guard::rate_limit::MemoryRateLimitStore;
 
 /// A token for `sub` with extra claims, valid for an hour after [`NOW`].
 fn token(sub: &str, extra: Value) -> String {
@@ -79,8 +79,8 @@ fn plain(sub: &str) -> String {
 /// (if any) the whole router, inside authentication.
 fn app(
     auth: JwtAuthLayer<PlanClaims>,
-    route: Option<RateLimitLayer>,
-    global: Option<RateLimitLayer>,
+    route: Option<UserRateLimitLayer>,
+    global: Option<UserRateLimitLayer>,
 ) -> Router {
     let orders = post(|| async { "ordered" });
     let orders = match route {

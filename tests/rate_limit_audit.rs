@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_jwt_guard::clock::FakeClock;
 use tower_jwt_guard::keys::Key;
-use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitLayer};
-use tower_jwt_guard::response::AuthRejection;
+use tower_jwt_guard::outcome::AuthRejection;
+use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::{ErrorCode, JwtAuthLayer};
 
@@ -44,8 +44,10 @@ fn validator(clock: &FakeClock) -> Validator<PlanClaims> {
 fn limiter(
     quotas: PlanQuotas,
     clock: &FakeClock,
-) -> tower_jwt_guard::rate_limit::RateLimitBuilder<tower_jwt_guard::rate_limit::MemoryRateStore> {
-    RateLimitLayer::builder(quotas).clock(clock.clone())
+) -> tower_jwt_guard::rate_limit::UserRateLimitBuilder<
+    tower_jwt_guard::rate_limit::MemoryRateLimitStore,
+> {
+    UserRateLimitLayer::builder(quotas).clock(clock.clone())
 }
 
 fn per_minute(n: u32) -> PlanQuotas {

@@ -13,7 +13,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_jwt_guard::response::{AuthRejection, JsonResponder};
+use tower_jwt_guard::outcome::AuthRejection;
+use tower_jwt_guard::response::{self, JsonResponder};
 use tower_jwt_guard::{AuthContext, ErrorCode, JwtAuthLayer};
 
 use common::*;
@@ -267,12 +268,14 @@ async fn rejection_marker_in_response_extensions() {
 #[tokio::test]
 async fn rejection_marker_survives_a_custom_responder() {
     let layer = JwtAuthLayer::builder(hmac_validator())
-        .responder(|err: &tower_jwt_guard::AuthError| {
-            Response::builder()
-                .status(StatusCode::IM_A_TEAPOT)
-                .body(Bytes::from(format!("custom:{}", err.code())))
-                .unwrap()
-        })
+        .responder(response::from_fn(
+            |_: &http::request::Parts, err: &tower_jwt_guard::AuthError| {
+                Response::builder()
+                    .status(StatusCode::IM_A_TEAPOT)
+                    .body(Bytes::from(format!("custom:{}", err.code())))
+                    .unwrap()
+            },
+        ))
         .build()
         .unwrap();
     let (status, marker, body) = oneshot_code(&layer, Some("Bearer a.b.c".into())).await;

@@ -185,9 +185,13 @@ async fn serve(mode: Mode) -> LocalServer {
                 .unwrap();
             let auth = JwtAuthLayer::new(validator);
             let sessions = WsSessions::builder(auth.validator().clone())
-                .message_limiter(MessageLimiter::new(PlanQuotas::new(Quota::per_second(
-                    NonZeroU32::new(100).unwrap(),
-                ))))
+                .message_limiter(
+                    MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
+                        NonZeroU32::new(100).unwrap(),
+                    )))
+                    .build()
+                    .unwrap(),
+                )
                 .build()
                 .unwrap();
             let registry = sessions.registry().clone();

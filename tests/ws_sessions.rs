@@ -44,10 +44,12 @@ use tower_jwt_guard::clock::FakeClock;
 use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::keys::Key;
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
-use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, RateLimitedSocket};
+use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota};
+use tower_jwt_guard::response::{JsonResponder, Responder};
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::ws::{
-    AuthenticatedSocket, ConnectionLimits, SessionRegistry, WsSession, WsSessions,
+    AuthenticatedSocket, CloseFrameResponder, ConnectionLimits, RateLimitedSocket, SessionRegistry,
+    WsSession, WsSessions,
 };
 use tower_jwt_guard::{AuthContext, JwtAuthLayer};
 
@@ -110,10 +112,10 @@ fn expired(sub: &str) -> String {
 
 struct Setup {
     extractor: TokenExtractor,
-    auth_close_frames: bool,
-    lockout: Option<bool>,
+    /// One `CloseFrameResponder` for every layer and the sessions.
+    close_frames: bool,
+    lockout: bool,
     registry: SessionRegistry,
-    session_close_frames: bool,
     warning: Option<Duration>,
     plan: bool,
 }
@@ -122,10 +124,9 @@ impl Default for Setup {
     fn default() -> Self {
         Self {
             extractor: TokenExtractor::new().bearer(),
-            auth_close_frames: false,
-            lockout: None,
+            close_frames: false,
+            lockout: false,
             registry: SessionRegistry::default(),
-            session_close_frames: false,
             warning: None,
             plan: false,
         }
@@ -160,17 +161,20 @@ fn validator(clock: &FakeClock) -> Validator<WsClaims> {
 async fn start(setup: Setup) -> Server {
     common::init_crypto();
     let clock = FakeClock::at_unix_secs(NOW);
-    let mut auth = JwtAuthLayer::builder(validator(&clock)).extractor(setup.extractor);
-    if setup.auth_close_frames {
-        auth = auth.websocket_close_frames();
-    }
-    let auth = auth.build().unwrap();
+    let responder: Arc<dyn Responder> = if setup.close_frames {
+        Arc::new(CloseFrameResponder::new(JsonResponder::new()))
+    } else {
+        Arc::new(JsonResponder::new())
+    };
+    let auth = JwtAuthLayer::builder(validator(&clock))
+        .extractor(setup.extractor)
+        .responder(Arc::clone(&responder))
+        .build()
+        .unwrap();
     let mut sessions = WsSessions::builder(auth.validator().clone())
         .registry(setup.registry)
+        .responder(Arc::clone(&responder))
         .max_tick(TICK);
-    if setup.session_close_frames {
-        sessions = sessions.close_frames();
-    }
     if let Some(w) = setup.warning {
         sessions = sessions.expiry_warning(w);
     }
@@ -180,11 +184,13 @@ async fn start(setup: Setup) -> Server {
     let sessions = sessions.build().unwrap();
     // 3 messages per second per user; flooding is judged over 1 s: more than 3 refused
     // messages within it (over twice the rate) close with 1008.
-    let limiter = MessageLimiter::with_clock(
-        PlanQuotas::new(Quota::per_second(NonZeroU32::new(3).unwrap())),
-        Arc::new(clock.clone()),
-    )
-    .flood_window(Duration::from_secs(1));
+    let limiter = MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
+        NonZeroU32::new(3).unwrap(),
+    )))
+    .clock(clock.clone())
+    .flood_window(Duration::from_secs(1))
+    .build()
+    .unwrap();
     let mut router = Router::new()
         .route("/ws", get(echo))
         .route("/ws/id", get(echo_with_id))
@@ -196,15 +202,15 @@ async fn start(setup: Setup) -> Server {
         .route("/plain", get(plain_echo))
         .layer(Extension(sessions.clone()))
         .layer(Extension(limiter));
-    if let Some(close_frames) = setup.lockout {
+    if setup.lockout {
         // 2 invalid tokens lock an address.
-        let mut lockout =
+        let lockout =
             LockoutLayer::builder(LockoutPolicy::new().max_failures(NonZeroU32::new(2).unwrap()))
-                .clock(clock.clone());
-        if close_frames {
-            lockout = lockout.websocket_close_frames();
-        }
-        router = router.layer(lockout.build().unwrap());
+                .clock(clock.clone())
+                .responder(Arc::clone(&responder))
+                .build()
+                .unwrap();
+        router = router.layer(lockout);
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -240,14 +246,20 @@ async fn run_echo(mut socket: AuthenticatedSocket<WebSocket, WsClaims>) {
 
 /// The order of the crate's documentation: the upgrade, then the session.
 async fn echo(upgrade: WebSocketUpgrade, session: WsSession<WsClaims>) -> Response {
-    let protocols = session.application_protocols().to_vec();
+    let protocols = session
+        .application_protocols()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
     upgrade
         .protocols(protocols)
         .on_upgrade(|socket| run_echo(session.attach(socket)))
 }
 
 async fn echo_session_first(session: WsSession<WsClaims>, upgrade: WebSocketUpgrade) -> Response {
-    let protocols = session.application_protocols().to_vec();
+    let protocols = session
+        .application_protocols()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
     upgrade
         .protocols(protocols)
         .on_upgrade(|socket| run_echo(session.attach(socket)))
@@ -255,7 +267,10 @@ async fn echo_session_first(session: WsSession<WsClaims>, upgrade: WebSocketUpgr
 
 /// Sends `{"id":..,"sub":..,"source":..,"plan":..}` first, then echoes.
 async fn echo_with_id(upgrade: WebSocketUpgrade, session: WsSession<WsClaims>) -> Response {
-    let protocols = session.application_protocols().to_vec();
+    let protocols = session
+        .application_protocols()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
     upgrade
         .protocols(protocols)
         .on_upgrade(|socket| async move {
@@ -485,7 +500,7 @@ fn forbidden_token() -> String {
 #[tokio::test]
 async fn close_frame_mode_refuses_with_the_close_code_of_each_failure() {
     let s = start(Setup {
-        auth_close_frames: true,
+        close_frames: true,
         ..Setup::default()
     })
     .await;
@@ -516,7 +531,7 @@ async fn close_frame_mode_refuses_with_the_close_code_of_each_failure() {
 #[tokio::test]
 async fn close_frame_mode_answers_an_offered_application_protocol() {
     let s = start(Setup {
-        auth_close_frames: true,
+        close_frames: true,
         extractor: TokenExtractor::new().bearer().websocket_protocol(),
         ..Setup::default()
     })
@@ -553,8 +568,8 @@ async fn http_mode_refuses_before_any_upgrade() {
 #[tokio::test]
 async fn a_locked_address_is_closed_with_4029_in_close_frame_mode() {
     let s = start(Setup {
-        auth_close_frames: true,
-        lockout: Some(true),
+        close_frames: true,
+        lockout: true,
         ..Setup::default()
     })
     .await;
@@ -581,7 +596,7 @@ async fn a_locked_address_is_closed_with_4029_in_close_frame_mode() {
 #[tokio::test]
 async fn a_locked_address_gets_429_in_http_mode() {
     let s = start(Setup {
-        lockout: Some(false),
+        lockout: true,
         ..Setup::default()
     })
     .await;
@@ -813,7 +828,7 @@ async fn per_user_and_global_limits_answer_429() {
 async fn over_a_limit_the_session_close_frames_give_4029_with_the_session_first() {
     let s = start(Setup {
         registry: limits_2_3(),
-        session_close_frames: true,
+        close_frames: true,
         ..Setup::default()
     })
     .await;
@@ -836,7 +851,7 @@ async fn over_a_limit_the_session_close_frames_give_4029_with_the_session_first(
 async fn over_a_limit_with_the_upgrade_taken_first_the_refusal_falls_back_to_http() {
     let s = start(Setup {
         registry: limits_2_3(),
-        session_close_frames: true,
+        close_frames: true,
         ..Setup::default()
     })
     .await;

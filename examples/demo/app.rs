@@ -16,7 +16,7 @@ use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
-use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, RateLimitLayer};
+use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::response::json_body;
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
@@ -92,7 +92,7 @@ pub fn validator(config: &DemoConfig) -> Result<Validator<DemoClaims>, ConfigErr
         // No token of the demo's lives longer than a day (POST /auth/token's longest `ttl`);
         // without this, `exp` far in the future would be accepted until then.
         .max_lifetime(Duration::from_secs(86_400))
-        .shared_clock(Arc::clone(&config.clock))
+        .clock(Arc::clone(&config.clock))
         .build()
 }
 
@@ -117,7 +117,7 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     // 5 failures within 15 minutes lock an address for 15 minutes (the policy's defaults). No
     // proxy is trusted: X-Forwarded-For and Forwarded from clients change nothing.
     let lockout = LockoutLayer::builder(LockoutPolicy::new())
-        .shared_clock(Arc::clone(&config.clock))
+        .clock(Arc::clone(&config.clock))
         .on_lock(|event| {
             tracing::warn!(client = %event.ip, failures = event.failures, "demo: address locked");
         })
@@ -125,20 +125,21 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     // 30 orders per minute per user, keyed on the token's subject. GCRA: a burst of 30, then
     // one every 2 s, so up to 35 pass in the first 10 s (see the rate_limit module docs;
     // `strict_quota` never lets more than 30 into any minute).
-    let orders_limit = RateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(
+    let orders_limit = UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(
         std::num::NonZeroU32::new(30).expect("30 is not zero"),
     )))
-    .shared_clock(Arc::clone(&config.clock))
+    .clock(Arc::clone(&config.clock))
     .build()?;
     // WebSocket sessions: the same validator re-authenticates them; 10 messages per second per
     // user across all of that user's connections.
     let sessions = WsSessions::builder(auth.validator().clone())
-        .message_limiter(MessageLimiter::with_clock(
-            PlanQuotas::new(Quota::per_second(
+        .message_limiter(
+            MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
                 std::num::NonZeroU32::new(10).expect("10 is not zero"),
-            )),
-            Arc::clone(&config.clock),
-        ))
+            )))
+            .clock(Arc::clone(&config.clock))
+            .build()?,
+        )
         .max_tick(config.session_tick)
         .registry(SessionRegistry::new(
             ConnectionLimits::new().global(MAX_WEBSOCKETS),

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
-use tower_jwt_guard::rate_limit::{MemoryRateStore, PlanQuotas};
+use tower_jwt_guard::rate_limit::{MemoryRateLimitStore, PlanQuotas};
 
 fn bench(c: &mut Criterion) {
     let quota = Quota::with_period(Duration::from_nanos(1))
         .unwrap()
         .allow_burst(NonZeroU32::new(1_000_000_000).unwrap());
-    let ours = MemoryRateStore::new(PlanQuotas::new(quota));
+    let ours = MemoryRateLimitStore::new(PlanQuotas::new(quota));
     let theirs = RateLimiter::<Arc<str>, _, _>::dashmap(quota);
     let informed = RateLimiter::<Arc<str>, _, _>::dashmap(quota)
         .with_middleware::<governor::middleware::StateInformationMiddleware>();

@@ -1,4 +1,4 @@
-//! Per-user rate limiting: tower-jwt-guard's `RateLimitLayer` against `tower_governor`, keyed
+//! Per-user rate limiting: tower-jwt-guard's `UserRateLimitLayer` against `tower_governor`, keyed
 //! the same way (the authenticated subject read from the request's `AuthContext`), over the
 //! same trivial service, in the same run. Quotas are large enough that every check is allowed:
 //! what is measured is the cost of a check.
@@ -23,7 +23,7 @@ use tower_governor::GovernorError;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 use tower_jwt_guard::AuthContext;
-use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitLayer};
+use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitLayer};
 
 /// tower_governor keyed on the authenticated subject, as tower-jwt-guard does.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     let huge = NonZeroU32::new(1_000_000_000).unwrap();
     let ours = ServiceBuilder::new()
         .layer(
-            RateLimitLayer::builder(PlanQuotas::new(
+            UserRateLimitLayer::builder(PlanQuotas::new(
                 Quota::with_period(Duration::from_nanos(1))
                     .unwrap()
                     .allow_burst(huge),

@@ -22,10 +22,11 @@
 //! until room frees up. The cache holds the tokens themselves in memory; it never logs them and
 //! its `Debug` shows only counts.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use dashmap::DashMap;
+use std::sync::{PoisonError, RwLock};
 
 use crate::validate::{Validator, Verified};
 
@@ -40,9 +41,16 @@ struct Entry<C> {
     verified: Verified<C>,
 }
 
+/// Shards of the map: a hit takes one shard's read lock, so concurrent requests rarely meet.
+const SHARDS: usize = 16;
+
+type Shard<C> = RwLock<HashMap<Box<str>, Entry<C>>>;
+
 pub(crate) struct VerifiedCache<C> {
-    /// Keyed by the signature segment; the entry holds the whole token.
-    map: DashMap<Box<str>, Entry<C>, foldhash::fast::RandomState>,
+    /// Keyed by the signature segment; the entry holds the whole token. The hasher picks the
+    /// shard; each shard's map uses SipHash with its own random keys.
+    shards: Box<[Shard<C>]>,
+    hasher: foldhash::fast::RandomState,
     capacity: usize,
     len: AtomicUsize,
     /// Clock second of the last sweep.
@@ -70,11 +78,16 @@ where
     /// `None` when `capacity` is 0.
     pub(crate) fn new(capacity: usize) -> Option<Self> {
         (capacity > 0).then(|| Self {
-            map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             capacity,
             len: AtomicUsize::new(0),
             last_sweep: AtomicU64::new(0),
         })
+    }
+
+    fn shard(&self, sig: &str) -> &Shard<C> {
+        &self.shards[self.hasher.hash_one(sig) as usize % SHARDS]
     }
 
     /// Validates `token` with `validator`, through the cache.
@@ -86,17 +99,24 @@ where
         let Some(sig) = signature_of(token) else {
             return validator.validate_with_subject(token);
         };
-        if let Some(entry) = self.map.get(sig)
-            && *entry.token == *token
-        {
-            let verified = entry.verified.clone();
-            drop(entry);
+        let shard = self.shard(sig);
+        let hit = {
+            let map = shard.read().unwrap_or_else(PoisonError::into_inner);
+            map.get(sig)
+                .filter(|entry| *entry.token == *token)
+                .map(|entry| entry.verified.clone())
+        };
+        if let Some(verified) = hit {
             if validator.still_accepts(&verified) {
                 return Ok(verified);
             }
             // Out of its time window, or a requirement now says no: forget it, and let the
             // validator give the usual answer.
-            if self.map.remove(sig).is_some() {
+            let removed = shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(sig);
+            if removed.is_some() {
                 // Saturating: a sweep may have counted this removal already.
                 let _ = self
                     .len
@@ -124,7 +144,12 @@ where
             token: token.into(),
             verified: verified.clone(),
         };
-        if self.map.insert(sig.into(), entry).is_none() {
+        let previous = self
+            .shard(sig)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sig.into(), entry);
+        if previous.is_none() {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -141,9 +166,13 @@ where
         {
             return;
         }
-        self.map
-            .retain(|_, e| validator.still_current(&e.verified.context));
-        self.len.store(self.map.len(), Ordering::Relaxed);
+        let mut len = 0;
+        for shard in self.shards.iter() {
+            let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+            map.retain(|_, e| validator.still_current(&e.verified.context));
+            len += map.len();
+        }
+        self.len.store(len, Ordering::Relaxed);
     }
 
     #[cfg(test)]

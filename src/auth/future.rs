@@ -3,15 +3,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::AuthConfig;
-use super::service::authenticate;
-use crate::audit::{self, RequestInfo};
+use super::layer::{AuthConfig, authenticate};
 use crate::body::GuardBody;
+use crate::scaffold::Rejected;
 use crate::validate::{RevocationFuture, Verified};
 
 /// What the revocation state needs to go on once the hook has answered.
@@ -51,7 +49,7 @@ pin_project! {
             future: S::Future,
         },
         Rejected {
-            response: Option<Response<Bytes>>,
+            rejected: Rejected,
         },
     }
 }
@@ -66,10 +64,10 @@ where
         }
     }
 
-    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+    pub(crate) fn rejected(response: http::Response<bytes::Bytes>) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(response),
+                rejected: Rejected::new(response),
             },
         }
     }
@@ -123,14 +121,9 @@ where
                             state.set(State::Inner { future });
                         }
                         Err(err) => {
-                            audit::rejected(
-                                &err,
-                                verified.context.subject(),
-                                RequestInfo::of(&request),
-                            );
-                            let response = config.rejection(&mut request, &err);
+                            let response = config.reject(request, &err, verified.context.subject());
                             state.set(State::Rejected {
-                                response: Some(response),
+                                rejected: Rejected::new(response),
                             });
                         }
                     }
@@ -140,12 +133,7 @@ where
                         .poll(cx)
                         .map(|res| res.map(|r| r.map(GuardBody::inner)));
                 }
-                StateProj::Rejected { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(GuardBody::rejection)));
-                }
+                StateProj::Rejected { rejected } => return Poll::Ready(Ok(rejected.take())),
             }
         }
     }

@@ -1,26 +1,36 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::Request;
 use serde::de::DeserializeOwned;
-use tower_layer::Layer;
 
-use super::JwtAuth;
 use super::cache::VerifiedCache;
-use crate::error::ConfigError;
+use crate::audit::{self, RequestInfo};
+use crate::context::Claims;
+use crate::error::{AuthError, ConfigError};
 use crate::extract::TokenExtractor;
 use crate::response::{JsonResponder, Responder};
-use crate::validate::Validator;
+use crate::validate::{Validator, Verified};
 
 /// Everything a [`JwtAuth`] service needs, built once and shared.
 pub(crate) struct AuthConfig<C> {
     pub(crate) validator: Validator<C>,
     pub(crate) extractor: TokenExtractor,
     pub(crate) optional: bool,
-    pub(crate) responder: Box<dyn Responder>,
-    /// Refuse WebSocket upgrades with a close frame instead of an HTTP status.
-    pub(crate) close_frames: bool,
+    pub(crate) responder: Arc<dyn Responder>,
     /// Tokens already verified; `None` when disabled.
     pub(crate) cache: Option<VerifiedCache<C>>,
+}
+
+impl<C> fmt::Debug for AuthConfig<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("validator", &self.validator)
+            .field("extractor", &self.extractor)
+            .field("optional", &self.optional)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<C> AuthConfig<C>
@@ -31,7 +41,7 @@ where
     pub(crate) fn validate(
         &self,
         token: &str,
-    ) -> Result<crate::validate::Verified<C>, (crate::error::AuthError, Option<Arc<str>>)> {
+    ) -> Result<Verified<C>, (AuthError, Option<Arc<str>>)> {
         match &self.cache {
             Some(cache) => cache.validate(&self.validator, token),
             None => self.validator.validate_with_subject(token),
@@ -40,52 +50,37 @@ where
 }
 
 impl<C> AuthConfig<C> {
-    /// The prefix of the token subprotocol, if that source is configured.
-    pub(crate) fn token_protocol_prefix(&self) -> Option<&str> {
-        self.extractor.sources().iter().find_map(|s| match s {
-            crate::extract::TokenSource::WebSocketProtocol { prefix } => Some(&**prefix),
-            _ => None,
-        })
-    }
-
-    /// The response for a rejection of `req`: a close frame for WebSocket upgrades in
-    /// close-frame mode, the responder's answer otherwise.
-    pub(crate) fn rejection<B>(
+    /// Refuses `req` with `error`: the audit event, then the responder's answer.
+    pub(crate) fn reject<B>(
         &self,
-        req: &mut http::Request<B>,
-        error: &crate::error::AuthError,
+        req: Request<B>,
+        error: &AuthError,
+        subject: Option<&str>,
     ) -> http::Response<bytes::Bytes> {
-        crate::response::reject_request(
-            &*self.responder,
-            req,
-            error,
-            self.close_frames.then(|| self.token_protocol_prefix()),
-        )
+        audit::rejected(error, subject, RequestInfo::of(&req));
+        crate::response::reject(&*self.responder, req, error)
     }
 }
 
-/// A [`Layer`] that authenticates requests with JWTs; see the [module docs](crate::auth).
-pub struct JwtAuthLayer<C> {
-    config: Arc<AuthConfig<C>>,
+/// Puts the verified context and claims where handlers find them, and tells outer layers
+/// (see [`outcome`](crate::outcome)).
+pub(crate) fn authenticate<B, C>(req: &mut Request<B>, verified: Verified<C>)
+where
+    C: Clone + Send + Sync + 'static,
+{
+    audit::accepted(&verified.context, RequestInfo::of(req));
+    let extensions = req.extensions_mut();
+    crate::outcome::authenticated(extensions, verified.context);
+    extensions.insert(Claims(verified.claims));
 }
 
-impl<C> Clone for JwtAuthLayer<C> {
-    fn clone(&self) -> Self {
-        Self {
-            config: Arc::clone(&self.config),
-        }
-    }
-}
-
-impl<C> fmt::Debug for JwtAuthLayer<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuthLayer")
-            .field("validator", &self.config.validator)
-            .field("extractor", &self.config.extractor)
-            .field("optional", &self.config.optional)
-            .field("cache", &self.config.cache)
-            .finish_non_exhaustive()
-    }
+crate::scaffold::middleware! {
+    /// A [`Layer`](tower_layer::Layer) that authenticates requests with JWTs; see the
+    /// [module docs](crate::auth).
+    pub struct JwtAuthLayer<C>;
+    /// The service produced by [`JwtAuthLayer`].
+    pub struct JwtAuth;
+    config: AuthConfig;
 }
 
 impl<C> JwtAuthLayer<C>
@@ -101,16 +96,9 @@ where
             validator,
             extractor: TokenExtractor::default(),
             optional: false,
-            responder: Box::new(JsonResponder::new()),
-            close_frames: false,
+            responder: Arc::new(JsonResponder::new()),
             cache: VerifiedCache::new(super::DEFAULT_VERIFIED_CACHE),
         })
-    }
-
-    fn from_config(config: AuthConfig<C>) -> Self {
-        Self {
-            config: Arc::new(config),
-        }
     }
 
     /// Starts a configuration.
@@ -119,8 +107,7 @@ where
             validator,
             extractor: TokenExtractor::default(),
             optional: false,
-            responder: Box::new(JsonResponder::new()),
-            close_frames: false,
+            responder: Arc::new(JsonResponder::new()),
             cache_capacity: super::DEFAULT_VERIFIED_CACHE,
         }
     }
@@ -131,21 +118,12 @@ where
     }
 }
 
-impl<S, C> Layer<S> for JwtAuthLayer<C> {
-    type Service = JwtAuth<S, C>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        JwtAuth::from_parts(inner, Arc::clone(&self.config))
-    }
-}
-
 /// Configuration of a [`JwtAuthLayer`].
 pub struct JwtAuthBuilder<C> {
     validator: Validator<C>,
     extractor: TokenExtractor,
     optional: bool,
-    responder: Box<dyn Responder>,
-    close_frames: bool,
+    responder: Arc<dyn Responder>,
     cache_capacity: usize,
 }
 
@@ -176,18 +154,10 @@ where
         self
     }
 
-    /// Replaces the [`JsonResponder`].
+    /// How rejections are rendered (default [`JsonResponder`]); see
+    /// [`response`](crate::response). Give every layer of a stack the same one.
     pub fn responder(mut self, responder: impl Responder) -> Self {
-        self.responder = Box::new(responder);
-        self
-    }
-
-    /// Refuses WebSocket upgrades (HTTP/1.1) by completing them and closing at once with 4001
-    /// (missing token), 4002 (invalid), 4003 (expired) or 4000 (other), for browsers, which
-    /// cannot read a failed handshake's status. Other requests keep the HTTP responses.
-    #[cfg(feature = "websocket")]
-    pub fn websocket_close_frames(mut self) -> Self {
-        self.close_frames = true;
+        self.responder = Arc::new(responder);
         self
     }
 
@@ -215,7 +185,6 @@ where
             extractor: self.extractor,
             optional: self.optional,
             responder: self.responder,
-            close_frames: self.close_frames,
             cache: VerifiedCache::new(self.cache_capacity),
         }))
     }

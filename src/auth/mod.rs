@@ -24,9 +24,15 @@
 //!
 //! - The service never returns an error of its own: a rejection is an `Ok` response whose body
 //!   is a [`GuardBody`](crate::body::GuardBody) (so any inner body type works) and whose
-//!   extensions carry an [`AuthRejection`](crate::response::AuthRejection).
+//!   extensions carry an [`AuthRejection`](crate::outcome::AuthRejection); an accepted request
+//!   gets the [`AuthContext`](crate::AuthContext) and [`Claims`](crate::Claims) (see
+//!   [`outcome`](crate::outcome) for this contract between layers).
 //! - In [optional mode](JwtAuthBuilder::optional) a request without any token passes with no
-//!   claims (an [`Unauthenticated`] marker is inserted instead); a bad token is still refused.
+//!   claims (an [`Unauthenticated`](crate::outcome::Unauthenticated) marker is inserted
+//!   instead); a bad token is still refused.
+//! - Rejections are rendered by the [`Responder`](crate::response::Responder) given to
+//!   [`JwtAuthBuilder::responder`] (JSON by default; close frames for WebSocket upgrades with
+//!   [`CloseFrameResponder`](crate::ws::CloseFrameResponder)).
 //! - `poll_ready` only forwards to the inner service; nothing is allocated for a request beyond
 //!   what the validator and `http::Extensions` need, and no future is boxed unless a revocation
 //!   hook is configured.
@@ -42,9 +48,4 @@ mod service;
 
 pub use cache::{DEFAULT_CAPACITY as DEFAULT_VERIFIED_CACHE, MAX_CACHED_TOKEN};
 pub use future::ResponseFuture;
-pub use layer::{JwtAuthBuilder, JwtAuthLayer};
-pub use service::JwtAuth;
-
-/// Inserted into a request's extensions in optional mode when no token was presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Unauthenticated;
+pub use layer::{JwtAuth, JwtAuthBuilder, JwtAuthLayer};

@@ -1,4 +1,3 @@
-use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -6,76 +5,17 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::Unauthenticated;
+use super::JwtAuth;
 use super::future::ResponseFuture;
-use super::layer::AuthConfig;
+use super::layer::authenticate;
 use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
-use crate::context::Claims;
 use crate::error::AuthError;
+use crate::outcome::Unauthenticated;
 use crate::validate::Verified;
 
 /// A validation result; on failure, the subject when the signature was good (for audit).
 type Outcome<C> = Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)>;
-
-/// The service produced by [`JwtAuthLayer`](super::JwtAuthLayer).
-pub struct JwtAuth<S, C> {
-    inner: S,
-    config: Arc<AuthConfig<C>>,
-}
-
-impl<S, C> JwtAuth<S, C> {
-    pub(crate) fn from_parts(inner: S, config: Arc<AuthConfig<C>>) -> Self {
-        Self { inner, config }
-    }
-
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone, C> Clone for JwtAuth<S, C> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            config: Arc::clone(&self.config),
-        }
-    }
-}
-
-impl<S: fmt::Debug, C> fmt::Debug for JwtAuth<S, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuth")
-            .field("inner", &self.inner)
-            .field("optional", &self.config.optional)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Puts the verified context and claims where handlers find them.
-pub(crate) fn authenticate<B, C>(req: &mut Request<B>, verified: Verified<C>)
-where
-    C: Clone + Send + Sync + 'static,
-{
-    audit::accepted(&verified.context, RequestInfo::of(req));
-    if let Some(probe) = req.extensions().get::<crate::lockout::SuccessProbe>() {
-        probe.0.store(true, std::sync::atomic::Ordering::Release);
-    }
-    let extensions = req.extensions_mut();
-    extensions.insert(verified.context);
-    extensions.insert(Claims(verified.claims));
-}
 
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C>
 where
@@ -103,8 +43,7 @@ where
         };
         match outcome {
             Err((err, subject)) => {
-                audit::rejected(&err, subject.as_deref(), RequestInfo::of(&req));
-                ResponseFuture::rejected(config.rejection(&mut req, &err))
+                ResponseFuture::rejected(config.reject(req, &err, subject.as_deref()))
             }
             Ok(None) => {
                 audit::anonymous(RequestInfo::of(&req));
@@ -117,10 +56,7 @@ where
                     ResponseFuture::inner(self.inner.call(req))
                 }
                 Some(check) => {
-                    // The ready service goes into the future; a fresh clone stays behind and
-                    // will be driven to readiness by the next `poll_ready`.
-                    let clone = self.inner.clone();
-                    let inner = std::mem::replace(&mut self.inner, clone);
+                    let inner = self.take_ready();
                     ResponseFuture::revocation(
                         check,
                         inner,

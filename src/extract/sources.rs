@@ -255,31 +255,31 @@ fn cookie<'a>(
 }
 
 /// The longest subprotocol name that may be selected in a response. Application protocols are
-/// short names (`echo`, `graphql-ws`, `v12.stomp`); anything longer may be a credential under
-/// a prefix this layer does not know, and is never sent back.
+/// short names (`echo`, `graphql-ws`, `v12.stomp`); a token is always longer (a signed JWT is
+/// over 64 bytes before the subprotocol source base64url-encodes it again), so whatever prefix
+/// carries it, a token is never sent back.
 pub const MAX_APPLICATION_PROTOCOL_LEN: usize = 64;
 
-/// Whether `protocol` may be selected in a response: not empty, not a token carrier (neither
-/// the default prefix nor `token_prefix`), and at most [`MAX_APPLICATION_PROTOCOL_LEN`] bytes.
-pub fn is_application_protocol(protocol: &str, token_prefix: Option<&str>) -> bool {
+/// Whether `protocol` may be selected in a response: not empty, not under the default token
+/// prefix, and at most [`MAX_APPLICATION_PROTOCOL_LEN`] bytes. The rule needs no knowledge of a
+/// custom prefix (see [`MAX_APPLICATION_PROTOCOL_LEN`]), so every part of a stack (a refusal
+/// with a close frame, a session's selection) applies the same one.
+pub fn is_application_protocol(protocol: &str) -> bool {
     !protocol.is_empty()
         && protocol.len() <= MAX_APPLICATION_PROTOCOL_LEN
         && !protocol.starts_with(DEFAULT_WEBSOCKET_PROTOCOL_PREFIX)
-        && token_prefix.is_none_or(|prefix| prefix.is_empty() || !protocol.starts_with(prefix))
 }
 
-/// The subprotocols a client offered that may be selected (see [`is_application_protocol`]).
-pub fn application_protocols<'h>(
-    headers: &'h HeaderMap,
-    token_prefix: Option<&'h str>,
-) -> impl Iterator<Item = &'h str> + 'h {
+/// The subprotocols a client offered that may be selected (see [`is_application_protocol`]),
+/// in the client's order.
+pub fn application_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|p| p.trim_matches(is_ws))
-        .filter(move |p| is_application_protocol(p, token_prefix))
+        .filter(|p| is_application_protocol(p))
 }
 
 fn websocket_protocol<'a>(
@@ -300,7 +300,7 @@ fn websocket_protocol<'a>(
                     return Err(ExtractError::MultipleSubprotocols);
                 }
                 encoded = Some(enc);
-            } else if is_application_protocol(protocol, Some(prefix)) {
+            } else if is_application_protocol(protocol) {
                 application = true;
             }
         }

@@ -1,26 +1,26 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::layer::{LockEvent, Shared};
-use super::service::locked_out;
-use super::{FailureOutcome, LockStatus, LockoutStore, SuccessProbe};
-use crate::audit::{self, AUDIT_TARGET, RequestInfo};
+use super::{FailureOutcome, LockStatus, LockoutStore};
+use crate::audit::AUDIT_TARGET;
 use crate::body::GuardBody;
 use crate::client_ip::IpKey;
-use crate::response::AuthRejection;
+use crate::outcome::{AuthRejection, SuccessSignal};
+use crate::scaffold::Rejected;
 
 /// What the future needs to count the outcome of a request.
 pub(crate) struct Tracking<St> {
     pub(crate) key: IpKey,
-    pub(crate) probe: Option<SuccessProbe>,
+    /// Set by the authentication layer when the request authenticates (only when success
+    /// resets failures).
+    pub(crate) success: Option<SuccessSignal>,
     pub(crate) shared: Arc<Shared<St>>,
 }
 
@@ -104,7 +104,7 @@ pin_project! {
             response: Option<S::Response>,
         },
         Rejected {
-            response: Option<Response<Bytes>>,
+            rejected: Rejected,
         },
     }
 }
@@ -120,10 +120,10 @@ where
         }
     }
 
-    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+    pub(crate) fn rejected(response: Response<bytes::Bytes>) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(response),
+                rejected: Rejected::new(response),
             },
         }
     }
@@ -158,14 +158,12 @@ where
             match state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
                     let status = ready!(check.poll(cx));
-                    let (mut inner, mut request, tracking) = *pending.take().expect(DONE);
+                    let (mut inner, request, tracking) = *pending.take().expect(DONE);
                     match status {
                         Ok(LockStatus::Locked { retry_after }) => {
-                            let err = locked_out(retry_after);
-                            audit::rejected(&err, None, RequestInfo::of(&request));
-                            let response = tracking.shared.rejection(&mut request, &err);
+                            let response = tracking.shared.reject_locked(request, retry_after);
                             state.set(State::Rejected {
-                                response: Some(response),
+                                rejected: Rejected::new(response),
                             });
                         }
                         other => {
@@ -204,11 +202,7 @@ where
                             response: Some(response),
                             tracking: Some(tracking),
                         });
-                    } else if tracking
-                        .probe
-                        .as_ref()
-                        .is_some_and(|p| p.0.load(Ordering::Acquire))
-                    {
+                    } else if tracking.success.as_ref().is_some_and(SuccessSignal::is_set) {
                         let reset = shared.store.reset(tracking.key, shared.clock.now());
                         state.set(State::Resetting {
                             reset,
@@ -240,10 +234,7 @@ where
                     let response = response.take().expect(DONE);
                     return Poll::Ready(Ok(response.map(GuardBody::inner)));
                 }
-                StateProj::Rejected { response } => {
-                    let response = response.take().expect(DONE);
-                    return Poll::Ready(Ok(response.map(GuardBody::rejection)));
-                }
+                StateProj::Rejected { rejected } => return Poll::Ready(Ok(rejected.take())),
             }
         }
     }

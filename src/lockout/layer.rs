@@ -2,12 +2,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_layer::Layer;
-
-use super::{LockoutPolicy, LockoutStore, MemoryStore};
+use super::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
+use crate::audit::{self, RequestInfo};
 use crate::client_ip::{ClientIpResolver, IpKey};
 use crate::clock::{Clock, SystemClock};
-use crate::error::ConfigError;
+use crate::error::{AuthError, ConfigError, ErrorCode};
 use crate::response::{JsonResponder, Responder};
 
 /// What the [`on_lock`](LockoutBuilder::on_lock) hook is told when an address becomes locked.
@@ -25,74 +24,69 @@ pub struct LockEvent {
 
 type LockHook = Box<dyn Fn(&LockEvent) + Send + Sync>;
 
-impl<St> Shared<St> {
-    /// The response for a locked request: a 4029 close frame for WebSocket upgrades in
-    /// close-frame mode, the responder's answer otherwise.
-    pub(crate) fn rejection<B>(
-        &self,
-        req: &mut http::Request<B>,
-        error: &crate::error::AuthError,
-    ) -> http::Response<bytes::Bytes> {
-        // The lockout does not know a custom token prefix; application protocols exclude the
-        // default one and any long name, so a token is never echoed either way.
-        crate::response::reject_request(
-            &*self.responder,
-            req,
-            error,
-            self.close_frames.then_some(None),
-        )
-    }
-}
-
 pub(crate) struct Shared<St> {
     pub(crate) store: St,
     pub(crate) policy: LockoutPolicy,
     pub(crate) resolver: ClientIpResolver,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) responder: Box<dyn Responder>,
+    pub(crate) responder: Arc<dyn Responder>,
     pub(crate) on_lock: Option<LockHook>,
-    /// Refuse locked WebSocket upgrades with a 4029 close frame.
-    pub(crate) close_frames: bool,
     /// Set once the "no peer address" warning has been given.
     pub(crate) warned_no_peer: std::sync::atomic::AtomicBool,
 }
 
-/// A [`Layer`] that locks out client addresses after repeated failed attempts; see the
-/// [module docs](crate::lockout).
-pub struct LockoutLayer<St = MemoryStore> {
-    shared: Arc<Shared<St>>,
-}
-
-impl<St> Clone for LockoutLayer<St> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<St: fmt::Debug> fmt::Debug for LockoutLayer<St> {
+impl<St: fmt::Debug> fmt::Debug for Shared<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockoutLayer")
-            .field("store", &self.shared.store)
-            .field("policy", &self.shared.policy)
-            .field("resolver", &self.shared.resolver)
+        f.debug_struct("LockoutConfig")
+            .field("store", &self.store)
+            .field("policy", &self.policy)
+            .field("resolver", &self.resolver)
             .finish_non_exhaustive()
     }
 }
 
-impl LockoutLayer<MemoryStore> {
+impl<St> Shared<St> {
+    /// Refuses `req` from a locked address: the audit event, then the responder's answer.
+    pub(crate) fn reject_locked<B>(
+        &self,
+        req: http::Request<B>,
+        retry_after: Duration,
+    ) -> http::Response<bytes::Bytes> {
+        let err = locked_out(retry_after);
+        audit::rejected(&err, None, RequestInfo::of(&req));
+        crate::response::reject(&*self.responder, req, &err)
+    }
+}
+
+/// The rejection of a locked address.
+fn locked_out(retry_after: Duration) -> AuthError {
+    AuthError::new(
+        ErrorCode::LockedOut,
+        "too many failed attempts from this address; try again later",
+    )
+    .with_retry_after(retry_after)
+}
+
+crate::scaffold::middleware! {
+    /// A [`Layer`](tower_layer::Layer) that locks out client addresses after repeated failed
+    /// attempts; see the [module docs](crate::lockout).
+    pub struct LockoutLayer<St = MemoryLockoutStore>;
+    /// The service produced by [`LockoutLayer`].
+    pub struct Lockout;
+    config: Shared;
+}
+
+impl LockoutLayer<MemoryLockoutStore> {
     /// Starts a configuration with an in-memory store sized by `policy`.
-    pub fn builder(policy: LockoutPolicy) -> LockoutBuilder<MemoryStore> {
-        let store = MemoryStore::new(policy.capacity);
+    pub fn builder(policy: LockoutPolicy) -> LockoutBuilder<MemoryLockoutStore> {
+        let store = MemoryLockoutStore::new(policy.capacity);
         LockoutBuilder {
             store,
             policy,
             resolver: ClientIpResolver::new(),
             clock: Arc::new(SystemClock),
-            responder: Box::new(JsonResponder::new()),
+            responder: Arc::new(JsonResponder::new()),
             on_lock: None,
-            close_frames: false,
         }
     }
 }
@@ -100,20 +94,12 @@ impl LockoutLayer<MemoryStore> {
 impl<St> LockoutLayer<St> {
     /// The store, e.g. to read how many addresses it tracks.
     pub fn store(&self) -> &St {
-        &self.shared.store
+        &self.config.store
     }
 
     /// The policy.
     pub fn policy(&self) -> &LockoutPolicy {
-        &self.shared.policy
-    }
-}
-
-impl<S, St> Layer<S> for LockoutLayer<St> {
-    type Service = super::Lockout<S, St>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        super::Lockout::from_parts(inner, Arc::clone(&self.shared))
+        &self.config.policy
     }
 }
 
@@ -123,9 +109,8 @@ pub struct LockoutBuilder<St> {
     policy: LockoutPolicy,
     resolver: ClientIpResolver,
     clock: Arc<dyn Clock>,
-    responder: Box<dyn Responder>,
+    responder: Arc<dyn Responder>,
     on_lock: Option<LockHook>,
-    close_frames: bool,
 }
 
 impl<St: fmt::Debug> fmt::Debug for LockoutBuilder<St> {
@@ -148,7 +133,6 @@ impl<St: LockoutStore> LockoutBuilder<St> {
             clock: self.clock,
             responder: self.responder,
             on_lock: self.on_lock,
-            close_frames: self.close_frames,
         }
     }
 
@@ -158,21 +142,16 @@ impl<St: LockoutStore> LockoutBuilder<St> {
         self
     }
 
-    /// The clock (default: the system clock).
+    /// The clock (default: the system clock); see [`Clock`] for sharing one.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = clock.into_shared();
         self
     }
 
-    /// The clock, already shared.
-    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Replaces the [`JsonResponder`] for `LOCKED_OUT` responses.
+    /// How `LOCKED_OUT` rejections are rendered (default [`JsonResponder`]); see
+    /// [`response`](crate::response). Give every layer of a stack the same one.
     pub fn responder(mut self, responder: impl Responder) -> Self {
-        self.responder = Box::new(responder);
+        self.responder = Arc::new(responder);
         self
     }
 
@@ -183,15 +162,6 @@ impl<St: LockoutStore> LockoutBuilder<St> {
         self
     }
 
-    /// Refuses a locked address's WebSocket upgrades (HTTP/1.1) by completing them and closing
-    /// at once with 4029, for browsers. The subprotocol answered is one the client offered that
-    /// does not start with the default token prefix.
-    #[cfg(feature = "websocket")]
-    pub fn websocket_close_frames(mut self) -> Self {
-        self.close_frames = true;
-        self
-    }
-
     /// Checks the policy and builds the layer.
     ///
     /// # Errors
@@ -199,17 +169,14 @@ impl<St: LockoutStore> LockoutBuilder<St> {
     /// the lock duration).
     pub fn build(self) -> Result<LockoutLayer<St>, ConfigError> {
         self.policy.validate()?;
-        Ok(LockoutLayer {
-            shared: Arc::new(Shared {
-                store: self.store,
-                policy: self.policy,
-                resolver: self.resolver,
-                clock: self.clock,
-                responder: self.responder,
-                on_lock: self.on_lock,
-                close_frames: self.close_frames,
-                warned_no_peer: std::sync::atomic::AtomicBool::new(false),
-            }),
-        })
+        Ok(LockoutLayer::from_config(Shared {
+            store: self.store,
+            policy: self.policy,
+            resolver: self.resolver,
+            clock: self.clock,
+            responder: self.responder,
+            on_lock: self.on_lock,
+            warned_no_peer: std::sync::atomic::AtomicBool::new(false),
+        }))
     }
 }

@@ -103,7 +103,7 @@ impl Shard {
 /// early. With `n` locked prefixes in a generation, roughly `(1 - e^(-n/65 536))²` of the
 /// other prefixes are refused: about 0.02 % at 1 000, 2 % at 10 000, 28 % at 50 000 (which
 /// takes 50 000 /24s, 12.8 million IPv4 addresses, or most of an IPv6 /32).
-pub struct MemoryStore {
+pub struct MemoryLockoutStore {
     shards: Box<[Mutex<Shard>]>,
     /// Picks the shard: foldhash, seeded at random (cheap; the maps inside use SipHash, which
     /// resists collision flooding by client-chosen addresses).
@@ -112,9 +112,9 @@ pub struct MemoryStore {
     overflow: Overflow,
 }
 
-impl fmt::Debug for MemoryStore {
+impl fmt::Debug for MemoryLockoutStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
+        f.debug_struct("MemoryLockoutStore")
             .field("tracked", &self.len())
             .field("capacity", &self.capacity)
             .field("shards", &self.shards.len())
@@ -131,7 +131,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl MemoryStore {
+impl MemoryLockoutStore {
     /// A store for at most `capacity` addresses.
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
@@ -466,7 +466,7 @@ fn verdict(
     }
 }
 
-impl LockoutStore for MemoryStore {
+impl LockoutStore for MemoryLockoutStore {
     type Error = Infallible;
     type CheckFuture = Ready<Result<LockStatus, Infallible>>;
     type FailureFuture = Ready<Result<FailureOutcome, Infallible>>;
@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn locks_on_the_fifth_failure_within_the_window() {
-        let store = MemoryStore::new(10);
+        let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
         for i in 1..=4 {
             let o = store.failure(key(1), secs(i), &p);
@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn failures_outside_the_window_start_over() {
-        let store = MemoryStore::new(10);
+        let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
         for i in 0..4 {
             store.failure(key(1), secs(i), &p);
@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn escalation_lengthens_repeat_lockouts() {
-        let store = MemoryStore::new(10);
+        let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new()
             .max_failures(NonZeroU32::new(1).unwrap())
             .lock_duration(Duration::from_secs(60))
@@ -572,7 +572,7 @@ mod tests {
 
     #[test]
     fn reset_clears_failures_but_not_a_lock() {
-        let store = MemoryStore::new(10);
+        let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
         for i in 0..4 {
             store.failure(key(1), secs(i), &p);
@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn sweeping_forgets_finished_entries_only() {
-        let store = MemoryStore::new(10);
+        let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
         store.failure(key(1), secs(0), &p);
         for i in 0..5 {
@@ -605,7 +605,7 @@ mod tests {
 
     #[test]
     fn full_store_never_evicts_locked_addresses() {
-        let store = MemoryStore::new(100);
+        let store = MemoryLockoutStore::new(100);
         let p = LockoutPolicy::new().max_failures(NonZeroU32::new(2).unwrap());
         for n in 0..50 {
             store.failure(key(n), secs(0), &p);
@@ -625,7 +625,7 @@ mod tests {
 
     #[test]
     fn offenders_history_outlives_merely_failing_addresses_under_pressure() {
-        let store = MemoryStore::new(100);
+        let store = MemoryLockoutStore::new(100);
         let p = LockoutPolicy::new()
             .max_failures(NonZeroU32::new(1).unwrap())
             .lock_duration(Duration::from_secs(10))
@@ -659,7 +659,7 @@ mod tests {
 
     #[test]
     fn store_full_of_locks_counts_newcomers_by_prefix() {
-        let store = MemoryStore::new(3);
+        let store = MemoryLockoutStore::new(3);
         let p = LockoutPolicy::new();
         for n in 0..3 {
             for i in 0..5 {
@@ -692,7 +692,7 @@ mod tests {
 
     #[test]
     fn a_prefix_lock_lasts_at_least_the_lock_duration_and_then_ends() {
-        let store = MemoryStore::new(1);
+        let store = MemoryLockoutStore::new(1);
         let p = LockoutPolicy::new().max_failures(NonZeroU32::new(1).unwrap());
         store.failure(key(0), secs(0), &p);
         let o = store.failure(key(1000), secs(1), &p);
@@ -713,7 +713,7 @@ mod tests {
     #[test]
     fn ipv6_newcomers_are_counted_by_their_48() {
         let v6 = |hi: u128| IpKey::new(IpAddr::V6(Ipv6Addr::from(hi << 64)), 64);
-        let store = MemoryStore::new(2);
+        let store = MemoryLockoutStore::new(2);
         let p = LockoutPolicy::new();
         for n in [1, 2] {
             for i in 0..5 {
@@ -738,7 +738,7 @@ mod tests {
 
     #[test]
     fn finished_entries_are_reused_without_a_sweep() {
-        let store = MemoryStore::new(4);
+        let store = MemoryLockoutStore::new(4);
         let p = LockoutPolicy::new();
         for n in 0..4 {
             for i in 0..5 {
@@ -758,7 +758,7 @@ mod tests {
     fn rotating_through_more_addresses_than_slots_washes_nothing() {
         // 4 failures each (one short of a lock), from 100 addresses of one /24 in turn, against
         // a store of 10: the failures that find no slot count against the /24, which locks.
-        let store = MemoryStore::new(10);
+        let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
         let mut locked_at = None;
         'rounds: for round in 0..4 {
@@ -781,7 +781,7 @@ mod tests {
 
     #[test]
     fn a_prefix_lock_split_across_generations_still_lasts_the_lock_duration() {
-        let store = MemoryStore::new(1);
+        let store = MemoryLockoutStore::new(1);
         let p = LockoutPolicy::new();
         store.failure(key(0), secs(0), &p);
         // The generation is 900 s long: 3 failures at its very end, 2 at the next one's start.

@@ -18,7 +18,7 @@
 //! # Ok::<(), tower_jwt_guard::ConfigError>(())
 //! ```
 //!
-//! - A request whose response carries an [`AuthRejection`](crate::response::AuthRejection) with
+//! - A request whose response carries an [`AuthRejection`](crate::outcome::AuthRejection) with
 //!   a counted code (by default `INVALID_TOKEN` and `TOKEN_EXPIRED`) is a failure of its client
 //!   address. [`LockoutPolicy::max_failures`] failures within the window lock the address for the
 //!   lock duration, optionally longer for repeat offenders ([`Escalation`]).
@@ -31,7 +31,7 @@
 //!   the first time, since it usually means the server was wired without connection info).
 //! - When an address becomes locked, a `WARN` event is emitted on the audit target and the
 //!   [`on_lock`](LockoutBuilder::on_lock) hook runs once.
-//! - State lives in a [`LockoutStore`]; the default [`MemoryStore`] is bounded, costs the same
+//! - State lives in a [`LockoutStore`]; the default [`MemoryLockoutStore`] is bounded, costs the same
 //!   per request however full it is, and keeps locking when full (by /24 or /48 prefix; see
 //!   its docs). It needs no cleanup task.
 //! - On WebSocket upgrade requests the layer adds a [`FailureReport`] to the request's
@@ -50,14 +50,8 @@ mod service;
 mod store;
 
 pub use future::ResponseFuture;
-pub use layer::{LockEvent, LockoutBuilder, LockoutLayer};
-pub use memory::MemoryStore;
+pub use layer::{LockEvent, Lockout, LockoutBuilder, LockoutLayer};
+pub use memory::MemoryLockoutStore;
 pub use policy::{Escalation, LockoutPolicy};
 pub use report::FailureReport;
-pub use service::Lockout;
 pub use store::{FailureOutcome, LockStatus, LockoutStore};
-
-/// Put into a request's extensions by the lockout layer when success resets failures; the
-/// authentication layer marks it when the request authenticates.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SuccessProbe(pub(crate) std::sync::Arc<std::sync::atomic::AtomicBool>);

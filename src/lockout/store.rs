@@ -31,7 +31,7 @@ pub struct FailureOutcome {
     pub counted_as: Option<IpKey>,
 }
 
-/// Where lockout state lives: in memory ([`MemoryStore`](super::MemoryStore)) or, for a fleet
+/// Where lockout state lives: in memory ([`MemoryLockoutStore`](super::MemoryLockoutStore)) or, for a fleet
 /// of instances, in a shared store.
 ///
 /// The futures are associated types so that the in-memory store answers with

@@ -3,17 +3,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::Shared;
-use super::service::{add_headers, ietf_headers, rate_limited, store_failed};
+use super::headers::{add_headers, ietf_headers};
+use super::layer::{Shared, rate_limited, store_failed};
 use super::{RateDecision, RateLimitStore};
-use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
-use crate::response::AuthRejection;
+use crate::outcome::AuthRejection;
+use crate::scaffold::Rejected;
 
 type Pending<S, ReqBody, St> = (
     S,
@@ -24,7 +23,7 @@ type Pending<S, ReqBody, St> = (
 );
 
 pin_project! {
-    /// The response future of [`RateLimit`](super::RateLimit).
+    /// The response future of [`UserRateLimit`](super::UserRateLimit).
     pub struct ResponseFuture<S, St, ReqBody>
     where
         S: Service<Request<ReqBody>>,
@@ -55,8 +54,7 @@ pin_project! {
             headers: Option<Box<[(HeaderName, HeaderValue); 2]>>,
         },
         Rejected {
-            // Boxed: rejections are the cold path; the future stays small for the hot one.
-            response: Option<Box<Response<Bytes>>>,
+            rejected: Rejected,
         },
     }
 }
@@ -75,10 +73,10 @@ where
         }
     }
 
-    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+    pub(crate) fn rejected(response: Response<bytes::Bytes>) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(Box::new(response)),
+                rejected: Rejected::new(response),
             },
         }
     }
@@ -119,18 +117,17 @@ where
                     match decision {
                         Ok(decision) => {
                             let headers = shared.headers.then(|| {
-                                ietf_headers(&decision, shared.store.policy_name(plan.as_deref()))
+                                let quotas = shared.store.quotas();
+                                ietf_headers(&decision, quotas.policy_name(plan.as_deref()))
                             });
                             if let RateDecision::Limited { retry_after, .. } = decision {
                                 let err = rate_limited(retry_after);
-                                audit::rejected(&err, Some(&key), RequestInfo::of(&request));
-                                let mut response =
-                                    crate::response::reject(&*shared.responder, &err);
+                                let mut response = shared.reject(request, &err, Some(&key));
                                 if let Some(pairs) = headers {
                                     add_headers(response.headers_mut(), pairs);
                                 }
                                 state.set(State::Rejected {
-                                    response: Some(Box::new(response)),
+                                    rejected: Rejected::new(response),
                                 });
                             } else {
                                 let future = inner.call(request);
@@ -169,10 +166,7 @@ where
                     }
                     return Poll::Ready(Ok(response.map(GuardBody::inner)));
                 }
-                StateProj::Rejected { response } => {
-                    let response = response.take().expect(DONE);
-                    return Poll::Ready(Ok(response.map(GuardBody::rejection)));
-                }
+                StateProj::Rejected { rejected } => return Poll::Ready(Ok(rejected.take())),
             }
         }
     }

@@ -1,20 +1,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::Extensions;
-use tower_layer::Layer;
+use http::{Extensions, Request};
 
-use super::{MemoryRateStore, PlanQuotas, RateLimitStore};
+use super::{MemoryRateLimitStore, PlanQuotas, RateLimitStore};
+use crate::audit::{self, RequestInfo};
 use crate::clock::Clock;
 use crate::context::AuthContext;
-use crate::error::ConfigError;
+use crate::error::{AuthError, ConfigError, ErrorCode};
 use crate::response::{JsonResponder, Responder};
 
-/// Reads the rate-limit key from a request's extensions.
-pub type KeyFn = Box<dyn Fn(&Extensions) -> Option<Arc<str>> + Send + Sync>;
+/// Reads the rate-limit key from a request's extensions (e.g. a tenant claim). Return an
+/// `Arc<str>` held in the extensions where you can, so that no request allocates.
+pub type KeyFn = fn(&Extensions) -> Option<Arc<str>>;
 
-/// Reads the plan name from a request's extensions (e.g. from the typed claims).
-pub type PlanFn = fn(&Extensions) -> Option<&str>;
+/// Reads the plan name that selects the quota: from a request's extensions (the
+/// [`UserRateLimitLayer`]) or from the typed claims (WebSocket sessions).
+pub type PlanFn<T> = fn(&T) -> Option<&str>;
 
 /// Where the key comes from.
 pub(crate) enum KeySource {
@@ -27,10 +29,50 @@ pub(crate) enum KeySource {
 pub(crate) struct Shared<St> {
     pub(crate) store: St,
     pub(crate) key: KeySource,
-    pub(crate) plan: Option<PlanFn>,
+    pub(crate) plan: Option<PlanFn<Extensions>>,
     pub(crate) reject_unauthenticated: bool,
     pub(crate) headers: bool,
-    pub(crate) responder: Box<dyn Responder>,
+    pub(crate) responder: Arc<dyn Responder>,
+}
+
+impl<St: fmt::Debug> fmt::Debug for Shared<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRateLimitConfig")
+            .field("store", &self.store)
+            .field("reject_unauthenticated", &self.reject_unauthenticated)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St> Shared<St> {
+    /// Refuses `req` with `error` (over quota, or not authenticated): the audit event, then
+    /// the responder's answer.
+    pub(crate) fn reject<B>(
+        &self,
+        req: Request<B>,
+        error: &AuthError,
+        key: Option<&str>,
+    ) -> http::Response<bytes::Bytes> {
+        audit::rejected(error, key, RequestInfo::of(&req));
+        crate::response::reject(&*self.responder, req, error)
+    }
+}
+
+/// The rejection of a user over quota.
+pub(crate) fn rate_limited(retry_after: std::time::Duration) -> AuthError {
+    AuthError::new(ErrorCode::RateLimited, "rate limit exceeded; slow down")
+        .with_retry_after(retry_after)
+}
+
+/// A store that failed lets the request through (an unreachable store must not take the
+/// service down); the error describes the store, never the request.
+pub(crate) fn store_failed(error: &dyn std::error::Error) {
+    tracing::error!(
+        target: crate::audit::AUDIT_TARGET,
+        error = %error,
+        "rate-limit store failed; request let through"
+    );
 }
 
 impl KeySource {
@@ -50,114 +92,95 @@ impl KeySource {
     }
 }
 
-/// A [`Layer`] that limits each authenticated user's requests; see the
-/// [module docs](crate::rate_limit).
-pub struct RateLimitLayer<St = MemoryRateStore> {
-    shared: Arc<Shared<St>>,
+crate::scaffold::middleware! {
+    /// A [`Layer`](tower_layer::Layer) that limits each authenticated user's requests; see the
+    /// [module docs](crate::rate_limit).
+    pub struct UserRateLimitLayer<St = MemoryRateLimitStore>;
+    /// The service produced by [`UserRateLimitLayer`].
+    pub struct UserRateLimit;
+    config: Shared;
 }
 
-impl<St> Clone for RateLimitLayer<St> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<St: fmt::Debug> fmt::Debug for RateLimitLayer<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer")
-            .field("store", &self.shared.store)
-            .field(
-                "reject_unauthenticated",
-                &self.shared.reject_unauthenticated,
-            )
-            .field("headers", &self.shared.headers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RateLimitLayer<MemoryRateStore> {
-    /// Starts a configuration with an in-memory store for `quotas`.
-    pub fn builder(quotas: PlanQuotas) -> RateLimitBuilder<MemoryRateStore> {
-        RateLimitBuilder::with_store(MemoryRateStore::new(quotas))
-    }
-}
-
-impl<St> RateLimitLayer<St> {
-    /// The store.
-    pub fn store(&self) -> &St {
-        &self.shared.store
-    }
-}
-
-impl<S, St> Layer<S> for RateLimitLayer<St> {
-    type Service = super::RateLimit<S, St>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        super::RateLimit::from_parts(inner, Arc::clone(&self.shared))
-    }
-}
-
-/// Configuration of a [`RateLimitLayer`].
-pub struct RateLimitBuilder<St> {
-    store: St,
-    key: KeySource,
-    plan: Option<PlanFn>,
-    reject_unauthenticated: bool,
-    headers: bool,
-    responder: Box<dyn Responder>,
-}
-
-impl<St: fmt::Debug> fmt::Debug for RateLimitBuilder<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitBuilder")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RateLimitBuilder<MemoryRateStore> {
-    /// The clock of the in-memory store (default: a fast monotonic clock). Tests pass a
-    /// `FakeClock`.
-    pub fn clock(self, clock: impl Clock) -> Self {
-        self.shared_clock(Arc::new(clock))
-    }
-
-    /// The clock, already shared.
-    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.store = MemoryRateStore::with_clock(self.store.quotas().clone(), clock);
-        self
-    }
-}
-
-impl<St: RateLimitStore> RateLimitBuilder<St> {
-    /// A configuration over any store (for example a shared one).
-    pub fn with_store(store: St) -> Self {
-        Self {
-            store,
+impl UserRateLimitLayer<MemoryRateLimitStore> {
+    /// Starts a configuration counting `quotas` in memory.
+    pub fn builder(quotas: PlanQuotas) -> UserRateLimitBuilder<MemoryRateLimitStore> {
+        UserRateLimitBuilder {
+            store: MemoryRateLimitStore::new(quotas.clone()),
+            quotas,
+            clock: None,
             key: KeySource::Subject,
             plan: None,
             reject_unauthenticated: false,
             headers: false,
-            responder: Box::new(JsonResponder::new()),
+            responder: Arc::new(JsonResponder::new()),
+        }
+    }
+}
+
+impl<St> UserRateLimitLayer<St> {
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.config.store
+    }
+}
+
+/// Configuration of a [`UserRateLimitLayer`].
+pub struct UserRateLimitBuilder<St> {
+    store: St,
+    quotas: PlanQuotas,
+    clock: Option<Arc<dyn Clock>>,
+    key: KeySource,
+    plan: Option<PlanFn<Extensions>>,
+    reject_unauthenticated: bool,
+    headers: bool,
+    responder: Arc<dyn Responder>,
+}
+
+impl<St: fmt::Debug> fmt::Debug for UserRateLimitBuilder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRateLimitBuilder")
+            .field("store", &self.store)
+            .field("quotas", &self.quotas)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: RateLimitStore> UserRateLimitBuilder<St> {
+    /// Counts in `store` instead of memory (for example a store shared by a fleet). The store
+    /// must count the layer's quotas ([`RateLimitStore::quotas`]); [`build`](Self::build)
+    /// refuses one that does not.
+    pub fn store<St2: RateLimitStore>(self, store: St2) -> UserRateLimitBuilder<St2> {
+        UserRateLimitBuilder {
+            store,
+            quotas: self.quotas,
+            clock: self.clock,
+            key: self.key,
+            plan: self.plan,
+            reject_unauthenticated: self.reject_unauthenticated,
+            headers: self.headers,
+            responder: self.responder,
         }
     }
 
+    /// The clock the store counts time with (default: the in-memory store's fast monotonic
+    /// clock); see [`Clock`] for sharing one. A store that keeps its own time ignores it
+    /// ([`RateLimitStore::with_clock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(clock.into_shared());
+        self
+    }
+
     /// Keys on something other than the subject: any value read from the extensions, e.g. a
-    /// claim of [`Claims<C>`](crate::Claims) or a tenant id. Return a shared `Arc<str>` held in
-    /// the extensions where you can, so that no request allocates.
-    pub fn key_by(
-        mut self,
-        key: impl Fn(&Extensions) -> Option<Arc<str>> + Send + Sync + 'static,
-    ) -> Self {
-        self.key = KeySource::Custom(Box::new(key));
+    /// claim of [`Claims<C>`](crate::Claims) or a tenant id. Key on verified values: see the
+    /// module docs on hashing.
+    pub fn key_by(mut self, key: KeyFn) -> Self {
+        self.key = KeySource::Custom(key);
         self
     }
 
     /// Reads the plan that selects the quota, e.g.
     /// `|ext| ext.get::<Claims<MyClaims>>()?.plan.as_deref()`.
-    pub fn plan_by(mut self, plan: PlanFn) -> Self {
+    pub fn plan_by(mut self, plan: PlanFn<Extensions>) -> Self {
         self.plan = Some(plan);
         self
     }
@@ -176,26 +199,34 @@ impl<St: RateLimitStore> RateLimitBuilder<St> {
         self
     }
 
-    /// Replaces the [`JsonResponder`].
+    /// How `RATE_LIMITED` rejections are rendered (default [`JsonResponder`]); see
+    /// [`response`](crate::response). Give every layer of a stack the same one.
     pub fn responder(mut self, responder: impl Responder) -> Self {
-        self.responder = Box::new(responder);
+        self.responder = Arc::new(responder);
         self
     }
 
     /// Builds the layer.
     ///
     /// # Errors
-    /// None today; kept fallible so that stores and options can validate.
-    pub fn build(self) -> Result<RateLimitLayer<St>, ConfigError> {
-        Ok(RateLimitLayer {
-            shared: Arc::new(Shared {
-                store: self.store,
-                key: self.key,
-                plan: self.plan,
-                reject_unauthenticated: self.reject_unauthenticated,
-                headers: self.headers,
-                responder: self.responder,
-            }),
-        })
+    /// When the store counts other quotas than the ones the builder was started with.
+    pub fn build(self) -> Result<UserRateLimitLayer<St>, ConfigError> {
+        if *self.store.quotas() != self.quotas {
+            return Err(ConfigError::new(
+                "the rate-limit store counts other quotas than the layer's",
+            ));
+        }
+        let store = match self.clock {
+            Some(clock) => self.store.with_clock(clock),
+            None => self.store,
+        };
+        Ok(UserRateLimitLayer::from_config(Shared {
+            store,
+            key: self.key,
+            plan: self.plan,
+            reject_unauthenticated: self.reject_unauthenticated,
+            headers: self.headers,
+            responder: self.responder,
+        }))
     }
 }

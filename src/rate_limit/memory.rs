@@ -60,7 +60,7 @@ type Limiter = RateLimiter<
 /// back are forgotten during normal checks: every 256th check (counted per thread, so that no
 /// shared counter is written on the hot path) looks at the clock, and forgets them when 30
 /// seconds have passed since the last time; no cleanup task is needed.
-pub struct MemoryRateStore {
+pub struct MemoryRateLimitStore {
     quotas: PlanQuotas,
     /// One limiter per quota (the default first, then each plan), with its burst and window.
     limiters: Box<[(Limiter, u32, Duration)]>,
@@ -68,24 +68,25 @@ pub struct MemoryRateStore {
     last_cleanup: AtomicU64,
 }
 
-impl fmt::Debug for MemoryRateStore {
+impl fmt::Debug for MemoryRateLimitStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryRateStore")
+        f.debug_struct("MemoryRateLimitStore")
             .field("quotas", &self.quotas)
             .field("tracked", &self.len())
             .finish()
     }
 }
 
-impl MemoryRateStore {
+impl MemoryRateLimitStore {
     /// A store for `quotas` on a fast monotonic clock.
     pub fn new(quotas: PlanQuotas) -> Self {
         Self::build(quotas, RateClock::Fast(quanta::Clock::new()))
     }
 
-    /// A store for `quotas` reading time from `clock` (for tests with a `FakeClock`).
-    pub fn with_clock(quotas: PlanQuotas, clock: Arc<dyn Clock>) -> Self {
-        Self::build(quotas, RateClock::Custom(clock))
+    /// This store, reading time from `clock` instead (for tests with a `FakeClock`); what it
+    /// counted so far is forgotten.
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        Self::build(self.quotas, RateClock::Custom(clock.into_shared()))
     }
 
     fn build(quotas: PlanQuotas, clock: RateClock) -> Self {
@@ -104,11 +105,6 @@ impl MemoryRateStore {
             clock,
             last_cleanup: AtomicU64::new(0),
         }
-    }
-
-    /// The quotas.
-    pub fn quotas(&self) -> &PlanQuotas {
-        &self.quotas
     }
 
     /// How many (user, plan) pairs are tracked now.
@@ -145,11 +141,6 @@ impl MemoryRateStore {
                 limiter.retain_recent();
             }
         }
-    }
-
-    /// The store's clock, in nanoseconds from its own origin (for windows kept beside it).
-    pub(crate) fn now_nanos(&self) -> u64 {
-        self.clock.now().as_u64()
     }
 
     /// Counts one request of `key` on `plan`'s quota.
@@ -209,7 +200,7 @@ impl MemoryRateStore {
     }
 }
 
-impl RateLimitStore for MemoryRateStore {
+impl RateLimitStore for MemoryRateLimitStore {
     type Error = Infallible;
     type Future = Ready<Result<RateDecision, Infallible>>;
 
@@ -228,10 +219,12 @@ impl RateLimitStore for MemoryRateStore {
         Some(Ok(self.decide_with(key, plan, detailed)))
     }
 
-    fn policy_name<'a>(&'a self, plan: Option<&'a str>) -> &'a str {
-        self.quotas
-            .index_of(plan)
-            .map_or("default", |i| &*self.quotas.plans[i].0)
+    fn quotas(&self) -> &PlanQuotas {
+        &self.quotas
+    }
+
+    fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        MemoryRateLimitStore::with_clock(self, clock)
     }
 }
 
@@ -249,10 +242,8 @@ mod tests {
     #[test]
     fn thirty_per_minute_then_limited_with_retry_after() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let store = MemoryRateStore::with_clock(
-            PlanQuotas::new(Quota::per_minute(nz(30))),
-            Arc::new(clock.clone()),
-        );
+        let store = MemoryRateLimitStore::new(PlanQuotas::new(Quota::per_minute(nz(30))))
+            .with_clock(clock.clone());
         let alice: Arc<str> = Arc::from("alice");
         for i in 0..30 {
             match store.decide(&alice, None) {
@@ -286,7 +277,7 @@ mod tests {
         let quotas = PlanQuotas::new(Quota::per_second(nz(1)))
             .plan("pro", Quota::per_second(nz(3)))
             .unwrap();
-        let store = MemoryRateStore::with_clock(quotas, Arc::new(clock));
+        let store = MemoryRateLimitStore::new(quotas).with_clock(clock);
         let u: Arc<str> = Arc::from("u");
         let allowed = |plan| {
             (0..10)
@@ -300,10 +291,8 @@ mod tests {
     #[test]
     fn idle_users_are_forgotten() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let store = MemoryRateStore::with_clock(
-            PlanQuotas::new(Quota::per_second(nz(5))),
-            Arc::new(clock.clone()),
-        );
+        let store = MemoryRateLimitStore::new(PlanQuotas::new(Quota::per_second(nz(5))))
+            .with_clock(clock.clone());
         for n in 0..1000 {
             store.decide(&Arc::from(format!("user{n}")), None);
         }

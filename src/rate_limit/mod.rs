@@ -1,6 +1,6 @@
 //! Per-user rate limiting, keyed on the validated identity (GCRA, via `governor`).
 //!
-//! The [`RateLimitLayer`] goes **inside** the authentication layer, where the request carries an
+//! The [`UserRateLimitLayer`] goes **inside** the authentication layer, where the request carries an
 //! [`AuthContext`](crate::AuthContext): by default the key is the token's subject, so a user is
 //! limited across all of its tokens and addresses, and an unauthenticated client cannot spend
 //! someone else's quota.
@@ -8,7 +8,7 @@
 //! ```
 //! use std::num::NonZeroU32;
 //! use axum::{Router, routing::post};
-//! use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateLimitLayer};
+//! use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitLayer};
 //! use tower_jwt_guard::{Claims, JwtAuthLayer, keys::Key, validate::Validator};
 //!
 //! #[derive(Clone, serde::Deserialize)]
@@ -16,14 +16,14 @@
 //!
 //! let nz = |n| NonZeroU32::new(n).unwrap();
 //! // Global: 10/s on the free plan, 100/s on pro, read from the `plan` claim.
-//! let global = RateLimitLayer::builder(
+//! let global = UserRateLimitLayer::builder(
 //!     PlanQuotas::new(Quota::per_second(nz(10))).plan("pro", Quota::per_second(nz(100)))?,
 //! )
 //! .plan_by(|ext| ext.get::<Claims<MyClaims>>()?.plan.as_deref())
 //! .rate_limit_headers()
 //! .build()?;
 //! // One route: 30 orders per minute, on top of the global quota.
-//! let orders = RateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(nz(30)))).build()?;
+//! let orders = UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(nz(30)))).build()?;
 //!
 //! # let validator = Validator::<MyClaims>::builder()
 //! #     .key(Key::hmac(b"0123456789abcdef0123456789abcdef")?).build()?;
@@ -35,10 +35,10 @@
 //! ```
 //!
 //! - Over quota: `429 RATE_LIMITED` with `Retry-After` in whole seconds, rounded up; with
-//!   [`rate_limit_headers`](RateLimitBuilder::rate_limit_headers), also the IETF
+//!   [`rate_limit_headers`](UserRateLimitBuilder::rate_limit_headers), also the IETF
 //!   `RateLimit-Policy` / `RateLimit` headers on every response.
 //! - Requests without a key pass through untouched (another layer decides about them), or get
-//!   `401 MISSING_TOKEN` with [`reject_unauthenticated`](RateLimitBuilder::reject_unauthenticated);
+//!   `401 MISSING_TOKEN` with [`reject_unauthenticated`](UserRateLimitBuilder::reject_unauthenticated);
 //!   never `429`.
 //! - Route quotas stack with global ones: each layer has its own counters.
 //! - The in-memory store drops idle users as it runs; no cleanup task. It hashes keys with
@@ -62,25 +62,22 @@
 //! window of a minute ever holds more than 30, at the cost of spacing requests out.
 
 mod future;
+mod headers;
 mod layer;
 mod memory;
 mod messages;
 mod quota;
 mod service;
-#[cfg(feature = "websocket")]
-mod socket;
 mod store;
 
 pub use future::ResponseFuture;
-pub use layer::{KeyFn, PlanFn, RateLimitBuilder, RateLimitLayer};
-pub use memory::MemoryRateStore;
-pub use messages::{
-    DEFAULT_FLOOD_FACTOR, DEFAULT_FLOOD_WINDOW, MessageGate, MessageLimiter, MessageVerdict,
-    POLICY_VIOLATION,
-};
-pub use quota::strict_quota;
-pub use quota::{PlanQuotas, Quota};
-pub use service::RateLimit;
+pub use layer::{KeyFn, PlanFn, UserRateLimit, UserRateLimitBuilder, UserRateLimitLayer};
+pub use memory::MemoryRateLimitStore;
 #[cfg(feature = "websocket")]
-pub use socket::RateLimitedSocket;
+pub(crate) use messages::MessageGates;
+pub use messages::{
+    DEFAULT_FLOOD_FACTOR, DEFAULT_FLOOD_WINDOW, MessageGate, MessageLimiter, MessageLimiterBuilder,
+    MessageVerdict,
+};
+pub use quota::{PlanQuotas, Quota, strict_quota};
 pub use store::{RateDecision, RateLimitStore};

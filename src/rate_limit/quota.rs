@@ -52,6 +52,12 @@ impl PlanQuotas {
             .map_or(self.default, |i| self.plans[i].1)
     }
 
+    /// The name of the quota that applies to `plan`, as the `RateLimit-Policy` header gives it:
+    /// the plan's name when it has a quota, `"default"` otherwise.
+    pub fn policy_name<'a>(&'a self, plan: Option<&str>) -> &'a str {
+        self.index_of(plan).map_or("default", |i| &*self.plans[i].0)
+    }
+
     /// The position of `plan` among the named plans.
     pub(crate) fn index_of(&self, plan: Option<&str>) -> Option<usize> {
         let plan = plan?;

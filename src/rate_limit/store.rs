@@ -2,6 +2,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::PlanQuotas;
+use crate::clock::Clock;
+
 /// The answer of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
@@ -26,7 +29,7 @@ pub enum RateDecision {
     },
 }
 
-/// Where per-user quotas are counted: in memory ([`MemoryRateStore`](super::MemoryRateStore))
+/// Where per-user quotas are counted: in memory ([`MemoryRateLimitStore`](super::MemoryRateLimitStore))
 /// or, for a fleet of instances, in a shared store.
 ///
 /// As for the lockout store, the future is an associated type and [`check_now`](Self::check_now)
@@ -41,11 +44,18 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// [`RateDecision::Allowed::remaining`].
     fn check(&self, key: &Arc<str>, plan: Option<&str>, detailed: bool) -> Self::Future;
 
-    /// The name of the quota that applies to `plan`, for the `RateLimit-Policy` header:
-    /// the plan's name when the store has a quota for it, `"default"` otherwise.
-    fn policy_name<'a>(&'a self, plan: Option<&'a str>) -> &'a str {
-        let _ = plan;
-        "default"
+    /// The quotas this store counts.
+    fn quotas(&self) -> &PlanQuotas;
+
+    /// This store counting time with `clock` (set with the builders' `.clock(…)`). The default
+    /// keeps the store as it is: right for a store that takes time from elsewhere (a shared
+    /// store reading its server's clock, so that instances' clocks do not matter).
+    fn with_clock(self, clock: Arc<dyn Clock>) -> Self
+    where
+        Self: Sized,
+    {
+        let _ = clock;
+        self
     }
 
     /// The same answer without a future, when the store can give it at once.

@@ -524,15 +524,11 @@ where
         self
     }
 
-    /// The clock used for `exp` and `nbf` (default: the system clock).
+    /// The clock used for `exp` and `nbf` (default: the system clock); the authentication
+    /// layer and WebSocket sessions read time from the validator's clock. See [`Clock`] for
+    /// sharing one.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The clock, already shared.
-    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = clock.into_shared();
         self
     }
 

@@ -3,18 +3,12 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::{WsSession, WsSessions, close_frame_rejection_parts};
+use super::{WsSession, WsSessions};
 use crate::axum::ClaimsRejection;
 use crate::context::{AuthContext, Claims};
 use crate::error::AuthError;
-use crate::response::{JsonResponder, Responder};
+use crate::response::{JsonResponder, reject_parts};
 use axum::extract::ws::WebSocketUpgrade;
-
-fn respond(error: &AuthError) -> Response {
-    JsonResponder::new()
-        .respond(error)
-        .map(axum::body::Body::from)
-}
 
 /// Opens the session of an authenticated upgrade request: needs the `JwtAuthLayer` on the route
 /// and a `WsSessions<C>` in the extensions (`Router::layer(Extension(sessions))`). Over a
@@ -36,9 +30,11 @@ where
                 path = ?parts.uri.path(),
                 "WsSession extracted without a WsSessions extension"
             );
-            return Err(respond(&AuthError::auth_failed(
-                "WebSocket sessions are not configured for this route",
-            )));
+            let error =
+                AuthError::auth_failed("WebSocket sessions are not configured for this route");
+            return Err(
+                reject_parts(&JsonResponder::new(), parts, &error).map(axum::body::Body::from)
+            );
         };
         // The usual extractor rejections when the layer did not run.
         AuthContext::from_request_parts(parts, state)
@@ -50,13 +46,7 @@ where
         sessions
             .open(&parts.headers, &parts.extensions)
             .map_err(|error| {
-                if sessions.uses_close_frames()
-                    && let Some(response) =
-                        close_frame_rejection_parts(parts, &error, Some(sessions.token_prefix()))
-                {
-                    return response.map(axum::body::Body::from);
-                }
-                respond(&error)
+                reject_parts(sessions.responder(), parts, &error).map(axum::body::Body::from)
             })
     }
 }
@@ -72,7 +62,11 @@ where
     pub fn configure(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         let limit = self.sessions.max_message_size();
         upgrade
-            .protocols(self.application_protocols().to_vec())
+            .protocols(
+                self.application_protocols()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            )
             .max_message_size(limit)
             .max_frame_size(limit)
     }

@@ -6,14 +6,13 @@
 //! - **The gate** is the [`JwtAuthLayer`](crate::JwtAuthLayer) itself: with the
 //!   [`websocket_protocol`](crate::extract::TokenExtractor::websocket_protocol) source, browsers
 //!   can send the token as a subprotocol. By default a refused upgrade gets the usual HTTP
-//!   401/403/429 before any `101`; in close-frame mode
-//!   ([`JwtAuthBuilder::websocket_close_frames`](crate::auth::JwtAuthBuilder::websocket_close_frames),
-//!   [`LockoutBuilder::websocket_close_frames`](crate::lockout::LockoutBuilder::websocket_close_frames))
-//!   the upgrade completes and the socket is closed at once with 4001 (missing token), 4002
-//!   (invalid), 4003 (expired), 4029 (locked out or rate limited) or 4000 (other), for browsers,
-//!   which cannot read a failed handshake's status. HTTP/2 extended CONNECT upgrades (RFC 8441)
-//!   are recognized; close-frame mode applies to HTTP/1.1 and HTTP/2 upgrades are answered over
-//!   HTTP.
+//!   401/403/429 before any `101`; with the [`CloseFrameResponder`] given to every layer
+//!   (`.responder(…)`), the upgrade completes and the socket is closed at once with 4001
+//!   (missing token), 4002 (invalid), 4003 (expired), 4029 (locked out or rate limited) or 4000
+//!   (other), for browsers, which cannot read a failed handshake's status. HTTP/2 extended
+//!   CONNECT upgrades (RFC 8441) are recognized; close frames apply to HTTP/1.1, and HTTP/2
+//!   upgrades are answered over HTTP. Every close code is in one list ([`close_code`] and the
+//!   `CLOSE_*` constants).
 //! - **A session** ([`WsSession`]) knows its subject, a unique id, plan, claims,
 //!   authenticated-at and expires-at. [`WsSessions::open`] (or the axum extractor) reserves its
 //!   connection slot, so per-user and global limits ([`ConnectionLimits`]) are enforced before
@@ -81,23 +80,26 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+mod close;
 mod message;
+mod rate_limited;
+mod refuse;
 mod registry;
 mod session;
 mod socket;
-mod upgrade;
 mod wire;
 
+pub use close::{
+    CLOSE_AUTH_FAILED, CLOSE_INVALID_TOKEN, CLOSE_MESSAGE_TOO_BIG, CLOSE_MISSING_TOKEN,
+    CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_MANY, close_code,
+};
 pub(crate) use message::close_gracefully;
 pub use message::{MessageKind, SocketMessage};
+pub use rate_limited::RateLimitedSocket;
+pub use refuse::{CloseFrameResponder, CloseFrameRule, refuse_upgrade};
 pub use registry::{ConnectionLimits, SessionRegistry, SessionStats};
 pub use session::{
-    ClaimsPlanFn, DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_FAILED_REAUTH, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_FAILED_REAUTH, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SEND_TIMEOUT, WsSession, WsSessions, WsSessionsBuilder,
 };
-pub use socket::{AuthenticatedSocket, CLOSE_MESSAGE_TOO_BIG, SessionClosed, Transport};
-pub use upgrade::{
-    CLOSE_AUTH_FAILED, CLOSE_INVALID_TOKEN, CLOSE_MISSING_TOKEN, CLOSE_TOKEN_EXPIRED,
-    CLOSE_TOO_MANY, application_protocols, close_code,
-};
-pub(crate) use upgrade::{close_frame_rejection, close_frame_rejection_parts};
+pub use socket::{AuthenticatedSocket, SessionClosed, Transport};

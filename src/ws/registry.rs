@@ -245,7 +245,7 @@ impl SessionRegistry {
         self.inner.users.get_mut(subject).map_or(0, |mut u| {
             u.epoch = u.epoch.wrapping_add(1);
             for (_, mailbox) in &u.live {
-                mailbox.close(super::CLOSE_INVALID_TOKEN, "credentials revoked");
+                mailbox.close(super::close::CLOSE_INVALID_TOKEN, "credentials revoked");
             }
             u.live.len()
         })
@@ -301,7 +301,7 @@ impl SessionRegistry {
         if let Some(mut u) = self.inner.users.get_mut(subject) {
             if u.epoch != epoch {
                 // Revoked while in the handshake.
-                mailbox.close(super::CLOSE_INVALID_TOKEN, "credentials revoked");
+                mailbox.close(super::close::CLOSE_INVALID_TOKEN, "credentials revoked");
             }
             u.live.push((id, Arc::clone(&mailbox)));
         }

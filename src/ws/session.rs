@@ -8,12 +8,11 @@ use http::{Extensions, HeaderMap};
 use serde::de::DeserializeOwned;
 
 use super::registry::{Reservation, SessionRegistry};
-use super::upgrade::application_protocols;
 use crate::context::{AuthContext, Claims};
 use crate::error::{AuthError, ConfigError};
-use crate::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
 use crate::lockout::FailureReport;
-use crate::rate_limit::MessageLimiter;
+use crate::rate_limit::{MessageGates, MessageLimiter, PlanFn, RateLimitStore};
+use crate::response::{JsonResponder, Responder};
 use crate::validate::Validator;
 
 /// The default warning time before a session's token expires: 5 minutes.
@@ -29,18 +28,14 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default number of refused re-authentications after which a socket is closed: 3.
 pub const DEFAULT_MAX_FAILED_REAUTH: u32 = 3;
 
-/// Reads the plan from the typed claims (selects message quotas and connection limits).
-pub type ClaimsPlanFn<C> = fn(&C) -> Option<&str>;
-
 pub(crate) struct Inner<C> {
     pub(crate) validator: Validator<C>,
     pub(crate) registry: SessionRegistry,
-    pub(crate) messages: Option<MessageLimiter>,
-    pub(crate) plan: Option<ClaimsPlanFn<C>>,
+    pub(crate) messages: Option<MessageGates>,
+    pub(crate) plan: Option<PlanFn<C>>,
     pub(crate) warn_before: Duration,
     pub(crate) max_tick: Duration,
-    pub(crate) token_prefix: Box<str>,
-    pub(crate) close_frames: bool,
+    pub(crate) responder: Arc<dyn Responder>,
     pub(crate) max_message_size: usize,
     pub(crate) send_timeout: Duration,
     pub(crate) max_failed_reauth: u32,
@@ -95,13 +90,13 @@ where
     }
 
     /// Per-user message limits, shared by all of a user's sessions.
-    pub fn message_limiter(mut self, limiter: MessageLimiter) -> Self {
-        self.inner.messages = Some(limiter);
+    pub fn message_limiter<St: RateLimitStore>(mut self, limiter: MessageLimiter<St>) -> Self {
+        self.inner.messages = Some(limiter.gates());
         self
     }
 
-    /// Reads the plan from the claims.
-    pub fn plan_by(mut self, plan: ClaimsPlanFn<C>) -> Self {
+    /// Reads the plan from the claims (selects message quotas and connection limits).
+    pub fn plan_by(mut self, plan: PlanFn<C>) -> Self {
         self.inner.plan = Some(plan);
         self
     }
@@ -120,17 +115,11 @@ where
         self
     }
 
-    /// The subprotocol prefix that carries tokens (default
-    /// [`DEFAULT_WEBSOCKET_PROTOCOL_PREFIX`]), so it is never offered back to the client.
-    pub fn token_protocol_prefix(mut self, prefix: impl Into<Box<str>>) -> Self {
-        self.inner.token_prefix = prefix.into();
-        self
-    }
-
-    /// Refuses a session over a connection limit with an accepted upgrade closed at once (4029)
-    /// instead of HTTP 429.
-    pub fn close_frames(mut self) -> Self {
-        self.inner.close_frames = true;
+    /// How a refused session (over a connection limit) is rendered (default
+    /// [`JsonResponder`]); give it the stack's responder, e.g. a
+    /// [`CloseFrameResponder`](super::CloseFrameResponder). See [`response`](crate::response).
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.inner.responder = Arc::new(responder);
         self
     }
 
@@ -195,8 +184,7 @@ where
                 plan: None,
                 warn_before: DEFAULT_EXPIRY_WARNING,
                 max_tick: Duration::from_secs(30),
-                token_prefix: DEFAULT_WEBSOCKET_PROTOCOL_PREFIX.into(),
-                close_frames: false,
+                responder: Arc::new(JsonResponder::new()),
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 send_timeout: DEFAULT_SEND_TIMEOUT,
                 max_failed_reauth: DEFAULT_MAX_FAILED_REAUTH,
@@ -209,9 +197,9 @@ where
         &self.inner.registry
     }
 
-    /// Whether connection-limit refusals use close frames.
-    pub fn uses_close_frames(&self) -> bool {
-        self.inner.close_frames
+    /// The responder for refused sessions.
+    pub(crate) fn responder(&self) -> &dyn Responder {
+        &*self.inner.responder
     }
 
     /// The incoming message size limit.
@@ -226,10 +214,6 @@ where
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit))
-    }
-
-    pub(crate) fn token_prefix(&self) -> &str {
-        &self.inner.token_prefix
     }
 
     /// Opens a session for an authenticated upgrade request, from its headers and extensions:
@@ -276,7 +260,9 @@ where
             plan,
             authenticated_at: self.inner.validator.clock().now().as_secs(),
             expires_at: context.expires_at(),
-            protocols: application_protocols(headers, Some(&self.inner.token_prefix)),
+            protocols: crate::extract::application_protocols(headers)
+                .map(Box::from)
+                .collect(),
             context,
             claims,
             reservation,
@@ -294,7 +280,7 @@ pub struct WsSession<C> {
     pub(crate) plan: Option<Box<str>>,
     authenticated_at: u64,
     pub(crate) expires_at: Option<u64>,
-    protocols: Vec<String>,
+    protocols: Vec<Box<str>>,
     pub(crate) context: AuthContext,
     pub(crate) claims: C,
     pub(crate) reservation: Reservation,
@@ -353,9 +339,10 @@ where
         self.expires_at
     }
 
-    /// The subprotocols the client offered, without the token one: pass them to the upgrade
-    /// (`WebSocketUpgrade::protocols`) so that the response selects one of them.
-    pub fn application_protocols(&self) -> &[String] {
-        &self.protocols
+    /// The subprotocols the client offered that may be selected, never the token one (see
+    /// [`application_protocols`](crate::extract::application_protocols)): pass them to the
+    /// upgrade (`WebSocketUpgrade::protocols`) so that the response selects one of them.
+    pub fn application_protocols(&self) -> impl Iterator<Item = &str> {
+        self.protocols.iter().map(|p| &**p)
     }
 }

@@ -18,23 +18,23 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::close::{
+    CLOSE_INVALID_TOKEN, CLOSE_MESSAGE_TOO_BIG, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION,
+    CLOSE_TOKEN_EXPIRED,
+};
 use super::message::{CLOSE_WAIT, is_too_big};
 use super::registry::{Mailbox, Reservation};
 use super::session::{WsSession, WsSessions};
-use super::upgrade::{CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED};
 use super::wire::{Outbound, Reauth, parse_reauth};
 use super::{MessageKind, SocketMessage};
 use crate::audit::AUDIT_TARGET;
 use crate::context::AuthContext;
 use crate::error::ErrorCode;
 use crate::lockout::FailureReport;
-use crate::rate_limit::{MessageGate, MessageVerdict, POLICY_VIOLATION};
+use crate::rate_limit::{MessageGate, MessageVerdict};
 
 /// Messages waiting for the application, and for the client.
 const QUEUE: usize = 8;
-
-/// Close code: a message over the size limit (1009, message too big).
-pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 
 /// A WebSocket the session helpers can own: a stream and sink of [`SocketMessage`]s, such as
 /// axum's `WebSocket` or tokio-tungstenite's `WebSocketStream`.
@@ -303,7 +303,7 @@ where
                 Event::Tick | Event::Mailbox | Event::AppHasRoom => {}
                 Event::FromApp(Some(message)) => self.write(message).await?,
                 // The application is done with the session: a normal close.
-                Event::FromApp(None) => return Err(Some((1000, ""))),
+                Event::FromApp(None) => return Err(Some((CLOSE_NORMAL, ""))),
                 Event::FromClient(None) => return Err(None),
                 Event::FromClient(Some(Err(e))) => {
                     if is_too_big(&e) {
@@ -380,7 +380,7 @@ where
                     session = self.live.id,
                     "WebSocket client is not reading; disconnected"
                 );
-                return Err(Some((POLICY_VIOLATION, "client not reading")));
+                return Err(Some((CLOSE_POLICY_VIOLATION, "client not reading")));
             }
             tokio::select! {
                 biased;
@@ -415,14 +415,16 @@ where
             return Err(Some((CLOSE_MESSAGE_TOO_BIG, "message too big")));
         }
         if let Some(gate) = &mut self.gate {
-            let verdict = gate.check();
+            let verdict = gate.check().await;
             match verdict {
                 MessageVerdict::Deliver => {}
                 MessageVerdict::Reject { .. } => {
                     let notice = verdict.notice().unwrap_or_default();
                     return self.write(S::Message::text(notice)).await;
                 }
-                MessageVerdict::Close { code, reason } => return Err(Some((code, reason))),
+                MessageVerdict::Close { reason } => {
+                    return Err(Some((CLOSE_POLICY_VIOLATION, reason)));
+                }
             }
         }
         if let MessageKind::Text(text) = kind
@@ -444,7 +446,7 @@ where
             self.write(S::Message::text(reply)).await?;
             if self.failed_reauth >= self.sessions.inner.max_failed_reauth {
                 return Err(Some((
-                    POLICY_VIOLATION,
+                    CLOSE_POLICY_VIOLATION,
                     "too many failed re-authentications",
                 )));
             }
@@ -472,7 +474,7 @@ where
             }
             .to_text();
             self.write(S::Message::text(reply)).await?;
-            return Err(Some((POLICY_VIOLATION, "address locked out")));
+            return Err(Some((CLOSE_POLICY_VIOLATION, "address locked out")));
         }
         let validator = &self.sessions.inner.validator;
         let outcome = match token {

@@ -1,14 +1,15 @@
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
-use super::{MessageGate, MessageVerdict};
-use crate::ws::SocketMessage;
+use super::SocketMessage;
+use super::close::CLOSE_POLICY_VIOLATION;
+use crate::rate_limit::{MessageGate, MessageVerdict};
 
 /// A WebSocket whose incoming data messages pass through a [`MessageGate`]: an excess message
 /// is not delivered and the client gets a `rate_limited` notice; a client that keeps flooding is
 /// closed with 1008. Works over axum's `WebSocket` and tokio-tungstenite's `WebSocketStream`.
 ///
 /// For the full session treatment (expiry, re-authentication, revocation, limits) use
-/// [`AuthenticatedSocket`](crate::ws::AuthenticatedSocket), which does this too.
+/// [`AuthenticatedSocket`](super::AuthenticatedSocket), which does this too.
 #[derive(Debug)]
 pub struct RateLimitedSocket<S> {
     socket: S,
@@ -43,7 +44,7 @@ where
                 // answer it and then ends the stream.
                 return Some(Ok(message));
             }
-            let verdict = self.gate.check();
+            let verdict = self.gate.check().await;
             match verdict {
                 MessageVerdict::Deliver => return Some(Ok(message)),
                 MessageVerdict::Reject { .. } => {
@@ -52,7 +53,8 @@ where
                         return Some(Err(e));
                     }
                 }
-                MessageVerdict::Close { code, reason } => {
+                MessageVerdict::Close { reason } => {
+                    let code = CLOSE_POLICY_VIOLATION;
                     self.closed = true;
                     crate::ws::close_gracefully(&mut self.socket, code, reason).await;
                 }
