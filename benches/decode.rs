@@ -30,8 +30,8 @@ const ED_PUBLIC: &[u8] = include_bytes!("fixtures/ed_public.pem");
 fn keys(alg: Algorithm) -> (EncodingKey, DecodingKey) {
     let pair = match alg {
         Algorithm::HS256 => Ok((
-            EncodingKey::from_secret(SECRET),
-            DecodingKey::from_secret(SECRET),
+            EncodingKey::from_secret(SECRET).unwrap(),
+            DecodingKey::from_secret(SECRET).unwrap(),
         )),
         Algorithm::RS256 => EncodingKey::from_rsa_pem(RSA_PRIVATE)
             .and_then(|e| Ok((e, DecodingKey::from_rsa_pem(RSA_PUBLIC)?))),

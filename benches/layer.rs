@@ -33,7 +33,7 @@ fn sign(claims: &BenchClaims, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret).unwrap(),
     )
     .expect("signing the bench token")
 }
@@ -110,7 +110,7 @@ fn bench_layer(c: &mut Criterion) {
     assert!(validator.validate(&valid).is_ok());
     assert!(validator.validate(&invalid).is_err());
 
-    let decoding_key = DecodingKey::from_secret(SECRET);
+    let decoding_key = DecodingKey::from_secret(SECRET).unwrap();
     let validation = Validation::new(Algorithm::HS256);
     assert!(jsonwebtoken::decode::<BenchClaims>(&valid, &decoding_key, &validation).is_ok());
 

@@ -66,10 +66,9 @@ impl Key {
                 secret.len()
             )));
         }
-        Ok(Self::new(
-            AlgorithmFamily::Hmac,
-            DecodingKey::from_secret(secret),
-        ))
+        let key = DecodingKey::from_secret(secret)
+            .map_err(|_| ConfigError::new("an HMAC secret must not be empty"))?;
+        Ok(Self::new(AlgorithmFamily::Hmac, key))
     }
 
     /// An HMAC secret of any non-empty length, **below the RFC 7518 minimum** when shorter than
@@ -83,10 +82,9 @@ impl Key {
         if secret.is_empty() {
             return Err(ConfigError::new("an HMAC secret must not be empty"));
         }
-        Ok(Self::new(
-            AlgorithmFamily::Hmac,
-            DecodingKey::from_secret(secret),
-        ))
+        let key = DecodingKey::from_secret(secret)
+            .map_err(|_| ConfigError::new("an HMAC secret must not be empty"))?;
+        Ok(Self::new(AlgorithmFamily::Hmac, key))
     }
 
     /// An RSA public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`), for RS* and PS*.

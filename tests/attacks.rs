@@ -60,7 +60,7 @@ async fn algorithm_confusion_hs256_with_the_rsa_public_key_is_refused() {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let forged = sign_with(
                 alg,
-                &EncodingKey::from_secret(&secret),
+                &EncodingKey::from_secret(&secret).unwrap(),
                 None,
                 &fresh_claims("admin"),
             );
@@ -80,7 +80,7 @@ async fn algorithm_confusion_hs256_with_the_rsa_public_key_is_refused() {
     .await;
     let forged = sign_with(
         Algorithm::HS256,
-        &EncodingKey::from_secret(&public_pem),
+        &EncodingKey::from_secret(&public_pem).unwrap(),
         None,
         &fresh_claims("admin"),
     );
@@ -97,7 +97,7 @@ async fn algorithm_confusion_against_a_jwks_with_kid() {
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
     let forged = sign_with(
         Algorithm::HS256,
-        &EncodingKey::from_secret(&fixture("rsa_public.pem")),
+        &EncodingKey::from_secret(&fixture("rsa_public.pem")).unwrap(),
         Some("rsa-2025"),
         &fresh_claims("admin"),
     );
@@ -297,7 +297,7 @@ fn hmac_sha256_b64(data: &[u8]) -> String {
     init_crypto();
     jsonwebtoken::crypto::sign(
         data,
-        &EncodingKey::from_secret(HMAC_SECRET),
+        &EncodingKey::from_secret(HMAC_SECRET).unwrap(),
         Algorithm::HS256,
     )
     .expect("HMAC signing")

@@ -61,7 +61,7 @@ impl Demo {
         encode(
             &Header::new(Algorithm::HS256),
             &json!({"sub": sub, "iat": now, "exp": now + ttl, "type": "access"}),
-            &EncodingKey::from_secret(SECRET),
+            &EncodingKey::from_secret(SECRET).unwrap(),
         )
         .unwrap()
     }

@@ -88,7 +88,7 @@ impl Server {
         encode(
             &Header::new(Algorithm::HS256),
             &json!({"sub": "u", "exp": now + 3600}),
-            &EncodingKey::from_secret(SECRET),
+            &EncodingKey::from_secret(SECRET).unwrap(),
         )
         .unwrap()
     }

@@ -102,7 +102,8 @@ fn audit_events_are_logged_without_any_token_text() {
     let expired = sign_hs256(&claims("alice", NOW - 3600));
     let forged = sign_with(
         jsonwebtoken::Algorithm::HS256,
-        &jsonwebtoken::EncodingKey::from_secret(b"wrong-secret-wrong-secret-wrong-secret!!"),
+        &jsonwebtoken::EncodingKey::from_secret(b"wrong-secret-wrong-secret-wrong-secret!!")
+            .unwrap(),
         None,
         &fresh_claims("alice"),
     );

@@ -40,7 +40,8 @@ async fn invalid_signature_is_401_invalid_token() {
     let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
     let forged = sign_with(
         jsonwebtoken::Algorithm::HS256,
-        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-another-secret"),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-another-secret")
+            .unwrap(),
         None,
         &fresh_claims("alice"),
     );

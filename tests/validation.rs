@@ -359,7 +359,7 @@ async fn rs256_refused_by_an_hs256_only_allow_list() {
     // HS384 with the right secret is also outside the allow-list.
     let hs384 = sign_with(
         Algorithm::HS384,
-        &EncodingKey::from_secret(HMAC_SECRET),
+        &EncodingKey::from_secret(HMAC_SECRET).unwrap(),
         None,
         &fresh_claims("a"),
     );
@@ -496,7 +496,7 @@ async fn mixed_key_set_selects_by_kid() {
     let server = serve_layer(JwtAuthLayer::new(validator)).await;
     let hs = sign_with(
         Algorithm::HS256,
-        &EncodingKey::from_secret(HMAC_SECRET),
+        &EncodingKey::from_secret(HMAC_SECRET).unwrap(),
         Some("hmac"),
         &fresh_claims("h"),
     );

@@ -97,7 +97,8 @@ fn bad_signature(sub: &str) -> String {
         tower_jwt_guard::Algorithm::HS256,
         &tower_jwt_guard::jsonwebtoken::EncodingKey::from_secret(
             b"another-secret-that-is-long-enough-0123456789",
-        ),
+        )
+        .unwrap(),
         None,
         &json!({"sub": sub, "exp": NOW + 3600}),
     )

@@ -111,7 +111,10 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         .extractor(extractor())
         .build()?;
     let state = AppState {
-        signing: Arc::new(EncodingKey::from_secret(&config.secret)),
+        // Not empty: `validator` above refused an empty secret.
+        signing: Arc::new(
+            EncodingKey::from_secret(&config.secret).expect("the validator checked the secret"),
+        ),
         clock: Arc::clone(&config.clock),
     };
     // 5 failures within 15 minutes lock an address for 15 minutes (the policy's defaults). No

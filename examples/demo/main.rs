@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("tower-jwt-guard demo listening on http://{local}");
 
     let token = app::sign_access_token(
-        &EncodingKey::from_secret(&config.secret),
+        &EncodingKey::from_secret(&config.secret)?,
         &SystemClock,
         "alice",
         Some("free"),

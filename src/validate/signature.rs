@@ -141,12 +141,12 @@ mod tests {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({"sub": "a", "exp": 1}),
-            &EncodingKey::from_secret(secret),
+            &EncodingKey::from_secret(secret).unwrap(),
         )
         .unwrap();
         let (message, sig) = parts(&token);
-        let good = DecodingKey::from_secret(secret);
-        let bad = DecodingKey::from_secret(b"another-secret-another-secret-xx");
+        let good = DecodingKey::from_secret(secret).unwrap();
+        let bad = DecodingKey::from_secret(b"another-secret-another-secret-xx").unwrap();
         // More keys than the cache holds, twice over, so entries are replaced and rebuilt.
         let slots: Vec<KeySlot> = (0..CAPACITY * 2 + 3).map(|_| KeySlot::next()).collect();
         for _ in 0..2 {

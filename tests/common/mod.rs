@@ -83,7 +83,7 @@ pub fn sign_with(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &
 pub fn sign_hs256(claims: &Value) -> String {
     sign_with(
         Algorithm::HS256,
-        &EncodingKey::from_secret(HMAC_SECRET),
+        &EncodingKey::from_secret(HMAC_SECRET).unwrap(),
         None,
         claims,
     )
