@@ -3,47 +3,30 @@
 //! with a controllable clock, so expiry is tested without sleeping.
 #![cfg(all(feature = "axum", feature = "websocket"))]
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
+#[path = "common/demo.rs"]
+mod demo;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tower_jwt_guard::clock::{Clock, FakeClock};
+use tower_jwt_guard::Algorithm;
+use tower_jwt_guard::clock::Clock;
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
-use tower_jwt_guard::{Algorithm, crypto::install_crypto_provider};
 
 const SECRET: &[u8] = b"demo-contract-test-secret-0123456789abcdef";
 
-struct Demo {
+/// The running demo and a client for it.
+struct Contract {
     base: String,
-    clock: FakeClock,
+    clock: tower_jwt_guard::clock::FakeClock,
     client: reqwest::Client,
 }
 
-async fn start() -> Demo {
-    install_crypto_provider();
-    let clock = FakeClock::starting_now();
-    let config = app::DemoConfig {
-        secret: SECRET.to_vec(),
-        clock: Arc::new(clock.clone()),
-        session_tick: Duration::from_millis(20),
-        send_timeout: Duration::from_millis(500),
-    };
-    let router = app::app(&config).expect("demo config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(app::serve(
-        listener,
-        router,
-        app::HEADER_READ_TIMEOUT,
-        std::future::pending(),
-    ));
-    Demo {
-        base: format!("http://{addr}"),
-        clock,
+async fn start() -> Contract {
+    let demo = demo::start(SECRET).await;
+    Contract {
+        base: demo.base(),
+        clock: demo.clock,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -51,7 +34,7 @@ async fn start() -> Demo {
     }
 }
 
-impl Demo {
+impl Contract {
     /// A client whose connections come from `ip` (any address in 127.0.0.0/8 is loopback).
     fn client_from(&self, ip: &str) -> reqwest::Client {
         reqwest::Client::builder()

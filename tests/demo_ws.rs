@@ -2,12 +2,9 @@
 //! (tokio-tungstenite). Time moves with a FakeClock; sessions look at it every 20 ms.
 #![cfg(all(feature = "axum", feature = "websocket"))]
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
+#[path = "common/demo.rs"]
+mod demo;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -20,52 +17,28 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use tower_jwt_guard::clock::{Clock, FakeClock};
-use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
-use tower_jwt_guard::{Algorithm, crypto::install_crypto_provider};
+use tower_jwt_guard::clock::Clock;
+
+use demo::Demo;
 
 const SECRET: &[u8] = b"demo-ws-test-secret-0123456789abcdef-0123";
 const WAIT: Duration = Duration::from_secs(5);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-struct Demo {
-    addr: SocketAddr,
-    clock: FakeClock,
-}
-
 async fn start() -> Demo {
-    install_crypto_provider();
-    let clock = FakeClock::starting_now();
-    let config = app::DemoConfig {
-        secret: SECRET.to_vec(),
-        clock: Arc::new(clock.clone()),
-        session_tick: Duration::from_millis(20),
-        send_timeout: Duration::from_millis(500),
-    };
-    let router = app::app(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(app::serve(
-        listener,
-        router,
-        app::HEADER_READ_TIMEOUT,
-        std::future::pending(),
-    ));
-    Demo { addr, clock }
+    demo::start(SECRET).await
 }
 
-impl Demo {
-    fn token(&self, sub: &str, ttl: u64) -> String {
-        let now = self.clock.now().as_secs();
-        encode(
-            &Header::new(Algorithm::HS256),
-            &json!({"sub": sub, "iat": now, "exp": now + ttl, "type": "access"}),
-            &EncodingKey::from_secret(SECRET).unwrap(),
-        )
-        .unwrap()
-    }
+trait WsDemo {
+    async fn connect(
+        &self,
+        headers: &[(&str, String)],
+    ) -> Result<(Ws, http::Response<Option<Vec<u8>>>), WsError>;
+    async fn connect_bearer(&self, token: &str) -> Ws;
+}
 
+impl WsDemo for Demo {
     async fn connect(
         &self,
         headers: &[(&str, String)],

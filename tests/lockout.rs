@@ -3,7 +3,9 @@
 //! which is how IPv6 grouping is exercised. Time moves with a FakeClock.
 #![cfg(feature = "axum")]
 
-use std::net::{IpAddr, SocketAddr};
+mod common;
+
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +36,7 @@ struct Server {
     base: String,
     clock: FakeClock,
     events: Arc<Mutex<Vec<LockEvent>>>,
+    _server: common::TestServer,
 }
 
 async fn serve(policy: LockoutPolicy, resolver: ClientIpResolver) -> Server {
@@ -57,29 +60,17 @@ async fn serve(policy: LockoutPolicy, resolver: ClientIpResolver) -> Server {
             .layer(lockout)
             .layer(JwtAuthLayer::new(validator)),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let server = common::serve(app).await;
     Server {
-        base: format!("http://{addr}/"),
+        base: server.url("/"),
         clock,
         events,
+        _server: server,
     }
 }
 
 fn client(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    common::client_from(ip)
 }
 
 impl Server {

@@ -1,0 +1,71 @@
+#![allow(dead_code)]
+//! The demo application (`examples/demo/app.rs`), served on loopback with a FakeClock the test
+//! keeps. Included only by the demo's contract tests (`#[path = "common/demo.rs"] mod demo;`),
+//! so that other test binaries do not compile the demo.
+
+#[path = "../../examples/demo/app.rs"]
+#[allow(dead_code)]
+pub mod app;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tower_jwt_guard::clock::{Clock, FakeClock};
+use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
+use tower_jwt_guard::{Algorithm, crypto::install_crypto_provider};
+
+/// A running demo.
+pub struct Demo {
+    pub addr: SocketAddr,
+    pub clock: FakeClock,
+    pub secret: &'static [u8],
+}
+
+/// Starts the demo with `secret`, sessions looking at the clock every 20 ms and a 500 ms send
+/// timeout (the demo's own is 10 s), served by the demo's own `serve`.
+pub async fn start(secret: &'static [u8]) -> Demo {
+    install_crypto_provider();
+    let clock = FakeClock::starting_now();
+    let config = app::DemoConfig {
+        secret: secret.to_vec(),
+        clock: Arc::new(clock.clone()),
+        session_tick: Duration::from_millis(20),
+        send_timeout: Duration::from_millis(500),
+    };
+    let router = app::app(&config).expect("demo config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(app::serve(
+        listener,
+        router,
+        app::HEADER_READ_TIMEOUT,
+        std::future::pending(),
+    ));
+    Demo {
+        addr,
+        clock,
+        secret,
+    }
+}
+
+impl Demo {
+    /// `http://<addr>`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An access token for `sub`, valid for `ttl` seconds from the demo's now.
+    pub fn token(&self, sub: &str, ttl: u64) -> String {
+        let now = self.clock.now().as_secs();
+        encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": sub, "iat": now, "exp": now + ttl, "type": "access"}),
+            &EncodingKey::from_secret(self.secret).expect("HMAC key"),
+        )
+        .expect("signing")
+    }
+}
