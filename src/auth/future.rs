@@ -114,7 +114,7 @@ where
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match crate::validate::validator::revocation_outcome(result) {
+                    match crate::validate::revocation_outcome(result) {
                         Ok(()) => {
                             authenticate(&mut request, verified);
                             let future = inner.call(request);

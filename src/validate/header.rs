@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::claims::{STACK_HEADER, decode_segment};
+use super::registered::{STACK_HEADER, decode_segment};
 use crate::error::AuthError;
 
 /// What the validator needs from the header.

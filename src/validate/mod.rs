@@ -46,12 +46,17 @@
 //! # Ok::<(), tower_jwt_guard::ConfigError>(())
 //! ```
 
-mod claims;
+mod builder;
 mod header;
+mod keyset;
 mod payload;
+mod registered;
 mod revocation;
+mod rules;
 mod signature;
-pub(crate) mod validator;
+mod validator;
 
+pub use builder::ValidatorBuilder;
+pub(crate) use revocation::revocation_outcome;
 pub use revocation::{Revocation, RevocationFuture};
-pub use validator::{DEFAULT_LEEWAY, Validator, ValidatorBuilder, Verified};
+pub use validator::{DEFAULT_LEEWAY, Validator, Verified};

@@ -20,7 +20,7 @@ use serde::de::{
 use serde::forward_to_deserialize_any;
 use serde_json::value::RawValue;
 
-use super::claims::{
+use super::registered::{
     ClaimSpec, CowStr, PayloadError, Registered, StdClaims, StdReader, parse_std_claims_json,
 };
 
@@ -451,7 +451,7 @@ mod tests {
     use serde::de::IgnoredAny;
 
     use super::*;
-    use crate::validate::claims::Match;
+    use crate::validate::registered::Match;
 
     fn spec<'r>(required: &'r [Box<str>], iss: &'r [Box<str>]) -> ClaimSpec<'r> {
         ClaimSpec {

@@ -2,6 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::context::AuthContext;
+use crate::error::AuthError;
 
 /// The future a [`Revocation`] hook returns: `Ok(true)` when the token is revoked.
 ///
@@ -28,5 +29,19 @@ where
     fn is_revoked(&self, context: &AuthContext) -> RevocationFuture {
         let fut = self(context);
         Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+/// What a revocation hook's answer means: revoked is `INVALID_TOKEN`, a failing hook
+/// `AUTH_FAILED` (the check fails closed).
+pub(crate) fn revocation_outcome(
+    result: Result<bool, Box<dyn std::error::Error + Send + Sync>>,
+) -> Result<(), AuthError> {
+    match result {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(AuthError::invalid_token("the token has been revoked")),
+        Err(_) => Err(AuthError::auth_failed(
+            "the revocation check could not be completed",
+        )),
     }
 }

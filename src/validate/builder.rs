@@ -1,0 +1,260 @@
+//! Building a [`Validator`]: the configuration is checked once, at start-up.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde::de::DeserializeOwned;
+
+use super::keyset::KeyEntry;
+use super::rules::ClaimRules;
+use super::signature::KeySlot;
+use super::validator::{Inner, Requirement};
+use super::{DEFAULT_LEEWAY, Revocation, Validator};
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::install_crypto_provider;
+use crate::error::ConfigError;
+use crate::keys::Key;
+
+/// At most this many required claim names.
+const MAX_REQUIRED_CLAIMS: usize = 64;
+
+/// Configuration of a [`Validator`]; see the [module docs](crate::validate).
+pub struct ValidatorBuilder<C> {
+    keys: Vec<Key>,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Duration,
+    require_exp: bool,
+    issuers: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
+    subject: Option<String>,
+    required: Vec<Box<str>>,
+    requirements: Vec<Requirement<C>>,
+    clock: Arc<dyn Clock>,
+    revocation: Option<Arc<dyn Revocation>>,
+    _claims: PhantomData<fn() -> C>,
+    max_lifetime: Option<Duration>,
+}
+
+impl<C> fmt::Debug for ValidatorBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatorBuilder")
+            .field("keys", &self.keys)
+            .field("algorithms", &self.algorithms)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Validator<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    /// Starts a configuration.
+    pub fn builder() -> ValidatorBuilder<C> {
+        ValidatorBuilder::new()
+    }
+}
+
+impl<C> ValidatorBuilder<C>
+where
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    pub(super) fn new() -> Self {
+        Self {
+            keys: Vec::new(),
+            algorithms: None,
+            leeway: DEFAULT_LEEWAY,
+            require_exp: true,
+            issuers: None,
+            audiences: None,
+            subject: None,
+            required: Vec::new(),
+            requirements: Vec::new(),
+            clock: Arc::new(SystemClock),
+            revocation: None,
+            max_lifetime: None,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Refuses tokens that live longer than `max` (`INVALID_TOKEN`): whose `exp` is more than
+    /// `max` (plus the leeway) from now, or more than `max` after their `iat`. Off by default;
+    /// without it a token with `exp` far in the future (even `u64::MAX`) is accepted until
+    /// then, so set it to what your issuer actually issues (RFC 8725 §3.10 leaves lifetimes to
+    /// the application).
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
+    }
+
+    /// Adds a verification key.
+    pub fn key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Adds several keys (e.g. from [`keys_from_jwks`](crate::keys::keys_from_jwks)).
+    pub fn keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.keys.extend(keys);
+        self
+    }
+
+    /// The algorithm allow-list. Without it, each key accepts the algorithms of its own family
+    /// (or the one it is bound to). A token's `alg` header never widens this list.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock tolerance for `exp` and `nbf` (default 10 s), in whole seconds (rounded down).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Accepts tokens without `exp`. Such tokens never expire: only do this when every token is
+    /// also checked by a revocation hook.
+    pub fn allow_missing_exp(mut self) -> Self {
+        self.require_exp = false;
+        self
+    }
+
+    /// Accepted issuers; `iss` then becomes required.
+    pub fn issuers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, issuers: I) -> Self {
+        self.issuers = Some(issuers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accepted audiences; `aud` then becomes required.
+    pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The only accepted `sub`.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Claims that must be present (any name, registered or not), e.g. `["sub", "iat"]`.
+    pub fn required_claims<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, names: I) -> Self {
+        self.required
+            .extend(names.into_iter().map(|n| Box::from(n.as_ref())));
+        self
+    }
+
+    /// A requirement on the application's claims. When `check` returns `false` the request is
+    /// refused with `FORBIDDEN` and `message` (shown to the client: keep it generic).
+    pub fn require(
+        mut self,
+        message: &'static str,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.requirements.push(Requirement {
+            message,
+            check: Box::new(check),
+        });
+        self
+    }
+
+    /// The clock used for `exp` and `nbf` (default: the system clock); the authentication
+    /// layer and WebSocket sessions read time from the validator's clock. See [`Clock`] for
+    /// sharing one.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = clock.into_shared();
+        self
+    }
+
+    /// An async revocation hook, asked after every successful verification.
+    pub fn revocation(mut self, hook: impl Revocation) -> Self {
+        self.revocation = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks the configuration and builds the validator.
+    ///
+    /// # Errors
+    /// No key; a key left with no allowed algorithm; two keys with the same `kid`; more than 64
+    /// required claims.
+    pub fn build(self) -> Result<Validator<C>, ConfigError> {
+        install_crypto_provider();
+        if self.keys.is_empty() {
+            return Err(ConfigError::new("at least one key is needed"));
+        }
+        if self.required.len() > MAX_REQUIRED_CLAIMS {
+            return Err(ConfigError::new(format!(
+                "at most {MAX_REQUIRED_CLAIMS} required claims are supported"
+            )));
+        }
+        let mut kids = HashSet::new();
+        for key in &self.keys {
+            if let Some(kid) = key.kid()
+                && !kids.insert(kid)
+            {
+                return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
+            }
+        }
+        let mut entries = Vec::with_capacity(self.keys.len());
+        for key in self.keys {
+            let algorithms: Box<[Algorithm]> = key
+                .family
+                .algorithms()
+                .iter()
+                .copied()
+                .filter(|a| key.algorithm.is_none_or(|only| only == *a))
+                .filter(|a| {
+                    self.algorithms
+                        .as_ref()
+                        .is_none_or(|allow| allow.contains(a))
+                })
+                .collect();
+            if algorithms.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "key {:?} ({:?}) has no algorithm left in the allow-list",
+                    key.kid(),
+                    key.family
+                )));
+            }
+            entries.push(KeyEntry {
+                key,
+                slot: KeySlot::next(),
+                algorithms,
+            });
+        }
+        let boxed = |list: Option<Vec<String>>| {
+            list.map(|l| {
+                l.into_iter()
+                    .map(String::into_boxed_str)
+                    .collect::<Box<[_]>>()
+            })
+        };
+        let required_mask = if self.required.is_empty() {
+            0
+        } else {
+            u64::MAX >> (64 - self.required.len())
+        };
+        Ok(Validator {
+            inner: Arc::new(Inner {
+                keys: entries.into_boxed_slice(),
+                rules: ClaimRules {
+                    issuers: boxed(self.issuers),
+                    audiences: boxed(self.audiences),
+                    subject: self.subject.map(String::into_boxed_str),
+                    leeway: self.leeway.as_secs(),
+                    require_exp: self.require_exp,
+                    required: self.required.into_boxed_slice(),
+                    required_mask,
+                    clock: self.clock,
+                    max_lifetime: self.max_lifetime.map(|d| d.as_secs()),
+                },
+                requirements: self.requirements.into_boxed_slice(),
+                revocation: self.revocation,
+            }),
+        })
+    }
+}
