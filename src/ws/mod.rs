@@ -86,6 +86,7 @@ mod rate_limited;
 mod refuse;
 mod registry;
 mod session;
+mod sessions;
 mod socket;
 mod wire;
 
@@ -98,8 +99,9 @@ pub use message::{MessageKind, SocketMessage};
 pub use rate_limited::RateLimitedSocket;
 pub use refuse::{CloseFrameResponder, CloseFrameRule, refuse_upgrade};
 pub use registry::{ConnectionLimits, SessionRegistry, SessionStats};
-pub use session::{
+pub use session::WsSession;
+pub use sessions::{
     DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_FAILED_REAUTH, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_SEND_TIMEOUT, WsSession, WsSessions, WsSessionsBuilder,
+    DEFAULT_SEND_TIMEOUT, WsSessions, WsSessionsBuilder,
 };
 pub use socket::{AuthenticatedSocket, SessionClosed, Transport};

@@ -24,9 +24,9 @@ use super::close::{
 };
 use super::message::{CLOSE_WAIT, is_too_big};
 use super::registry::{Mailbox, Reservation};
-use super::session::{WsSession, WsSessions};
 use super::wire::{Outbound, Reauth, parse_reauth};
 use super::{MessageKind, SocketMessage};
+use super::{WsSession, WsSessions};
 use crate::audit::AUDIT_TARGET;
 use crate::context::AuthContext;
 use crate::error::ErrorCode;
