@@ -58,6 +58,14 @@ impl<'a> RequestInfo<'a> {
             client: crate::peer::peer_addr(req.extensions()),
         }
     }
+
+    pub(crate) fn of_parts(parts: &'a http::request::Parts) -> Self {
+        Self {
+            method: &parts.method,
+            uri: &parts.uri,
+            client: crate::peer::peer_addr(&parts.extensions),
+        }
+    }
 }
 
 pub(crate) fn accepted(ctx: &AuthContext, req: RequestInfo<'_>) {

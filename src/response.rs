@@ -203,16 +203,18 @@ impl Responder for JsonResponder {
     }
 }
 
-/// Renders the rejection of `request` with `responder` and marks the response with
-/// [`AuthRejection`]: the one rejection path of every layer. The request is dropped.
+/// The one rejection path of every layer: the audit event (with `subject` when the caller
+/// knows it), then `responder`'s rendering, marked with [`AuthRejection`]. The request is
+/// dropped.
 pub(crate) fn reject<B>(
     responder: &dyn Responder,
     request: Request<B>,
     error: &AuthError,
+    subject: Option<&str>,
 ) -> Response<Bytes> {
     let (mut parts, body) = request.into_parts();
     drop(body);
-    reject_parts(responder, &mut parts, error)
+    reject_parts(responder, &mut parts, error, subject)
 }
 
 /// [`reject`] for a request of which only the head is at hand (extractors).
@@ -220,7 +222,9 @@ pub(crate) fn reject_parts(
     responder: &dyn Responder,
     parts: &mut Parts,
     error: &AuthError,
+    subject: Option<&str>,
 ) -> Response<Bytes> {
+    crate::audit::rejected(error, subject, crate::audit::RequestInfo::of_parts(parts));
     let mut response = responder.respond(parts, error);
     response
         .extensions_mut()
@@ -291,6 +295,7 @@ mod tests {
             &JsonResponder::new(),
             http::Request::new(()),
             &AuthError::expired(),
+            None,
         );
         assert_eq!(
             r.extensions().get::<AuthRejection>(),

@@ -121,7 +121,12 @@ where
                             state.set(State::Inner { future });
                         }
                         Err(err) => {
-                            let response = config.reject(request, &err, verified.context.subject());
+                            let response = crate::response::reject(
+                                &*config.responder,
+                                request,
+                                &err,
+                                verified.context.subject(),
+                            );
                             state.set(State::Rejected {
                                 rejected: Rejected::new(response),
                             });

@@ -49,19 +49,6 @@ where
     }
 }
 
-impl<C> AuthConfig<C> {
-    /// Refuses `req` with `error`: the audit event, then the responder's answer.
-    pub(crate) fn reject<B>(
-        &self,
-        req: Request<B>,
-        error: &AuthError,
-        subject: Option<&str>,
-    ) -> http::Response<bytes::Bytes> {
-        audit::rejected(error, subject, RequestInfo::of(&req));
-        crate::response::reject(&*self.responder, req, error)
-    }
-}
-
 /// Puts the verified context and claims where handlers find them, and tells outer layers
 /// (see [`outcome`](crate::outcome)).
 pub(crate) fn authenticate<B, C>(req: &mut Request<B>, verified: Verified<C>)

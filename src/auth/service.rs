@@ -42,9 +42,12 @@ where
             }),
         };
         match outcome {
-            Err((err, subject)) => {
-                ResponseFuture::rejected(config.reject(req, &err, subject.as_deref()))
-            }
+            Err((err, subject)) => ResponseFuture::rejected(crate::response::reject(
+                &*config.responder,
+                req,
+                &err,
+                subject.as_deref(),
+            )),
             Ok(None) => {
                 audit::anonymous(RequestInfo::of(&req));
                 req.extensions_mut().insert(Unauthenticated);

@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
-use crate::audit::{self, RequestInfo};
 use crate::client_ip::{ClientIpResolver, IpKey};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{AuthError, ConfigError, ErrorCode};
@@ -46,15 +45,13 @@ impl<St: fmt::Debug> fmt::Debug for Shared<St> {
 }
 
 impl<St> Shared<St> {
-    /// Refuses `req` from a locked address: the audit event, then the responder's answer.
+    /// Refuses `req` from a locked address.
     pub(crate) fn reject_locked<B>(
         &self,
         req: http::Request<B>,
         retry_after: Duration,
     ) -> http::Response<bytes::Bytes> {
-        let err = locked_out(retry_after);
-        audit::rejected(&err, None, RequestInfo::of(&req));
-        crate::response::reject(&*self.responder, req, &err)
+        crate::response::reject(&*self.responder, req, &locked_out(retry_after), None)
     }
 }
 

@@ -122,7 +122,12 @@ where
                             });
                             if let RateDecision::Limited { retry_after, .. } = decision {
                                 let err = rate_limited(retry_after);
-                                let mut response = shared.reject(request, &err, Some(&key));
+                                let mut response = crate::response::reject(
+                                    &*shared.responder,
+                                    request,
+                                    &err,
+                                    Some(&key),
+                                );
                                 if let Some(pairs) = headers {
                                     add_headers(response.headers_mut(), pairs);
                                 }

@@ -1,10 +1,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{Extensions, Request};
+use http::Extensions;
 
 use super::{MemoryRateLimitStore, PlanQuotas, RateLimitStore};
-use crate::audit::{self, RequestInfo};
 use crate::clock::Clock;
 use crate::context::AuthContext;
 use crate::error::{AuthError, ConfigError, ErrorCode};
@@ -42,20 +41,6 @@ impl<St: fmt::Debug> fmt::Debug for Shared<St> {
             .field("reject_unauthenticated", &self.reject_unauthenticated)
             .field("headers", &self.headers)
             .finish_non_exhaustive()
-    }
-}
-
-impl<St> Shared<St> {
-    /// Refuses `req` with `error` (over quota, or not authenticated): the audit event, then
-    /// the responder's answer.
-    pub(crate) fn reject<B>(
-        &self,
-        req: Request<B>,
-        error: &AuthError,
-        key: Option<&str>,
-    ) -> http::Response<bytes::Bytes> {
-        audit::rejected(error, key, RequestInfo::of(&req));
-        crate::response::reject(&*self.responder, req, error)
     }
 }
 

@@ -433,15 +433,17 @@ mod tests {
     use futures_util::FutureExt;
     use std::num::NonZeroU32;
 
+    fn limiter_on(clock: &FakeClock, quota: Quota) -> MessageLimiter {
+        MessageLimiter::builder(PlanQuotas::new(quota))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn budget_is_shared_across_connections_and_users_are_separate() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let limiter = MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
-            NonZeroU32::new(10).unwrap(),
-        )))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        let limiter = limiter_on(&clock, Quota::per_second(NonZeroU32::new(10).unwrap()));
         let mut a1 = limiter.gate(Arc::from("alice"), None);
         let mut a2 = limiter.gate(Arc::from("alice"), None);
         let mut b = limiter.gate(Arc::from("bob"), None);
@@ -470,12 +472,7 @@ mod tests {
     #[test]
     fn flooding_at_over_twice_the_rate_closes_with_1008_whatever_the_interleaving() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let limiter = MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
-            NonZeroU32::new(10).unwrap(),
-        )))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        let limiter = limiter_on(&clock, Quota::per_second(NonZeroU32::new(10).unwrap()));
         let mut gate = limiter.gate(Arc::from("u"), None);
         // 25 messages a second, evenly spaced: about 10 delivered and 15 refused each second,
         // interleaved. The old rule (10 refusals in a row) never fired.
@@ -498,12 +495,7 @@ mod tests {
     #[test]
     fn twice_the_rate_or_a_burst_is_not_flooding() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let limiter = MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
-            NonZeroU32::new(10).unwrap(),
-        )))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        let limiter = limiter_on(&clock, Quota::per_second(NonZeroU32::new(10).unwrap()));
         let mut gate = limiter.gate(Arc::from("u"), None);
         for _ in 0..400 {
             assert_ne!(
@@ -514,12 +506,7 @@ mod tests {
             clock.advance(Duration::from_millis(50));
         }
         // A per-minute quota's burst, all at once, is delivered and never flooding.
-        let per_minute = MessageLimiter::builder(PlanQuotas::new(Quota::per_minute(
-            NonZeroU32::new(30).unwrap(),
-        )))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        let per_minute = limiter_on(&clock, Quota::per_minute(NonZeroU32::new(30).unwrap()));
         let mut gate = per_minute.gate(Arc::from("m"), None);
         for _ in 0..30 {
             assert_eq!(
@@ -538,15 +525,17 @@ mod burst_tests {
     use futures_util::FutureExt;
     use std::num::NonZeroU32;
 
+    fn limiter_on(clock: &FakeClock, quota: Quota) -> MessageLimiter {
+        MessageLimiter::builder(PlanQuotas::new(quota))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn a_huge_burst_is_closed_without_waiting_for_the_window() {
         let clock = FakeClock::at_unix_secs(1_700_000_000);
-        let limiter = MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
-            NonZeroU32::new(10).unwrap(),
-        )))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        let limiter = limiter_on(&clock, Quota::per_second(NonZeroU32::new(10).unwrap()));
         let mut gate = limiter.gate(Arc::from("u"), None);
         // Threshold 30: the 121st refusal at once closes (10 delivered first).
         let verdicts: Vec<_> = (0..200)

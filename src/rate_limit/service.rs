@@ -29,7 +29,12 @@ where
         let Some(key) = shared.key.key(req.extensions()) else {
             if shared.reject_unauthenticated {
                 let err = AuthError::missing_token();
-                return ResponseFuture::rejected(shared.reject(req, &err, None));
+                return ResponseFuture::rejected(crate::response::reject(
+                    &*shared.responder,
+                    req,
+                    &err,
+                    None,
+                ));
             }
             return ResponseFuture::inner(self.inner.call(req), None);
         };
@@ -46,7 +51,8 @@ where
                     RateDecision::Limited { retry_after, .. } => {
                         let err = rate_limited(retry_after);
                         let key = key.into_owned();
-                        let mut response = shared.reject(req, &err, Some(&key));
+                        let mut response =
+                            crate::response::reject(&*shared.responder, req, &err, Some(&key));
                         if let Some(pairs) = headers {
                             add_headers(response.headers_mut(), pairs);
                         }

@@ -32,9 +32,8 @@ where
             );
             let error =
                 AuthError::auth_failed("WebSocket sessions are not configured for this route");
-            return Err(
-                reject_parts(&JsonResponder::new(), parts, &error).map(axum::body::Body::from)
-            );
+            return Err(reject_parts(&JsonResponder::new(), parts, &error, None)
+                .map(axum::body::Body::from));
         };
         // The usual extractor rejections when the layer did not run.
         AuthContext::from_request_parts(parts, state)
@@ -46,7 +45,13 @@ where
         sessions
             .open(&parts.headers, &parts.extensions)
             .map_err(|error| {
-                reject_parts(sessions.responder(), parts, &error).map(axum::body::Body::from)
+                let subject = parts
+                    .extensions
+                    .get::<AuthContext>()
+                    .and_then(AuthContext::subject_arc)
+                    .cloned();
+                reject_parts(sessions.responder(), parts, &error, subject.as_deref())
+                    .map(axum::body::Body::from)
             })
     }
 }
