@@ -515,22 +515,6 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod burst_tests {
-    use super::*;
-    use crate::clock::FakeClock;
-    use crate::rate_limit::Quota;
-    use futures_util::FutureExt;
-    use std::num::NonZeroU32;
-
-    fn limiter_on(clock: &FakeClock, quota: Quota) -> MessageLimiter {
-        MessageLimiter::builder(PlanQuotas::new(quota))
-            .clock(clock.clone())
-            .build()
-            .unwrap()
-    }
 
     #[test]
     fn a_huge_burst_is_closed_without_waiting_for_the_window() {
