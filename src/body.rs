@@ -31,14 +31,14 @@ pin_project! {
 
 impl<B> GuardBody<B> {
     /// Wraps the inner service's body.
-    pub fn inner(body: B) -> Self {
+    pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
         }
     }
 
     /// A complete body made of `data`.
-    pub fn rejection(data: Bytes) -> Self {
+    pub(crate) fn rejection(data: Bytes) -> Self {
         Self {
             kind: Kind::Rejection {
                 data: (!data.is_empty()).then(|| Box::new(data)),

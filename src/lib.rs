@@ -1,21 +1,35 @@
 //! Tower layers that authenticate HTTP and WebSocket traffic with JWTs, for any hyper-based
 //! server: axum, tonic, or hyper itself.
 //!
-//! | module | what it does |
-//! |---|---|
-//! | [`extract`] | finds the token: `Authorization: Bearer`, query, header, cookie, WebSocket subprotocol; ordered, size-capped, conflicts refused |
-//! | [`keys`] | verification keys bound to their algorithm family and `kid`: secrets, PEM, JWK, JWKS |
-//! | [`validate`] | verifies the token with `jsonwebtoken` and checks `exp`/`nbf` (with leeway), `iss`, `aud`, required claims, typed predicates, revocation |
-//! | [`auth`] | the [`JwtAuthLayer`] tying it together |
-//! | [`error`], [`response`], [`body`] | stable rejection codes, the default RFC 6750 JSON response, the body wrapper |
-//! | [`context`] | what handlers get: [`AuthContext`] and [`Claims<C>`] |
-//! | [`audit`] | `tracing` events for every decision, never with token text |
-//! | [`lockout`] | per-IP lockout after repeated failed attempts, bounded memory |
-//! | [`rate_limit`] | per-user quotas (per plan, per route) for requests and WebSocket messages, keyed on the validated subject |
-//! | [`ws`] | WebSocket upgrade gating (HTTP or close-frame rejections) and authenticated sessions: expiry, warnings, re-auth, message limits, connection limits, revocation |
-//! | [`client_ip`] | the client address: peer only, proxy headers only behind trusted proxies |
-//! | [`clock`] | injectable time, so tests never sleep |
-//! | [`peer`] | the connection's peer address |
+//! Every public item, by module (a newcomer finds each concern by its file name, laid out as
+//! in tower-http: each middleware's `mod.rs` holds its docs, then `layer.rs`, `service.rs` and
+//! `future.rs`, then what it needs of its own):
+//!
+//! | module | what it does | public items |
+//! |---|---|---|
+//! | [`extract`] | finds the token: `Authorization: Bearer`, query, header, cookie, WebSocket subprotocol (upgrades only); ordered, size-capped, conflicts refused | [`TokenExtractor`](extract::TokenExtractor), [`TokenSource`](extract::TokenSource), [`TokenSourceKind`](extract::TokenSourceKind), [`ExtractedToken`](extract::ExtractedToken), [`ExtractError`](extract::ExtractError), [`application_protocols`](extract::application_protocols), [`is_application_protocol`](extract::is_application_protocol), [`is_websocket_upgrade`](extract::is_websocket_upgrade), [`is_websocket_upgrade_parts`](extract::is_websocket_upgrade_parts), `DEFAULT_MAX_TOKEN_LEN`, `DEFAULT_WEBSOCKET_PROTOCOL_PREFIX`, `MAX_APPLICATION_PROTOCOL_LEN` |
+//! | [`keys`] | verification keys bound to their algorithm family and `kid`: secrets, PEM, JWK, JWKS | [`Key`](keys::Key), [`keys_from_jwks`](keys::keys_from_jwks), `MIN_HMAC_SECRET_LEN` |
+//! | [`validate`] | verifies the token with `jsonwebtoken` and checks `exp`/`nbf` (with leeway), `iss`, `aud`, required claims, typed predicates, revocation | [`Validator`](validate::Validator), [`ValidatorBuilder`](validate::ValidatorBuilder), [`Verified`](validate::Verified), [`Revocation`](validate::Revocation), [`RevocationFuture`](validate::RevocationFuture), `DEFAULT_LEEWAY` |
+//! | [`auth`] | the authentication layer | [`JwtAuthLayer`], [`JwtAuth`], [`JwtAuthBuilder`](auth::JwtAuthBuilder), [`ResponseFuture`](auth::ResponseFuture), `DEFAULT_VERIFIED_CACHE`, `MAX_CACHED_TOKEN` |
+//! | [`outcome`] | the contract between an authentication layer and the layers around it | [`AuthRejection`](outcome::AuthRejection), [`SuccessSignal`](outcome::SuccessSignal), [`Unauthenticated`](outcome::Unauthenticated), [`authenticated`](outcome::authenticated) |
+//! | [`response`] | the one rejection seam: rendering an [`AuthError`] for the refused request | [`Responder`](response::Responder), [`JsonResponder`](response::JsonResponder), [`from_fn`](response::from_fn), [`ResponderFn`](response::ResponderFn), [`json_body`](response::json_body) |
+//! | [`error`] | stable rejection codes | [`ErrorCode`], [`AuthError`], [`ConfigError`] |
+//! | [`body`] | the response body of every layer | [`GuardBody`](body::GuardBody) |
+//! | [`context`] | what handlers get | [`AuthContext`], [`Claims<C>`] |
+//! | [`audit`] | `tracing` events for every decision, never with token text | `AUDIT_TARGET` |
+//! | [`lockout`] (feature `lockout`) | per-IP lockout after repeated failed attempts, bounded memory | [`LockoutLayer`](lockout::LockoutLayer), [`Lockout`](lockout::Lockout), [`LockoutBuilder`](lockout::LockoutBuilder), [`ResponseFuture`](lockout::ResponseFuture), [`LockoutPolicy`](lockout::LockoutPolicy), [`Escalation`](lockout::Escalation), [`LockEvent`](lockout::LockEvent), [`LockoutStore`](lockout::LockoutStore), [`MemoryLockoutStore`](lockout::MemoryLockoutStore), [`LockStatus`](lockout::LockStatus), [`FailureOutcome`](lockout::FailureOutcome), [`FailureReport`](lockout::FailureReport) |
+//! | [`client_ip`] (feature `lockout`) | the client address: peer only, proxy headers only behind trusted proxies | [`ClientIpResolver`](client_ip::ClientIpResolver), [`IpKey`](client_ip::IpKey), [`ProxyHeader`](client_ip::ProxyHeader), `DEFAULT_IPV6_PREFIX` |
+//! | [`rate_limit`] (feature `rate-limit`) | per-user quotas (per plan, per route) for requests and WebSocket messages, keyed on the validated subject | [`UserRateLimitLayer`](rate_limit::UserRateLimitLayer), [`UserRateLimit`](rate_limit::UserRateLimit), [`UserRateLimitBuilder`](rate_limit::UserRateLimitBuilder), [`ResponseFuture`](rate_limit::ResponseFuture), [`PlanQuotas`](rate_limit::PlanQuotas), [`Quota`](rate_limit::Quota), [`strict_quota`](rate_limit::strict_quota), [`KeyFn`](rate_limit::KeyFn), [`PlanFn`](rate_limit::PlanFn), [`RateLimitStore`](rate_limit::RateLimitStore), [`MemoryRateLimitStore`](rate_limit::MemoryRateLimitStore), [`RateDecision`](rate_limit::RateDecision), [`MessageLimiter`](rate_limit::MessageLimiter), [`MessageLimiterBuilder`](rate_limit::MessageLimiterBuilder), [`MessageGate`](rate_limit::MessageGate), [`MessageVerdict`](rate_limit::MessageVerdict), `DEFAULT_FLOOD_FACTOR`, `DEFAULT_FLOOD_WINDOW` |
+//! | [`ws`] (feature `websocket`) | WebSocket refusals by close frame, and authenticated sessions: expiry, warnings, re-auth, message limits, connection limits, revocation, fan-out | [`CloseFrameResponder`](ws::CloseFrameResponder), [`CloseFrameRule`](ws::CloseFrameRule), [`refuse_upgrade`](ws::refuse_upgrade), [`close_code`](ws::close_code) and the `CLOSE_*` codes, [`WsSessions`](ws::WsSessions), [`WsSessionsBuilder`](ws::WsSessionsBuilder), [`WsSession`](ws::WsSession), [`AuthenticatedSocket`](ws::AuthenticatedSocket), [`SessionClosed`](ws::SessionClosed), [`Transport`](ws::Transport), [`SocketMessage`](ws::SocketMessage), [`MessageKind`](ws::MessageKind), [`RateLimitedSocket`](ws::RateLimitedSocket), [`SessionRegistry`](ws::SessionRegistry), [`ConnectionLimits`](ws::ConnectionLimits), [`SessionStats`](ws::SessionStats), the `DEFAULT_*` session settings |
+//! | [`axum`] (feature `axum`) | extractors for [`Claims`] and [`AuthContext`] | [`ClaimsRejection`](axum::ClaimsRejection) |
+//! | [`clock`] | injectable time, so tests never sleep | [`Clock`](clock::Clock), [`SystemClock`](clock::SystemClock), [`FakeClock`](clock::FakeClock) |
+//! | [`peer`] | the connection's peer address | [`PeerAddr`](peer::PeerAddr), [`peer_addr`](peer::peer_addr) |
+//! | [`crypto`] | the crypto backend | [`backend_name`](crypto::backend_name), [`install_crypto_provider`](crypto::install_crypto_provider) |
+//!
+//! Every layer takes its collaborators the same way on its builder: `.responder(…)` (one
+//! [`Responder`](response::Responder) for the whole stack), `.clock(…)` (any
+//! [`Clock`](clock::Clock), `Arc<dyn Clock>` included) and, where state is kept, `.store(…)`.
+//! `build()` returns a `Result` where the configuration can be wrong.
 //!
 //! # Example
 //!
@@ -43,7 +57,9 @@
 //! | `aws-lc-rs` | yes | crypto backend aws-lc-rs; chosen when both backends are enabled |
 //! | `rust-crypto` | no | crypto backend from the RustCrypto crates (pure Rust) |
 //! | `axum` | yes | axum extractors for [`Claims`] and [`AuthContext`], and reading axum's `ConnectInfo` |
-//! | `websocket` | yes | the [`ws`] module and [`RateLimitedSocket`](ws::RateLimitedSocket), over tokio-tungstenite and (with `axum`) axum's `WebSocket` |
+//! | `lockout` | yes | the [`lockout`] and [`client_ip`] modules (dashmap, ipnet) |
+//! | `rate-limit` | yes | the [`rate_limit`] module (governor, dashmap) |
+//! | `websocket` | yes | the [`ws`] module, over tokio-tungstenite and (with `axum`) axum's `WebSocket`; turns on `lockout` and `rate-limit`, since sessions count refused re-authentications and message quotas |
 //!
 //! One crypto backend is required: a build with neither fails to compile with a message saying
 //! so (see [`crypto`]).

@@ -7,7 +7,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::{LockEvent, Shared};
+use super::layer::{LockEvent, LockoutConfig};
 use super::{FailureOutcome, LockStatus, LockoutStore};
 use crate::audit::AUDIT_TARGET;
 use crate::body::GuardBody;
@@ -21,7 +21,7 @@ pub(crate) struct Tracking<St> {
     /// Set by the authentication layer when the request authenticates (only when success
     /// resets failures).
     pub(crate) success: Option<SuccessSignal>,
-    pub(crate) shared: Arc<Shared<St>>,
+    pub(crate) shared: Arc<LockoutConfig<St>>,
 }
 
 pub(crate) fn store_failed(error: &dyn std::error::Error, operation: &'static str) {
@@ -36,7 +36,7 @@ pub(crate) fn store_failed(error: &dyn std::error::Error, operation: &'static st
 }
 
 /// Reports what recording a failure of `key` did: the lock event and hook when it locked.
-pub(crate) fn record_outcome<St>(outcome: &FailureOutcome, key: IpKey, shared: &Shared<St>) {
+pub(crate) fn record_outcome<St>(outcome: &FailureOutcome, key: IpKey, shared: &LockoutConfig<St>) {
     if let Some(duration) = outcome.locked_for {
         // With the store full, what gets locked is the address's wider prefix.
         let ip = outcome.counted_as.unwrap_or(key);

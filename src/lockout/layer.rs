@@ -23,7 +23,7 @@ pub struct LockEvent {
 
 type LockHook = Box<dyn Fn(&LockEvent) + Send + Sync>;
 
-pub(crate) struct Shared<St> {
+pub(crate) struct LockoutConfig<St> {
     pub(crate) store: St,
     pub(crate) policy: LockoutPolicy,
     pub(crate) resolver: ClientIpResolver,
@@ -34,7 +34,7 @@ pub(crate) struct Shared<St> {
     pub(crate) warned_no_peer: std::sync::atomic::AtomicBool,
 }
 
-impl<St: fmt::Debug> fmt::Debug for Shared<St> {
+impl<St: fmt::Debug> fmt::Debug for LockoutConfig<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockoutConfig")
             .field("store", &self.store)
@@ -44,7 +44,7 @@ impl<St: fmt::Debug> fmt::Debug for Shared<St> {
     }
 }
 
-impl<St> Shared<St> {
+impl<St> LockoutConfig<St> {
     /// Refuses `req` from a locked address.
     pub(crate) fn reject_locked<B>(
         &self,
@@ -70,7 +70,7 @@ crate::scaffold::middleware! {
     pub struct LockoutLayer<St = MemoryLockoutStore>;
     /// The service produced by [`LockoutLayer`].
     pub struct Lockout;
-    config: Shared;
+    config: LockoutConfig;
 }
 
 impl LockoutLayer<MemoryLockoutStore> {
@@ -166,7 +166,7 @@ impl<St: LockoutStore> LockoutBuilder<St> {
     /// the lock duration).
     pub fn build(self) -> Result<LockoutLayer<St>, ConfigError> {
         self.policy.validate()?;
-        Ok(LockoutLayer::from_config(Shared {
+        Ok(LockoutLayer::from_config(LockoutConfig {
             store: self.store,
             policy: self.policy,
             resolver: self.resolver,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::future::{record_outcome, store_failed};
-use super::layer::Shared;
+use super::layer::LockoutConfig;
 use super::{LockStatus, LockoutStore};
 use crate::client_ip::IpKey;
 use crate::error::ErrorCode;
@@ -23,7 +23,7 @@ trait Recorder: Send + Sync {
     fn check(self: Arc<Self>, key: IpKey) -> Checking;
 }
 
-impl<St: LockoutStore> Recorder for Shared<St> {
+impl<St: LockoutStore> Recorder for LockoutConfig<St> {
     fn check(self: Arc<Self>, key: IpKey) -> Checking {
         let future = self.store.check(key, self.clock.now());
         Box::pin(async move {
@@ -78,7 +78,7 @@ impl fmt::Debug for FailureReport {
 }
 
 impl FailureReport {
-    pub(crate) fn new<St: LockoutStore>(key: IpKey, shared: Arc<Shared<St>>) -> Self {
+    pub(crate) fn new<St: LockoutStore>(key: IpKey, shared: Arc<LockoutConfig<St>>) -> Self {
         Self {
             key,
             recorder: shared,

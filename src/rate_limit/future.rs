@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::headers::{add_headers, ietf_headers};
-use super::layer::{Shared, rate_limited, store_failed};
+use super::layer::{RateLimitConfig, rate_limited, store_failed};
 use super::{RateDecision, RateLimitStore};
 use crate::body::GuardBody;
 use crate::outcome::AuthRejection;
@@ -19,7 +19,7 @@ type Pending<S, ReqBody, St> = (
     Request<ReqBody>,
     Arc<str>,
     Option<Box<str>>,
-    Arc<Shared<St>>,
+    Arc<RateLimitConfig<St>>,
 );
 
 pin_project! {
@@ -87,7 +87,7 @@ where
         request: Request<ReqBody>,
         key: Arc<str>,
         plan: Option<Box<str>>,
-        shared: Arc<Shared<St>>,
+        shared: Arc<RateLimitConfig<St>>,
     ) -> Self {
         Self {
             state: State::Checking {

@@ -25,7 +25,7 @@ pub(crate) enum KeySource {
     Custom(KeyFn),
 }
 
-pub(crate) struct Shared<St> {
+pub(crate) struct RateLimitConfig<St> {
     pub(crate) store: St,
     pub(crate) key: KeySource,
     pub(crate) plan: Option<PlanFn<Extensions>>,
@@ -34,9 +34,9 @@ pub(crate) struct Shared<St> {
     pub(crate) responder: Arc<dyn Responder>,
 }
 
-impl<St: fmt::Debug> fmt::Debug for Shared<St> {
+impl<St: fmt::Debug> fmt::Debug for RateLimitConfig<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserRateLimitConfig")
+        f.debug_struct("RateLimitConfig")
             .field("store", &self.store)
             .field("reject_unauthenticated", &self.reject_unauthenticated)
             .field("headers", &self.headers)
@@ -83,7 +83,7 @@ crate::scaffold::middleware! {
     pub struct UserRateLimitLayer<St = MemoryRateLimitStore>;
     /// The service produced by [`UserRateLimitLayer`].
     pub struct UserRateLimit;
-    config: Shared;
+    config: RateLimitConfig;
 }
 
 impl UserRateLimitLayer<MemoryRateLimitStore> {
@@ -205,7 +205,7 @@ impl<St: RateLimitStore> UserRateLimitBuilder<St> {
             Some(clock) => self.store.with_clock(clock),
             None => self.store,
         };
-        Ok(UserRateLimitLayer::from_config(Shared {
+        Ok(UserRateLimitLayer::from_config(RateLimitConfig {
             store,
             key: self.key,
             plan: self.plan,
