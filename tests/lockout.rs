@@ -1,7 +1,7 @@
 //! Per-IP lockout through a real axum server on loopback. Clients bind distinct source addresses
 //! in 127.0.0.0/8; behind a trusted proxy (the loopback peer) forwarding headers pick the client,
 //! which is how IPv6 grouping is exercised. Time moves with a FakeClock.
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "lockout"))]
 
 mod common;
 

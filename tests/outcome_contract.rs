@@ -2,7 +2,7 @@
 //! that is not this crate's: an axum `from_fn` middleware checking an API key. Behind it the
 //! crate's lockout counts its refusals and resets on its successes, and the rate limit keys on
 //! the subject it reports, through a real server on loopback.
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "lockout", feature = "rate-limit"))]
 
 mod common;
 

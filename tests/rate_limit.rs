@@ -2,7 +2,7 @@
 //! `UserRateLimitLayer` sits inside `JwtAuthLayer`, keyed on the validated subject (or on a claim).
 //! Time is a `FakeClock` shared by the validator and the rate-limit store, so refills and idle
 //! cleanup are tested by moving the clock, never by sleeping.
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "rate-limit"))]
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! running in parallel threads without a subscriber could race that cache with the scoped
 //! subscriber of this test.
 
+#![cfg(feature = "rate-limit")]
+
 mod common;
 
 use std::convert::Infallible;
