@@ -22,6 +22,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use tower::ServiceExt;
 use tower_jwt_guard::JwtAuthLayer;
 use tower_jwt_guard::keys::Key;
+use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
+use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::validate::Validator;
 
 mod common;
@@ -39,7 +41,10 @@ fn sign(claims: &BenchClaims, secret: &[u8]) -> String {
 }
 
 fn request(token: Option<&str>) -> Request<Body> {
-    let mut builder = Request::get("/");
+    // The peer address axum's `ConnectInfo` gives, so that the lockout of the stack has an
+    // address to check (the other routers ignore it).
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    let mut builder = Request::get("/").extension(axum::extract::ConnectInfo(peer));
     if let Some(token) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -76,6 +81,22 @@ fn bench_layer(c: &mut Criterion) {
             .build()
             .expect("a valid configuration"),
     );
+    // The full stack of the README: lockout → auth → per-user rate limit (a quota never
+    // reached), each with its defaults.
+    let stack = routes()
+        .layer(
+            UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_second(
+                std::num::NonZeroU32::MAX,
+            )))
+            .build()
+            .expect("a valid configuration"),
+        )
+        .layer(JwtAuthLayer::new(validator.clone()))
+        .layer(
+            LockoutLayer::builder(LockoutPolicy::new())
+                .build()
+                .expect("a valid configuration"),
+        );
     // Distinct valid tokens, four times the default cache: the cache fills up and the rest
     // are verified in full (a lookup that misses, then validation).
     let fresh: Vec<String> = (0..4 * tower_jwt_guard::auth::DEFAULT_VERIFIED_CACHE as u64)
@@ -100,6 +121,11 @@ fn bench_layer(c: &mut Criterion) {
         assert_eq!(status(&bare, Some(&valid)).await, StatusCode::OK);
         assert_eq!(status(&guarded, Some(&valid)).await, StatusCode::OK);
         assert_eq!(status(&uncached, Some(&valid)).await, StatusCode::OK);
+        assert_eq!(status(&stack, Some(&valid)).await, StatusCode::OK);
+        assert_eq!(
+            status(&stack, Some(&invalid)).await,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(status(&guarded, Some(&fresh[0])).await, StatusCode::OK);
         assert_eq!(status(&guarded, None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(
@@ -173,8 +199,9 @@ fn bench_layer(c: &mut Criterion) {
     // reported time per iteration is `layer - bare` or `layer - bare - decode`.
     let mut group = c.benchmark_group("layer_hs256_overhead");
     // (case, guarded router, tokens: one, or a pool cycled through).
-    let overhead_cases: [(&str, &Router, Vec<&str>); 5] = [
+    let overhead_cases: [(&str, &Router, Vec<&str>); 6] = [
         ("valid", &guarded, vec![valid.as_str()]),
+        ("valid_full_stack", &stack, vec![valid.as_str()]),
         ("valid_uncached", &uncached, vec![valid.as_str()]),
         (
             "valid_new_tokens",

@@ -77,6 +77,7 @@ impl SuccessSignal {
 
 /// What an authentication layer does when it accepts a request: inserts `context` into the
 /// request's `extensions` and sets the [`SuccessSignal`] found there, if any.
+#[inline]
 pub fn authenticated(extensions: &mut Extensions, context: AuthContext) {
     if let Some(signal) = extensions.get::<SuccessSignal>() {
         signal.set();

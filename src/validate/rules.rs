@@ -26,6 +26,7 @@ pub(super) struct ClaimRules {
 impl ClaimRules {
     /// `exp` and `nbf` against the clock, with the leeway (an absent one passes), and the
     /// maximum lifetime when one is configured.
+    #[inline]
     pub(super) fn time_window(
         &self,
         exp: Option<u64>,
