@@ -100,6 +100,8 @@ pub mod peer;
 pub mod rate_limit;
 pub mod response;
 mod scaffold;
+#[cfg(feature = "stream-expiry")]
+pub mod stream_expiry;
 pub mod validate;
 #[cfg(feature = "websocket")]
 pub mod ws;

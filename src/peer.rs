@@ -4,7 +4,10 @@
 //! crate reads, in order:
 //! - [`PeerAddr`], which a bare hyper server inserts itself (see below);
 //! - axum's `ConnectInfo<SocketAddr>` (feature `axum`), present when the app is served with
-//!   `into_make_service_with_connect_info::<SocketAddr>()`.
+//!   `into_make_service_with_connect_info::<SocketAddr>()`;
+//! - tonic's `TcpConnectInfo` (feature `tonic`) and `TlsConnectInfo<TcpConnectInfo>` (feature
+//!   `tonic-tls`), which tonic's server puts in every request: with `Server::builder().layer(…)`
+//!   the lockout sees the real peer without any extra layer.
 //!
 //! With bare hyper, wrap the service per connection:
 //!
@@ -14,20 +17,6 @@
 //! # fn per_connection(peer: SocketAddr, mut req: http::Request<()>) {
 //! req.extensions_mut().insert(PeerAddr(peer));
 //! # }
-//! ```
-//!
-//! With tonic, the transport puts its `TcpConnectInfo` in the request's extensions; copy the
-//! address into a [`PeerAddr`] with a small map layer placed before this crate's layers:
-//!
-//! ```ignore
-//! use tonic::transport::server::TcpConnectInfo;
-//! let copy_peer = tower::util::MapRequestLayer::new(|mut req: http::Request<_>| {
-//!     if let Some(addr) = req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()) {
-//!         req.extensions_mut().insert(PeerAddr(addr));
-//!     }
-//!     req
-//! });
-//! Server::builder().layer(copy_peer).layer(lockout).layer(auth) // ...
 //! ```
 //!
 //! The address is used for audit events here, and by the lockout layer
@@ -52,6 +41,26 @@ pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
         extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
     {
         return Some(*addr);
+    }
+    #[cfg(feature = "tonic")]
+    {
+        use tonic::transport::server::TcpConnectInfo;
+        if let Some(addr) = extensions
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+        {
+            return Some(addr);
+        }
+    }
+    #[cfg(feature = "tonic-tls")]
+    {
+        use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+        if let Some(addr) = extensions
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|info| info.get_ref().remote_addr())
+        {
+            return Some(addr);
+        }
     }
     None
 }

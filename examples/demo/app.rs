@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+
+use super::grpc;
 use tower_jwt_guard::clock::Clock;
 use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
@@ -18,6 +20,7 @@ use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::response::json_body;
+use tower_jwt_guard::stream_expiry::StreamExpiryLayer;
 use tower_jwt_guard::validate::Validator;
 use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
@@ -150,19 +153,49 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         .max_message_size(64 * 1024)
         .send_timeout(config.send_timeout)
         .build()?;
-    let protected = Router::new()
+    // gRPC: tonic's routes mounted in the same axum router, so that gRPC calls go through the
+    // same layers as HTTP requests. `PlaceOrder` gets the orders quota (the same layer, so
+    // the same per-user budget as `POST /orders`); the health service needs no token.
+    let demo = grpc::DemoServer::new(grpc::DemoGrpc::default());
+    // tonic's router answers unknown paths with gRPC `UNIMPLEMENTED`; the demo's HTTP routes
+    // keep axum's 404, so that fallback goes.
+    let grpc_demo = tonic::service::Routes::new(demo.clone())
+        .into_axum_router()
+        .reset_fallback()
+        .route_service(
+            "/demo.v1.Demo/PlaceOrder",
+            tower::Layer::layer(&orders_limit, demo),
+        );
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // Uncontended at start-up: completes at once.
+    let _ = futures_util::FutureExt::now_or_never(
+        health_reporter.set_serving::<grpc::DemoServer<grpc::DemoGrpc>>(),
+    );
+    let grpc_health = tonic::service::Routes::new(health_service)
+        .into_axum_router()
+        .reset_fallback();
+    // A `Watch` stream (or any streaming response) ends when its token expires.
+    let stream_expiry = StreamExpiryLayer::builder(auth.validator())
+        .max_tick(config.session_tick)
+        .build()?;
+    let protected: Router = Router::new()
         .route("/me", get(me))
         .route("/orders", post(create_order).layer(orders_limit))
         .route("/ws", get(ws_echo))
+        .merge(grpc_demo)
+        .route_layer(stream_expiry)
         .route_layer(auth)
         .layer(Extension(sessions));
     // The lockout wraps everything, auth included, so it sees auth's rejections and refuses a
-    // locked address on every route before any token is parsed.
+    // locked address on every route, HTTP, WebSocket and gRPC, before any token is parsed.
+    // Every layer renders its rejections with the default responder: gRPC statuses for gRPC
+    // calls (the `tonic` feature), JSON for the rest.
     Ok(Router::new()
         .route("/health", get(health))
         .route("/auth/token", post(issue_token))
-        .merge(protected)
         .with_state(state)
+        .merge(protected)
+        .merge(grpc_health)
         .layer(lockout))
 }
 

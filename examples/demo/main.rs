@@ -4,6 +4,7 @@
 //! random one is generated when unset), `RUST_LOG` (default `info`, audit events included).
 
 mod app;
+mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

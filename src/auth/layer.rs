@@ -9,7 +9,7 @@ use crate::audit::{self, RequestInfo};
 use crate::context::Claims;
 use crate::error::{AuthError, ConfigError};
 use crate::extract::TokenExtractor;
-use crate::response::{JsonResponder, Responder};
+use crate::response::Responder;
 use crate::validate::{Validator, Verified};
 
 /// Everything a [`JwtAuth`] service needs, built once and shared.
@@ -75,7 +75,7 @@ where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// A layer reading `Authorization: Bearer`, requiring a token, answering with
-    /// [`JsonResponder`].
+    /// [`default_responder`](crate::response::default_responder).
     /// Keeps up to [`DEFAULT_VERIFIED_CACHE`](super::DEFAULT_VERIFIED_CACHE) verified tokens
     /// (see [`JwtAuthBuilder::verified_token_cache`]).
     pub fn new(validator: Validator<C>) -> Self {
@@ -83,7 +83,7 @@ where
             validator,
             extractor: TokenExtractor::default(),
             optional: false,
-            responder: Arc::new(JsonResponder::new()),
+            responder: crate::response::default_responder(),
             cache: VerifiedCache::new(super::DEFAULT_VERIFIED_CACHE),
         })
     }
@@ -94,7 +94,7 @@ where
             validator,
             extractor: TokenExtractor::default(),
             optional: false,
-            responder: Arc::new(JsonResponder::new()),
+            responder: crate::response::default_responder(),
             cache_capacity: super::DEFAULT_VERIFIED_CACHE,
         }
     }
@@ -141,7 +141,7 @@ where
         self
     }
 
-    /// How rejections are rendered (default [`JsonResponder`]); see
+    /// How rejections are rendered (default [`default_responder`](crate::response::default_responder)); see
     /// [`response`](crate::response). Give every layer of a stack the same one.
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.responder = Arc::new(responder);

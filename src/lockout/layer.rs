@@ -6,7 +6,7 @@ use super::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
 use crate::client_ip::{ClientIpResolver, IpKey};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{AuthError, ConfigError, ErrorCode};
-use crate::response::{JsonResponder, Responder};
+use crate::response::Responder;
 
 /// What the [`on_lock`](LockoutBuilder::on_lock) hook is told when an address becomes locked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl LockoutLayer<MemoryLockoutStore> {
             policy,
             resolver: ClientIpResolver::new(),
             clock: Arc::new(SystemClock),
-            responder: Arc::new(JsonResponder::new()),
+            responder: crate::response::default_responder(),
             on_lock: None,
         }
     }
@@ -145,7 +145,7 @@ impl<St: LockoutStore> LockoutBuilder<St> {
         self
     }
 
-    /// How `LOCKED_OUT` rejections are rendered (default [`JsonResponder`]); see
+    /// How `LOCKED_OUT` rejections are rendered (default [`default_responder`](crate::response::default_responder)); see
     /// [`response`](crate::response). Give every layer of a stack the same one.
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.responder = Arc::new(responder);

@@ -7,7 +7,7 @@ use super::{MemoryRateLimitStore, PlanQuotas, RateLimitStore};
 use crate::clock::Clock;
 use crate::context::AuthContext;
 use crate::error::{AuthError, ConfigError, ErrorCode};
-use crate::response::{JsonResponder, Responder};
+use crate::response::Responder;
 
 /// Reads the rate-limit key from a request's extensions (e.g. a tenant claim). Return an
 /// `Arc<str>` held in the extensions where you can, so that no request allocates.
@@ -97,7 +97,7 @@ impl UserRateLimitLayer<MemoryRateLimitStore> {
             plan: None,
             reject_unauthenticated: false,
             headers: false,
-            responder: Arc::new(JsonResponder::new()),
+            responder: crate::response::default_responder(),
         }
     }
 }
@@ -184,7 +184,7 @@ impl<St: RateLimitStore> UserRateLimitBuilder<St> {
         self
     }
 
-    /// How `RATE_LIMITED` rejections are rendered (default [`JsonResponder`]); see
+    /// How `RATE_LIMITED` rejections are rendered (default [`default_responder`](crate::response::default_responder)); see
     /// [`response`](crate::response). Give every layer of a stack the same one.
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.responder = Arc::new(responder);

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::registry::SessionRegistry;
 use crate::error::ConfigError;
 use crate::rate_limit::{MessageGates, MessageLimiter, PlanFn, RateLimitStore};
-use crate::response::{JsonResponder, Responder};
+use crate::response::Responder;
 use crate::validate::Validator;
 
 /// The default warning time before a session's token expires: 5 minutes.
@@ -113,7 +113,7 @@ where
     }
 
     /// How a refused session (over a connection limit) is rendered (default
-    /// [`JsonResponder`]); give it the stack's responder, e.g. a
+    /// [`default_responder`](crate::response::default_responder)); give it the stack's responder, e.g. a
     /// [`CloseFrameResponder`](super::CloseFrameResponder). See [`response`](crate::response).
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.inner.responder = Arc::new(responder);
@@ -181,7 +181,7 @@ where
                 plan: None,
                 warn_before: DEFAULT_EXPIRY_WARNING,
                 max_tick: Duration::from_secs(30),
-                responder: Arc::new(JsonResponder::new()),
+                responder: crate::response::default_responder(),
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 send_timeout: DEFAULT_SEND_TIMEOUT,
                 max_failed_reauth: DEFAULT_MAX_FAILED_REAUTH,

@@ -6,6 +6,9 @@
 #[path = "../../examples/demo/app.rs"]
 #[allow(dead_code)]
 pub mod app;
+#[path = "../../examples/demo/grpc.rs"]
+#[allow(dead_code)]
+pub mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

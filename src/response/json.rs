@@ -1,98 +1,12 @@
-//! Turning an [`AuthError`] into an HTTP response.
-//!
-//! The default [`JsonResponder`] answers with the code's status, a JSON body
-//! `{"error": {"code": "...", "message": "..."}}`, `WWW-Authenticate: Bearer` per RFC 6750 for
-//! `401`/`403` (with `error="invalid_token"` or `error="insufficient_scope"`, and no `error`
-//! when the token is missing), and `Retry-After` (whole seconds) for `429`.
-//!
-//! Every layer of the crate (authentication, lockout, rate limit, WebSocket sessions) renders
-//! its rejections through a [`Responder`], set with `.responder(…)` on its builder, which sees
-//! the refused request's [`Parts`] (method, URI, headers, extensions): the same rejection can be
-//! answered differently for different requests. Build one responder and give a clone of it to
-//! every layer; [`ws::CloseFrameResponder`](crate::ws::CloseFrameResponder) is such a wrapper
-//! for WebSocket upgrades, and gRPC statuses will be another.
-//!
-//! A closure becomes a responder with [`from_fn`]:
-//!
-//! ```
-//! use bytes::Bytes;
-//! use http::{Response, StatusCode, request::Parts};
-//! use tower_jwt_guard::{AuthError, response::{self, Responder}};
-//!
-//! let plain = response::from_fn(|_request: &Parts, err: &AuthError| {
-//!     let mut response = Response::new(Bytes::from_static(b"no"));
-//!     *response.status_mut() = err.status();
-//!     response
-//! });
-//! let (mut parts, ()) = http::Request::new(()).into_parts();
-//! let response = plain.respond(&mut parts, &AuthError::missing_token());
-//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-//! ```
-//!
-//! Whatever the responder returns, the crate adds an [`AuthRejection`] to the response's
-//! extensions, so that an outer layer (lockout, metrics) learns why the request was refused
-//! (see [`outcome`](crate::outcome)).
-
-use std::fmt;
-use std::sync::Arc;
+//! The default rendering: a JSON body, RFC 6750 `WWW-Authenticate`, `Retry-After`.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Response};
 
+use super::Responder;
 use crate::error::AuthError;
-use crate::outcome::AuthRejection;
-
-/// Renders a rejection as a response, for the request it refuses.
-///
-/// `request` is the refused request's head; the request is dropped once the response is
-/// built, so a responder may take from its extensions what answering needs (the WebSocket
-/// responder takes hyper's upgrade handle). Rendering must not fail and must not panic: every
-/// layer of the crate calls it on its rejection path.
-pub trait Responder: Send + Sync + 'static {
-    /// The response refusing `request` with `error`.
-    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes>;
-}
-
-impl<R: Responder + ?Sized> Responder for Arc<R> {
-    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
-        (**self).respond(request, error)
-    }
-}
-
-impl<R: Responder + ?Sized> Responder for Box<R> {
-    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
-        (**self).respond(request, error)
-    }
-}
-
-/// A [`Responder`] made of a closure; see [`from_fn`].
-#[derive(Clone, Copy)]
-pub struct ResponderFn<F>(F);
-
-impl<F> fmt::Debug for ResponderFn<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponderFn")
-    }
-}
-
-/// A [`Responder`] that calls `f` with the refused request's head and the rejection.
-pub fn from_fn<F>(f: F) -> ResponderFn<F>
-where
-    F: Fn(&Parts, &AuthError) -> Response<Bytes> + Send + Sync + 'static,
-{
-    ResponderFn(f)
-}
-
-impl<F> Responder for ResponderFn<F>
-where
-    F: Fn(&Parts, &AuthError) -> Response<Bytes> + Send + Sync + 'static,
-{
-    fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
-        (self.0)(request, error)
-    }
-}
 
 /// The default responder: JSON body, RFC 6750 `WWW-Authenticate`, `Retry-After`.
 #[derive(Debug, Clone, Default)]
@@ -203,35 +117,6 @@ impl Responder for JsonResponder {
     }
 }
 
-/// The one rejection path of every layer: the audit event (with `subject` when the caller
-/// knows it), then `responder`'s rendering, marked with [`AuthRejection`]. The request is
-/// dropped.
-pub(crate) fn reject<B>(
-    responder: &dyn Responder,
-    request: Request<B>,
-    error: &AuthError,
-    subject: Option<&str>,
-) -> Response<Bytes> {
-    let (mut parts, body) = request.into_parts();
-    drop(body);
-    reject_parts(responder, &mut parts, error, subject)
-}
-
-/// [`reject`] for a request of which only the head is at hand (extractors).
-pub(crate) fn reject_parts(
-    responder: &dyn Responder,
-    parts: &mut Parts,
-    error: &AuthError,
-    subject: Option<&str>,
-) -> Response<Bytes> {
-    crate::audit::rejected(error, subject, crate::audit::RequestInfo::of_parts(parts));
-    let mut response = responder.respond(parts, error);
-    response
-        .extensions_mut()
-        .insert(AuthRejection { code: error.code() });
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,21 +172,5 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&json_body(&e)).unwrap();
         assert_eq!(v["error"]["code"], "FORBIDDEN");
         assert_eq!(v["error"]["message"], "a \"quoted\" \\ line\nbreak");
-    }
-
-    #[test]
-    fn reject_marks_the_response() {
-        let r = reject(
-            &JsonResponder::new(),
-            http::Request::new(()),
-            &AuthError::expired(),
-            None,
-        );
-        assert_eq!(
-            r.extensions().get::<AuthRejection>(),
-            Some(&AuthRejection {
-                code: crate::error::ErrorCode::TokenExpired
-            })
-        );
     }
 }
