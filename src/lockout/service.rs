@@ -33,7 +33,8 @@ where
                 tracing::warn!(
                     target: AUDIT_TARGET,
                     "lockout is inactive for requests without a peer address: serve axum with \
-                     into_make_service_with_connect_info::<SocketAddr>(), or insert PeerAddr"
+                     into_make_service_with_connect_info::<SocketAddr>(), serve tonic with \
+                     the `tonic` feature on, or insert PeerAddr"
                 );
             }
             tracing::debug!(
