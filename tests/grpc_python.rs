@@ -1,0 +1,89 @@
+//! The demo's gRPC contract checked by a client no one here wrote: Python's `grpcio`
+//! (`pip install grpcio grpcio-status`, which `.ci/run` does), running
+//! `tests/grpc_python/demo_client.py` against the demo's own server on loopback. Fails, never
+//! skips, when Python or grpcio is missing.
+#![cfg(all(feature = "axum", feature = "websocket", feature = "tonic"))]
+
+#[path = "common/demo.rs"]
+mod demo;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tower_jwt_guard::Algorithm;
+use tower_jwt_guard::clock::Clock;
+use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
+
+const SECRET: &[u8] = b"demo-grpc-python-test-secret-0123456789";
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+fn sign(claims: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn python_grpcio_sees_the_contract() {
+    let probe = std::process::Command::new(python())
+        .args(["-c", "import grpc, grpc_status"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set PYTHON)", python()));
+    assert!(
+        probe.status.success(),
+        "Python's grpcio is missing: pip install grpcio grpcio-status ({})",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    let demo = demo::start(SECRET).await;
+    let now = demo.clock.now().as_secs();
+    let valid = sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "access"}));
+    let expired =
+        sign(json!({"sub": "alice", "iat": now - 900, "exp": now - 60, "type": "access"}));
+    let forbidden = sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "refresh"}));
+    let short_lived = sign(json!({"sub": "bob", "iat": now, "exp": now + 30, "type": "access"}));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/grpc_python/demo_client.py"
+    );
+    let mut child = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(demo.addr.to_string())
+        .args([&valid, &expired, &forbidden, &short_lived])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python client");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "WATCHING" {
+                // Past the short-lived token's exp and the 10 s leeway.
+                demo.clock.advance(Duration::from_secs(30 + 11));
+                stdin.write_all(b"go\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+            seen.push(line);
+        }
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("the Python client finishes within a minute");
+    assert!(
+        outcome.success() && seen.last().map(String::as_str) == Some("OK"),
+        "the Python client failed: {seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "WATCHING"));
+}
