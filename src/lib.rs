@@ -1,5 +1,5 @@
-//! Tower layers that authenticate HTTP and WebSocket traffic with JWTs, for any hyper-based
-//! server: axum, tonic, or hyper itself.
+//! Tower layers that authenticate HTTP, WebSocket and gRPC traffic with JWTs, for any
+//! hyper-based server: axum, tonic, or hyper itself (see the README's sections on each).
 //!
 //! Every public item, by module (a newcomer finds each concern by its file name, laid out as
 //! in tower-http: each middleware's `mod.rs` holds its docs, then `layer.rs`, `service.rs` and
@@ -12,7 +12,8 @@
 //! | [`validate`] | verifies the token with `jsonwebtoken` and checks `exp`/`nbf` (with leeway), `iss`, `aud`, required claims, typed predicates, revocation | [`Validator`](validate::Validator), [`ValidatorBuilder`](validate::ValidatorBuilder), [`Verified`](validate::Verified), [`Revocation`](validate::Revocation), [`RevocationFuture`](validate::RevocationFuture), `DEFAULT_LEEWAY` |
 //! | [`auth`] | the authentication layer | [`JwtAuthLayer`], [`JwtAuth`], [`JwtAuthBuilder`](auth::JwtAuthBuilder), [`ResponseFuture`](auth::ResponseFuture), `DEFAULT_VERIFIED_CACHE`, `MAX_CACHED_TOKEN` |
 //! | [`outcome`] | the contract between an authentication layer and the layers around it | [`AuthRejection`](outcome::AuthRejection), [`SuccessSignal`](outcome::SuccessSignal), [`Unauthenticated`](outcome::Unauthenticated), [`authenticated`](outcome::authenticated) |
-//! | [`response`] | the one rejection seam: rendering an [`AuthError`] for the refused request | [`Responder`](response::Responder), [`JsonResponder`](response::JsonResponder), [`from_fn`](response::from_fn), [`ResponderFn`](response::ResponderFn), [`json_body`](response::json_body) |
+//! | [`response`] | the one rejection seam: rendering an [`AuthError`] for the refused request, in JSON or (feature `tonic`) as a gRPC status | [`Responder`](response::Responder), [`JsonResponder`](response::JsonResponder), [`default_responder`](response::default_responder), [`from_fn`](response::from_fn), [`ResponderFn`](response::ResponderFn), [`json_body`](response::json_body); with `tonic`: `GrpcResponder`, `grpc_status`, `grpc_code`, `is_grpc`, `ERROR_DOMAIN` |
+//! | `stream_expiry` (feature `stream-expiry`) | streaming responses (gRPC streams, SSE, chunked bodies) that end when their token expires | `StreamExpiryLayer`, `StreamExpiry`, `StreamExpiryBuilder`, `ExpiringBody`, `ResponseFuture`, `DEFAULT_MAX_TICK` |
 //! | [`error`] | stable rejection codes | [`ErrorCode`], [`AuthError`], [`ConfigError`] |
 //! | [`body`] | the response body of every layer | [`GuardBody`](body::GuardBody) |
 //! | [`context`] | what handlers get | [`AuthContext`], [`Claims<C>`] |
@@ -23,7 +24,7 @@
 //! | [`ws`] (feature `websocket`) | WebSocket refusals by close frame, and authenticated sessions: expiry, warnings, re-auth, message limits, connection limits, revocation, fan-out | [`CloseFrameResponder`](ws::CloseFrameResponder), [`CloseFrameRule`](ws::CloseFrameRule), [`refuse_upgrade`](ws::refuse_upgrade), [`close_code`](ws::close_code) and the `CLOSE_*` codes, [`WsSessions`](ws::WsSessions), [`WsSessionsBuilder`](ws::WsSessionsBuilder), [`WsSession`](ws::WsSession), [`AuthenticatedSocket`](ws::AuthenticatedSocket), [`SessionClosed`](ws::SessionClosed), [`Transport`](ws::Transport), [`SocketMessage`](ws::SocketMessage), [`MessageKind`](ws::MessageKind), [`RateLimitedSocket`](ws::RateLimitedSocket), [`SessionRegistry`](ws::SessionRegistry), [`ConnectionLimits`](ws::ConnectionLimits), [`SessionStats`](ws::SessionStats), the `DEFAULT_*` session settings |
 //! | [`axum`] (feature `axum`) | extractors for [`Claims`] and [`AuthContext`] | [`ClaimsRejection`](axum::ClaimsRejection) |
 //! | [`clock`] | injectable time, so tests never sleep | [`Clock`](clock::Clock), [`SystemClock`](clock::SystemClock), [`FakeClock`](clock::FakeClock) |
-//! | [`peer`] | the connection's peer address | [`PeerAddr`](peer::PeerAddr), [`peer_addr`](peer::peer_addr) |
+//! | [`peer`] | the connection's peer address (yours, axum's `ConnectInfo`, tonic's `TcpConnectInfo`) | [`PeerAddr`](peer::PeerAddr), [`peer_addr`](peer::peer_addr) |
 //! | [`crypto`] | the crypto backend | [`backend_name`](crypto::backend_name), [`install_crypto_provider`](crypto::install_crypto_provider) |
 //!
 //! Every layer takes its collaborators the same way on its builder: `.responder(…)` (one
@@ -59,6 +60,9 @@
 //! | `axum` | yes | axum extractors for [`Claims`] and [`AuthContext`], and reading axum's `ConnectInfo` |
 //! | `lockout` | yes | the [`lockout`] and [`client_ip`] modules (dashmap, ipnet) |
 //! | `rate-limit` | yes | the [`rate_limit`] module (governor, dashmap) |
+//! | `stream-expiry` | yes | the `stream_expiry` module (tokio's timer) |
+//! | `tonic` | no | gRPC statuses for rejections (`response::GrpcResponder`, then every layer's default), the peer address from tonic's `TcpConnectInfo`; turns on `stream-expiry` |
+//! | `tonic-tls` | no | the peer address from tonic's `TlsConnectInfo` too (tonic's TLS types only, no crypto provider) |
 //! | `websocket` | yes | the [`ws`] module, over tokio-tungstenite and (with `axum`) axum's `WebSocket`; turns on `lockout` and `rate-limit`, since sessions count refused re-authentications and message quotas |
 //!
 //! One crypto backend is required: a build with neither fails to compile with a message saying
@@ -110,3 +114,8 @@ pub use auth::{JwtAuth, JwtAuthLayer};
 pub use context::{AuthContext, Claims};
 pub use error::{AuthError, ConfigError, ErrorCode};
 pub use jsonwebtoken::{self, Algorithm};
+
+/// The README's `no_run` examples, compiled as doc tests so that they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,34 +1,4 @@
-//! gRPC statuses for rejections (feature `tonic`).
-//!
-//! A gRPC client reads the outcome of a call from `grpc-status`, never from the HTTP status: a
-//! bare `401` reaches it as `UNKNOWN`/"mapped from HTTP status", and a `429` as `UNAVAILABLE`,
-//! which clients retry at once. [`GrpcResponder`] answers a gRPC request as a gRPC server
-//! would: HTTP `200`, `content-type: application/grpc`, and a trailers-only response (the
-//! status in the headers, no body) with
-//! - `grpc-status`: the code of the table below;
-//! - `grpc-message`: the rejection's message, percent-encoded as the gRPC spec says;
-//! - `grpc-status-details-bin`: a `google.rpc.Status` whose details hold a
-//!   `google.rpc.ErrorInfo { reason: <the crate's code>, domain: "tower-jwt-guard" }`, and for
-//!   `LOCKED_OUT` and `RATE_LIMITED` a `google.rpc.RetryInfo` whose `retry_delay` is the time
-//!   after which a retry may succeed (the `Retry-After` of HTTP, never zero).
-//!
-//! | code | gRPC status |
-//! |---|---|
-//! | `MISSING_TOKEN`, `INVALID_TOKEN`, `TOKEN_EXPIRED` | 16 `UNAUTHENTICATED` |
-//! | `FORBIDDEN` | 7 `PERMISSION_DENIED` |
-//! | `LOCKED_OUT`, `RATE_LIMITED` | 8 `RESOURCE_EXHAUSTED` (not retried by default) |
-//! | `AUTH_FAILED` | 14 `UNAVAILABLE`: the crate uses it when authentication could not be completed for a reason that is not the client's and may pass (keys not fetched yet, a store out of reach), which is what `UNAVAILABLE` means to a client: retry with backoff |
-//! | `INVALID_REQUEST` | 3 `INVALID_ARGUMENT` |
-//!
-//! The statuses are built by tonic (`Status::into_http`) and the details by `tonic-types`;
-//! a tonic client reads them with `tonic_types::StatusExt::get_error_details`.
-//!
-//! **Which requests are gRPC.** A request is answered in gRPC when its `content-type` is
-//! `application/grpc` or starts with `application/grpc+` or `application/grpc;` (what every
-//! gRPC client sends), or always with [`GrpcResponder::always`]. gRPC-Web requests
-//! (`application/grpc-web*`) are not: put tonic-web's `GrpcWebLayer` outside the crate's
-//! layers, so that they see the translated `application/grpc` request and tonic-web turns
-//! the status into gRPC-Web.
+//! gRPC statuses for rejections (feature `tonic`); see [`GrpcResponder`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,7 +16,7 @@ use crate::error::{AuthError, ErrorCode};
 /// The `domain` of the `google.rpc.ErrorInfo` in every gRPC rejection of the crate.
 pub const ERROR_DOMAIN: &str = "tower-jwt-guard";
 
-/// The gRPC status code for a rejection code (see the [module docs](self) for the table).
+/// The gRPC status code for a rejection code (see [`GrpcResponder`] for the table).
 pub const fn grpc_code(code: ErrorCode) -> Code {
     match code {
         ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::TokenExpired => {
@@ -101,7 +71,37 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// Answers gRPC requests with gRPC statuses and every other request with the responder it
-/// wraps ([`JsonResponder`] by default); see the [module docs](self).
+/// wraps ([`JsonResponder`] by default).
+///
+/// A gRPC client reads the outcome of a call from `grpc-status`, never from the HTTP status: a
+/// bare `401` reaches it as `UNKNOWN`/"mapped from HTTP status", and a `429` as `UNAVAILABLE`,
+/// which clients retry at once. [`GrpcResponder`] answers a gRPC request as a gRPC server
+/// would: HTTP `200`, `content-type: application/grpc`, and a trailers-only response (the
+/// status in the headers, no body) with
+/// - `grpc-status`: the code of the table below;
+/// - `grpc-message`: the rejection's message, percent-encoded (by tonic) as the gRPC spec says;
+/// - `grpc-status-details-bin`: a `google.rpc.Status` whose details hold a
+///   `google.rpc.ErrorInfo { reason: <the crate's code>, domain: "tower-jwt-guard" }`, and for
+///   `LOCKED_OUT` and `RATE_LIMITED` a `google.rpc.RetryInfo` whose `retry_delay` is the time
+///   after which a retry may succeed (the `Retry-After` of HTTP, never zero).
+///
+/// | code | gRPC status |
+/// |---|---|
+/// | `MISSING_TOKEN`, `INVALID_TOKEN`, `TOKEN_EXPIRED` | 16 `UNAUTHENTICATED` |
+/// | `FORBIDDEN` | 7 `PERMISSION_DENIED` |
+/// | `LOCKED_OUT`, `RATE_LIMITED` | 8 `RESOURCE_EXHAUSTED` (not retried by default) |
+/// | `AUTH_FAILED` | 14 `UNAVAILABLE`: the crate uses it when authentication could not be completed for a reason that is not the client's and may pass (keys not fetched yet, a store out of reach), which is what `UNAVAILABLE` means to a client: retry with backoff |
+/// | `INVALID_REQUEST` | 3 `INVALID_ARGUMENT` |
+///
+/// The statuses are built by tonic (`Status::into_http`) and the details by `tonic-types`;
+/// a tonic client reads them with `tonic_types::StatusExt::get_error_details`.
+///
+/// **Which requests are gRPC.** A request is answered in gRPC when its `content-type` is
+/// `application/grpc` or starts with `application/grpc+` or `application/grpc;` (what every
+/// gRPC client sends), or always with [`GrpcResponder::always`]. gRPC-Web requests
+/// (`application/grpc-web*`) are not recognised: translate them to gRPC before the crate's
+/// layers see them (tonic-web's `GrpcWebLayer`, placed outside them, does); the crate's tests
+/// do not cover gRPC-Web.
 ///
 /// ```
 /// use http::request::Parts;
@@ -230,8 +230,8 @@ mod tests {
         let headers = response.headers();
         assert_eq!(headers[CONTENT_TYPE], "application/grpc");
         assert_eq!(headers["grpc-status"], "8");
-        // Percent-encoded, as the gRPC spec asks.
-        assert_eq!(headers["grpc-message"], "slow down: 100%25 used");
+        // Percent-encoded, as the gRPC spec asks (tonic encodes spaces too).
+        assert_eq!(headers["grpc-message"], "slow%20down:%20100%25%20used");
         let status = Status::from_header_map(headers).unwrap();
         let details = status.get_error_details();
         let info = details.error_info().unwrap();
