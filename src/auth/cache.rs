@@ -15,16 +15,18 @@
 //! found under the presented signature segment, in a map hashed with a per-process random seed,
 //! and a hit tells a client only that its own token was accepted before.
 //!
-//! Bounds: at most `capacity` entries (default [`DEFAULT_CAPACITY`]); tokens longer than
-//! [`MAX_CACHED_TOKEN`] bytes and tokens without `exp` are never kept; only tokens that passed
-//! are ever inserted, so an attacker cannot fill the cache with forged ones. When full, expired
-//! entries are swept (at most once a second) and new tokens are verified without being kept
-//! until room frees up. The cache holds the tokens themselves in memory; it never logs them and
-//! its `Debug` shows only counts.
+//! Bounds: `capacity` entries (default [`DEFAULT_CAPACITY`]), rounded up to a multiple of the
+//! 16 shards; tokens longer than [`MAX_CACHED_TOKEN`] bytes and tokens without `exp` are never
+//! kept; only tokens that passed are ever inserted, so an attacker cannot fill the cache with
+//! forged ones. A full shard makes room for a new token by evicting one entry: an expired one
+//! among the first few it looks at, else whichever comes first in the map's (randomly seeded)
+//! order. So a client holding many valid tokens of its own can churn the cache but not pin it:
+//! new tokens keep being cached, and no insert costs more than a handful of entries looked at,
+//! however large the cache. The cache holds the tokens themselves in memory; it never logs them
+//! and its `Debug` shows only counts.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use crate::validate::{Validator, Verified};
@@ -50,18 +52,29 @@ pub(crate) struct VerifiedCache<C> {
     /// with foldhash under a random seed of its own. Keys are signatures of tokens that passed
     /// verification, which a client cannot choose.
     shards: Box<[Shard<C>]>,
-    capacity: usize,
-    len: AtomicUsize,
-    /// Clock second of the last sweep.
-    last_sweep: AtomicU64,
+    /// Entries per shard at most.
+    shard_capacity: usize,
 }
+
+/// How many entries a full shard looks at for an expired one before it evicts the first.
+const EVICTION_SCAN: usize = 8;
 
 impl<C> fmt::Debug for VerifiedCache<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifiedCache")
-            .field("capacity", &self.capacity)
-            .field("len", &self.len.load(Ordering::Relaxed))
+            .field("capacity", &(self.shard_capacity * SHARDS))
+            .field("len", &self.len())
             .finish()
+    }
+}
+
+impl<C> VerifiedCache<C> {
+    /// Entries held (takes each shard's read lock in turn: for `Debug` and tests).
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 }
 
@@ -80,21 +93,19 @@ where
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(HashMap::with_hasher(Default::default())))
                 .collect(),
-            capacity,
-            len: AtomicUsize::new(0),
-            last_sweep: AtomicU64::new(0),
+            shard_capacity: capacity.div_ceil(SHARDS),
         })
     }
 
-    /// The shard of a signature: by its first character. A signature is the base64url of an
-    /// HMAC or a public-key signature, so its characters are spread evenly and unpredictable
-    /// without the key, and only tokens that verified are ever stored; picking the shard this
-    /// way saves hashing the signature twice on every request. A client holding many valid
-    /// tokens of its own could at worst crowd one shard's lock.
+    /// The shard of a signature: the low 4 bits of the 6 its middle character encodes. A
+    /// signature is the base64url of an HMAC or a public-key signature, so its middle
+    /// characters are spread evenly (its first character is not: an RSA signature is below the
+    /// modulus) and unpredictable without the key, and only tokens that verified are ever
+    /// stored; picking the shard this way saves hashing the signature twice on every request.
     #[inline]
     fn shard(&self, sig: &str) -> &Shard<C> {
-        let first = sig.as_bytes().first().copied().unwrap_or(0);
-        &self.shards[usize::from(first) % SHARDS]
+        let middle = sig.as_bytes().get(sig.len() / 2).copied().unwrap_or(0);
+        &self.shards[usize::from(base64url_value(middle)) % SHARDS]
     }
 
     /// Validates `token` with `validator`, through the cache.
@@ -119,18 +130,10 @@ where
             }
             // Out of its time window, or a requirement now says no: forget it, and let the
             // validator give the usual answer.
-            let removed = shard
+            shard
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(sig);
-            if removed.is_some() {
-                // Saturating: a sweep may have counted this removal already.
-                let _ = self
-                    .len
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        Some(n.saturating_sub(1))
-                    });
-            }
         }
         let verified = validator.validate_with_subject(token)?;
         self.insert(validator, sig, token, &verified);
@@ -141,53 +144,44 @@ where
         if token.len() > MAX_CACHED_TOKEN || verified.context.expires_at.is_none() {
             return;
         }
-        if self.len.load(Ordering::Relaxed) >= self.capacity {
-            self.sweep(validator);
-            if self.len.load(Ordering::Relaxed) >= self.capacity {
-                return;
-            }
-        }
         let entry = Entry {
             token: token.into(),
             verified: verified.clone(),
         };
-        let previous = self
+        let mut map = self
             .shard(sig)
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(sig.into(), entry);
-        if previous.is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.shard_capacity && !map.contains_key(sig) {
+            // Full: an expired entry among the first few, else the first. The map's order
+            // follows its random seed, so which live entry goes is not the client's choice.
+            let victim = map
+                .iter()
+                .take(EVICTION_SCAN)
+                .find(|(_, e)| !validator.still_current(&e.verified.context))
+                .or_else(|| map.iter().next())
+                .map(|(key, _)| key.clone());
+            if let Some(victim) = victim {
+                map.remove(&victim);
+            }
         }
+        map.insert(sig.into(), entry);
     }
 
-    /// Drops expired entries, at most once per clock second.
-    fn sweep(&self, validator: &Validator<C>) {
-        let now = validator.clock().now().as_secs();
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        if now <= last
-            || self
-                .last_sweep
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let mut len = 0;
-        for shard in self.shards.iter() {
-            let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
-            map.retain(|_, e| validator.still_current(&e.verified.context));
-            len += map.len();
-        }
-        self.len.store(len, Ordering::Relaxed);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
 }
 
+/// The 6-bit value of a base64url character (0 for any other byte).
+#[inline]
+const fn base64url_value(c: u8) -> u8 {
+    match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => 0,
+    }
+}
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -226,6 +220,51 @@ mod tests {
             b = b.allow_missing_exp();
         }
         b.build().unwrap()
+    }
+
+    #[test]
+    fn signatures_spread_over_every_shard() {
+        let cache = VerifiedCache::<Claims>::new(16).unwrap();
+        let mut used = [0usize; SHARDS];
+        for i in 0..1_600 {
+            let t = token(serde_json::json!({"sub": format!("u{i}"), "exp": 2_000}));
+            let shard = cache.shard(signature_of(&t).unwrap()) as *const Shard<Claims>;
+            let index = cache
+                .shards
+                .iter()
+                .position(|s| std::ptr::eq(s, shard))
+                .unwrap();
+            used[index] += 1;
+        }
+        // 100 expected per shard; an even spread stays well within 50..150.
+        assert!(used.iter().all(|&n| (50..150).contains(&n)), "{used:?}");
+    }
+
+    #[test]
+    fn a_full_shard_evicts_an_expired_entry_first() {
+        let clock = FakeClock::at_unix_secs(1_000);
+        let v = validator(&clock, true);
+        // Two entries per shard.
+        let cache = VerifiedCache::new(SHARDS * 2).unwrap();
+        let shard_of = |t: &str| cache.shard(signature_of(t).unwrap()) as *const Shard<Claims>;
+        // Three tokens of one shard: the first short-lived, the other two not.
+        let first = token(serde_json::json!({"sub": "short", "exp": 1_020}));
+        let target = shard_of(&first);
+        let same: Vec<String> = (0..)
+            .map(|i| token(serde_json::json!({"sub": format!("u{i}"), "exp": 5_000})))
+            .filter(|t| shard_of(t) == target)
+            .take(2)
+            .collect();
+        assert!(cache.validate(&v, &first).is_ok());
+        assert!(cache.validate(&v, &same[0]).is_ok());
+        // `first` is now past exp + leeway: the third token evicts it, not the live one.
+        clock.advance(Duration::from_secs(31));
+        assert!(cache.validate(&v, &same[1]).is_ok());
+        let map = cache.shard(signature_of(&first).unwrap()).read().unwrap();
+        assert_eq!(map.len(), 2);
+        assert!(!map.contains_key(signature_of(&first).unwrap()));
+        assert!(map.contains_key(signature_of(&same[0]).unwrap()));
+        assert!(map.contains_key(signature_of(&same[1]).unwrap()));
     }
 
     #[test]
@@ -274,20 +313,24 @@ mod tests {
         assert!(cache.validate(&v, "a.b.c").is_err());
         assert_eq!(cache.len(), 0);
 
-        let tokens: Vec<String> = (0..4)
-            .map(|i| {
-                let exp = if i < 2 { 1_050 + i } else { 2_000 };
-                token(serde_json::json!({"sub": format!("u{i}"), "exp": exp}))
-            })
+        // Full shards evict: the cache stays within its bound (2 rounds up to one entry per
+        // shard) and every new token is still kept, so old ones cannot pin it.
+        let tokens: Vec<String> = (0..200)
+            .map(|i| token(serde_json::json!({"sub": format!("u{i}"), "exp": 2_000 + i})))
             .collect();
         for t in &tokens {
             assert!(cache.validate(&v, t).is_ok());
+            let sig = signature_of(t).unwrap();
+            let kept = cache
+                .shard(sig)
+                .read()
+                .unwrap()
+                .get(sig)
+                .is_some_and(|e| *e.token == **t);
+            assert!(kept, "the newest token is kept");
+            assert!(cache.len() <= SHARDS);
         }
-        assert_eq!(cache.len(), 2, "full: later tokens are verified, not kept");
-        // Once the first two expire, a sweep makes room.
-        clock.advance(Duration::from_secs(70));
-        assert!(cache.validate(&v, &tokens[3]).is_ok());
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.len(), SHARDS, "every shard is in use");
         assert!(VerifiedCache::<Claims>::new(0).is_none());
         assert!(!format!("{cache:?}").contains(&tokens[3][..20]));
     }
