@@ -34,6 +34,7 @@ pub(crate) struct Inner<C> {
     pub(crate) max_tick: Duration,
     pub(crate) responder: Arc<dyn Responder>,
     pub(crate) max_message_size: usize,
+    pub(crate) max_token_len: usize,
     pub(crate) send_timeout: Duration,
     pub(crate) max_failed_reauth: u32,
 }
@@ -129,6 +130,18 @@ where
         self
     }
 
+    /// The longest token a re-authentication may carry (default
+    /// [`DEFAULT_MAX_TOKEN_LEN`](crate::extract::DEFAULT_MAX_TOKEN_LEN), the extractor's
+    /// default). Give it the authentication layer's cap
+    /// ([`TokenExtractor::max_len`](crate::extract::TokenExtractor::max_len)) when you change
+    /// that one: a longer token is refused as `INVALID_TOKEN` and counted as a failed attempt,
+    /// as an oversized token is over HTTP, so a cap lower than HTTP's would count tokens that
+    /// pass there.
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.inner.max_token_len = bytes;
+        self
+    }
+
     /// How long one write to the client may take (default 10 s). A client that does not read
     /// fills its connection's buffers; when a write cannot complete in time, the socket is
     /// closed (1008) and dropped, so nothing piles up for it.
@@ -183,6 +196,7 @@ where
                 max_tick: Duration::from_secs(30),
                 responder: crate::response::default_responder(),
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                max_token_len: crate::extract::DEFAULT_MAX_TOKEN_LEN,
                 send_timeout: DEFAULT_SEND_TIMEOUT,
                 max_failed_reauth: DEFAULT_MAX_FAILED_REAUTH,
             },

@@ -478,7 +478,7 @@ where
         }
         let validator = &self.sessions.inner.validator;
         let outcome = match token {
-            Some(token) if token.len() <= crate::extract::DEFAULT_MAX_TOKEN_LEN => {
+            Some(token) if token.len() <= self.sessions.inner.max_token_len => {
                 validator.validate_and_check_revocation(token).await
             }
             Some(_) => Err(crate::error::AuthError::invalid_token(

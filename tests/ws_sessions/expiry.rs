@@ -123,3 +123,32 @@ async fn failed_reauth_changes_nothing() {
     s.clock.set_unix_secs(exp + LEEWAY);
     assert_eq!(close_code(&mut ws).await, 4003);
 }
+
+/// The sessions' token cap follows configuration: with HTTP's cap raised to 16 KiB and the
+/// sessions told the same, a valid 10 KiB token re-authenticates (the 8 KiB default would
+/// refuse it, and count it as a failed attempt); over the cap it is refused.
+#[tokio::test]
+async fn the_reauth_token_cap_is_the_configured_one() {
+    let s = start(Setup {
+        extractor: TokenExtractor::new().bearer().max_token_len(16 * 1024),
+        max_token_len: Some(16 * 1024),
+        ..Setup::default()
+    })
+    .await;
+    let mut ws = s.open(&token("alice", NOW + 600)).await;
+    let reauth = |t: &str| Message::text(json!({"type": "reauth", "token": t}).to_string());
+    let big = with_claims(json!({"sub": "alice", "exp": NOW + 900, "pad": "x".repeat(7_600)}));
+    assert!(big.len() > 10_000 && big.len() < 16 * 1024, "{}", big.len());
+    ws.send(reauth(&big)).await.unwrap();
+    assert_eq!(
+        json_text(&mut ws).await,
+        json!({"type": "reauth.ok", "expires_at": NOW + 900})
+    );
+    let huge = with_claims(json!({"sub": "alice", "exp": NOW + 900, "pad": "x".repeat(13_000)}));
+    assert!(huge.len() > 16 * 1024);
+    ws.send(reauth(&huge)).await.unwrap();
+    assert_eq!(
+        json_text(&mut ws).await,
+        json!({"type": "reauth.failed", "code": "INVALID_TOKEN"})
+    );
+}

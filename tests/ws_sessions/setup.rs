@@ -109,6 +109,8 @@ pub(crate) struct Setup {
     pub(crate) registry: SessionRegistry,
     pub(crate) warning: Option<Duration>,
     pub(crate) plan: bool,
+    /// The sessions' re-authentication token cap, when not the default.
+    pub(crate) max_token_len: Option<usize>,
 }
 
 impl Default for Setup {
@@ -120,6 +122,7 @@ impl Default for Setup {
             registry: SessionRegistry::default(),
             warning: None,
             plan: false,
+            max_token_len: None,
         }
     }
 }
@@ -165,6 +168,9 @@ pub(crate) async fn start(setup: Setup) -> Server {
     }
     if setup.plan {
         sessions = sessions.plan_by(plan_of);
+    }
+    if let Some(max) = setup.max_token_len {
+        sessions = sessions.max_token_len(max);
     }
     let sessions = sessions.build().unwrap();
     // 3 messages per second per user; flooding is judged over 1 s: more than 3 refused
