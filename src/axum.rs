@@ -3,10 +3,13 @@
 //! - [`Claims<C>`](crate::Claims): the typed claims; `Option<Claims<C>>` for optional routes.
 //! - [`AuthContext`]: subject, timestamps, key id, source; `Option<AuthContext>` likewise.
 //!
-//! When the value is missing the extractor answers with the crate's JSON rejection:
-//! `401 MISSING_TOKEN` when the layer ran in optional mode and no token came, and
-//! `500 AUTH_FAILED` when no authentication layer ran on the route at all (a wiring mistake,
-//! logged at `ERROR` on the audit target).
+//! When the value is missing the extractor answers with the crate's JSON rejection (with its
+//! audit event and the [`AuthRejection`](crate::outcome::AuthRejection) marker, as every
+//! rejection of the crate): `401 MISSING_TOKEN` when the layer ran in optional mode and no
+//! token came, and `500 AUTH_FAILED` when no authentication layer ran on the route at all (a
+//! wiring mistake, logged at `ERROR` on the audit target). These extractors serve axum
+//! handlers, so the answer is JSON; [`WsSession`](crate::ws::WsSession) renders its refusals
+//! with the sessions' responder instead (close frames for browsers, when configured).
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
@@ -29,8 +32,14 @@ pub enum ClaimsRejection {
 }
 
 impl ClaimsRejection {
+    /// Why `parts` has no claims; records the refusal's audit event.
     fn of(parts: &Parts) -> Self {
         if parts.extensions.get::<Unauthenticated>().is_some() {
+            crate::audit::rejected(
+                &AuthError::missing_token(),
+                None,
+                crate::audit::RequestInfo::of_parts(parts),
+            );
             Self::Unauthenticated
         } else {
             tracing::error!(
@@ -55,9 +64,12 @@ impl ClaimsRejection {
 
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
-        JsonResponder::new()
-            .render(&self.as_auth_error())
-            .map(axum::body::Body::from)
+        let error = self.as_auth_error();
+        let mut response = JsonResponder::new().render(&error);
+        response
+            .extensions_mut()
+            .insert(crate::outcome::AuthRejection { code: error.code() });
+        response.map(axum::body::Body::from)
     }
 }
 

@@ -1,5 +1,5 @@
 use axum::extract::FromRequestParts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -7,7 +7,8 @@ use super::{WsSession, WsSessions};
 use crate::axum::ClaimsRejection;
 use crate::context::{AuthContext, Claims};
 use crate::error::AuthError;
-use crate::response::{JsonResponder, reject_parts};
+use crate::outcome::Unauthenticated;
+use crate::response::{default_responder, reject_parts};
 use axum::extract::ws::WebSocketUpgrade;
 
 /// Opens the session of an authenticated upgrade request: needs the `JwtAuthLayer` on the route
@@ -23,7 +24,7 @@ where
 {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(sessions) = parts.extensions.get::<WsSessions<C>>().cloned() else {
             tracing::error!(
                 target: crate::audit::AUDIT_TARGET,
@@ -32,15 +33,29 @@ where
             );
             let error =
                 AuthError::auth_failed("WebSocket sessions are not configured for this route");
-            return Err(reject_parts(&JsonResponder::new(), parts, &error, None)
-                .map(axum::body::Body::from));
+            return Err(
+                reject_parts(&*default_responder(), parts, &error, None)
+                    .map(axum::body::Body::from),
+            );
         };
-        // The usual extractor rejections when the layer did not run.
-        AuthContext::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        if parts.extensions.get::<Claims<C>>().is_none() {
-            return Err(ClaimsRejection::LayerMissing.into_response());
+        // No claims: optional mode without a token (`MISSING_TOKEN`), or no layer on the route
+        // (`AUTH_FAILED`), refused through the sessions' responder, so that a browser gets its
+        // close frame.
+        if parts.extensions.get::<AuthContext>().is_none()
+            || parts.extensions.get::<Claims<C>>().is_none()
+        {
+            let error = if parts.extensions.get::<Unauthenticated>().is_some() {
+                ClaimsRejection::Unauthenticated.as_auth_error()
+            } else {
+                tracing::error!(
+                    target: crate::audit::AUDIT_TARGET,
+                    path = ?parts.uri.path(),
+                    "WsSession extracted on a route without the JwtAuthLayer"
+                );
+                ClaimsRejection::LayerMissing.as_auth_error()
+            };
+            return Err(reject_parts(sessions.responder(), parts, &error, None)
+                .map(axum::body::Body::from));
         }
         sessions
             .open(&parts.headers, &parts.extensions)
