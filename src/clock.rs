@@ -23,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Implementations must be cheap to call: the authentication layer reads the clock once per
 /// request.
 ///
-/// Every builder of the crate takes its clock with `.clock(impl Clock)`; to share one clock
+/// Every builder of the crate that keeps time of its own takes its clock with
+/// `.clock(impl Clock)` (the authentication layer and WebSocket sessions use their
+/// validator's); to share one clock
 /// between several of them, pass clones of a [`FakeClock`] (clones share their time) or of an
 /// `Arc<dyn Clock>`, which is itself a `Clock` (and is used as is, not wrapped again).
 pub trait Clock: Send + Sync + fmt::Debug + 'static {

@@ -29,7 +29,9 @@
 //!
 //! Every layer takes its collaborators the same way on its builder: `.responder(…)` (one
 //! [`Responder`](response::Responder) for the whole stack), `.clock(…)` (any
-//! [`Clock`](clock::Clock), `Arc<dyn Clock>` included) and, where state is kept, `.store(…)`.
+//! [`Clock`](clock::Clock), `Arc<dyn Clock>` included) where it keeps time of its own (the
+//! validator, lockout, rate limit, message limiter, stream expiry; the authentication layer
+//! and WebSocket sessions use their validator's), and, where state is kept, `.store(…)`.
 //! `build()` returns a `Result` where the configuration can be wrong.
 //!
 //! # Example

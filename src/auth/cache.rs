@@ -167,7 +167,6 @@ where
         }
         map.insert(sig.into(), entry);
     }
-
 }
 
 /// The 6-bit value of a base64url character (0 for any other byte).

@@ -333,6 +333,58 @@ mod tests {
 
     const MAX: usize = 8192;
 
+    #[test]
+    fn application_protocols_skip_the_token_in_the_clients_order() {
+        let mut h = HeaderMap::new();
+        h.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("base64url.bearer.authorization.jwt.abc, echo"),
+        );
+        h.append(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(" chat ,,"));
+        assert_eq!(
+            application_protocols(&h).collect::<Vec<_>>(),
+            ["echo", "chat"]
+        );
+    }
+
+    #[test]
+    fn long_or_default_prefixed_protocols_are_never_selectable() {
+        let mut h = HeaderMap::new();
+        let custom_token = format!("x.jwt.{}", "a".repeat(80));
+        h.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_str(&format!(
+                "{custom_token}, base64url.bearer.authorization.jwt.abc, v12.stomp"
+            ))
+            .unwrap(),
+        );
+        // Whatever prefix carries a token, it is never offered back.
+        assert_eq!(application_protocols(&h).collect::<Vec<_>>(), ["v12.stomp"]);
+        assert!(!is_application_protocol(""));
+        assert!(is_application_protocol(
+            &"a".repeat(MAX_APPLICATION_PROTOCOL_LEN)
+        ));
+        assert!(!is_application_protocol(
+            &"a".repeat(MAX_APPLICATION_PROTOCOL_LEN + 1)
+        ));
+    }
+
+    /// The length rule relies on every token being longer than 64 bytes once the subprotocol
+    /// source encodes it: the smallest compact JWS a validator can accept (`{"alg":"HS256"}`,
+    /// an empty payload, a 32-byte HMAC) is 68 bytes, 91 encoded.
+    #[test]
+    fn the_smallest_acceptable_token_is_longer_than_any_selectable_protocol() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(b"{}");
+        let signature = URL_SAFE_NO_PAD.encode([0u8; 32]);
+        let token = format!("{header}.{payload}.{signature}");
+        assert_eq!(token.len(), 68);
+        assert!(token.len() > MAX_APPLICATION_PROTOCOL_LEN);
+        assert!(URL_SAFE_NO_PAD.encode(&token).len() > MAX_APPLICATION_PROTOCOL_LEN);
+    }
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {

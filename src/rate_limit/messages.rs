@@ -363,6 +363,10 @@ impl fmt::Debug for MessageGate {
 
 impl MessageGate {
     /// Decides about one incoming data message (text or binary; control frames are not counted).
+    ///
+    /// A store that fails lets the message through (fail-open, as the layer does for requests;
+    /// an `ERROR` event at most every 10 s says so), and while it fails no message is refused,
+    /// so the flood close (1008) cannot trigger either.
     pub async fn check(&mut self) -> MessageVerdict {
         let limiter = &self.limiter.0;
         let plan = self.plan.as_deref();

@@ -5,6 +5,11 @@
 //! limited across all of its tokens and addresses, and an unauthenticated client cannot spend
 //! someone else's quota.
 //!
+//! A store that fails (the in-memory one never does; a remote one can) lets requests and
+//! WebSocket messages through: fail-open, so that an unreachable store does not take the
+//! service down, with an `ERROR` event on the audit target at most every 10 seconds carrying
+//! the number of failures since the previous one.
+//!
 //! ```
 //! use std::num::NonZeroU32;
 //! use axum::{Router, routing::post};

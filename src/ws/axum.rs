@@ -33,10 +33,8 @@ where
             );
             let error =
                 AuthError::auth_failed("WebSocket sessions are not configured for this route");
-            return Err(
-                reject_parts(&*default_responder(), parts, &error, None)
-                    .map(axum::body::Body::from),
-            );
+            return Err(reject_parts(&*default_responder(), parts, &error, None)
+                .map(axum::body::Body::from));
         };
         // No claims: optional mode without a token (`MISSING_TOKEN`), or no layer on the route
         // (`AUTH_FAILED`), refused through the sessions' responder, so that a browser gets its
@@ -54,8 +52,9 @@ where
                 );
                 ClaimsRejection::LayerMissing.as_auth_error()
             };
-            return Err(reject_parts(sessions.responder(), parts, &error, None)
-                .map(axum::body::Body::from));
+            return Err(
+                reject_parts(sessions.responder(), parts, &error, None).map(axum::body::Body::from)
+            );
         }
         sessions
             .open(&parts.headers, &parts.extensions)
