@@ -97,7 +97,7 @@ pub use close::{
 pub(crate) use message::close_gracefully;
 pub use message::{MessageKind, SocketMessage};
 pub use rate_limited::RateLimitedSocket;
-pub use refuse::{CloseFrameResponder, CloseFrameRule, refuse_upgrade};
+pub use refuse::{CloseFrameResponder, CloseFrameRule, MAX_LINGERING_REFUSALS, refuse_upgrade};
 pub use registry::{ConnectionLimits, SessionRegistry, SessionStats};
 pub use session::WsSession;
 pub use sessions::{

@@ -10,6 +10,7 @@
 //! [`refuse_upgrade`] is the one place where the crate takes hyper's upgrade handle from a
 //! refused request and spawns the task that sends the close frame.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,10 +83,21 @@ impl<R: Responder> Responder for CloseFrameResponder<R> {
     }
 }
 
+/// How many refused sockets may wait for their client's close reply at once.
+pub const MAX_LINGERING_REFUSALS: usize = 1024;
+
+/// Refused sockets waiting for their client's close reply.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
 /// Completes the HTTP/1.1 WebSocket upgrade `request` only to close it at once with the close
 /// code of `error`: takes hyper's upgrade handle from the request and spawns the task that
 /// sends the close frame once the `101` has gone out. `None` (and nothing taken) when the
 /// request is not an upgrade hyper can complete; the caller then answers over HTTP.
+///
+/// After the close frame the task waits up to 5 s for the client's close reply, so that the
+/// TCP close is clean; at most [`MAX_LINGERING_REFUSALS`] refused sockets wait at once, and
+/// beyond that a socket is dropped right after its close frame, so a flood of refused upgrades
+/// (from a locked address, say) holds no more tasks or connections than that for long.
 pub fn refuse_upgrade(request: &mut Parts, error: &AuthError) -> Option<Response<Bytes>> {
     let headers = &request.headers;
     if !crate::extract::is_http1_upgrade(&request.method, headers)
@@ -116,11 +128,15 @@ pub fn refuse_upgrade(request: &mut Parts, error: &AuthError) -> Option<Response
             reason: reason.into(),
         };
         if socket.send(Message::Close(Some(frame))).await.is_ok() {
-            // Wait briefly for the client's close reply so the TCP close is clean.
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while let Some(Ok(_)) = socket.next().await {}
-            })
-            .await;
+            let lingering = LINGERING.fetch_add(1, Ordering::Relaxed);
+            if lingering < MAX_LINGERING_REFUSALS {
+                // Wait briefly for the client's close reply so the TCP close is clean.
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while let Some(Ok(_)) = socket.next().await {}
+                })
+                .await;
+            }
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
         }
     });
 
