@@ -434,15 +434,7 @@ where
                 Reauth::Token(token) => Some(token.into_owned()),
                 Reauth::Unusable => None,
             };
-            // Validation may wait on a revocation hook or a lockout store: never past the
-            // deadline.
-            let reply = match self.time_left() {
-                Some(left) => tokio::time::timeout(left, self.reauthenticate(token.as_deref()))
-                    .await
-                    .map_err(|_| Some((CLOSE_TOKEN_EXPIRED, "token expired")))?,
-                None => self.reauthenticate(token.as_deref()).await,
-            };
-            let reply = reply?;
+            let reply = self.reauthenticate(token.as_deref()).await?;
             self.write(S::Message::text(reply)).await?;
             if self.failed_reauth >= self.sessions.inner.max_failed_reauth {
                 return Err(Some((
@@ -478,8 +470,16 @@ where
         }
         let validator = &self.sessions.inner.validator;
         let outcome = match token {
+            // Validation may wait on a revocation hook: never past the deadline. Only the
+            // validation is bounded, so that a refusal is always reported to the lockout below.
             Some(token) if token.len() <= self.sessions.inner.max_token_len => {
-                validator.validate_and_check_revocation(token).await
+                let validation = validator.validate_and_check_revocation(token);
+                match self.time_left() {
+                    Some(left) => tokio::time::timeout(left, validation)
+                        .await
+                        .map_err(|_| Some((CLOSE_TOKEN_EXPIRED, "token expired")))?,
+                    None => validation.await,
+                }
             }
             Some(_) => Err(crate::error::AuthError::invalid_token(
                 "the token exceeds the maximum size",
