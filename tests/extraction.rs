@@ -472,3 +472,19 @@ async fn non_ascii_token_header_is_invalid_not_a_crash() {
     // The server is still serving.
     assert_accepted(&get_bearer(&server, &token_for("alice")).await, "alice");
 }
+
+#[test]
+fn a_token_subprotocol_prefix_must_be_a_nonempty_token() {
+    for bad in ["", "two words.", "a,b.", "tab\t."] {
+        let built = JwtAuthLayer::builder(hmac_validator())
+            .extractor(TokenExtractor::new().websocket_protocol_with_prefix(bad))
+            .build();
+        assert!(built.is_err(), "{bad:?} accepted");
+    }
+    assert!(
+        JwtAuthLayer::builder(hmac_validator())
+            .extractor(TokenExtractor::new().websocket_protocol_with_prefix("my.jwt."))
+            .build()
+            .is_ok()
+    );
+}

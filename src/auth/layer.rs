@@ -167,6 +167,22 @@ where
         if self.extractor.sources().is_empty() {
             return Err(ConfigError::new("the token extractor has no source"));
         }
+        for source in self.extractor.sources() {
+            if let crate::extract::TokenSource::WebSocketProtocol { prefix } = source {
+                // A subprotocol is an RFC 7230 token: no separators, no whitespace. An empty
+                // prefix would claim every offered subprotocol as a token.
+                let valid = !prefix.is_empty()
+                    && prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !valid {
+                    return Err(ConfigError::new(
+                        "the WebSocket token subprotocol prefix must be a non-empty RFC 7230 \
+                         token (letters, digits, and !#$%&'*+-.^_`|~)",
+                    ));
+                }
+            }
+        }
         Ok(JwtAuthLayer::from_config(AuthConfig {
             validator: self.validator,
             extractor: self.extractor,
