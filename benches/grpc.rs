@@ -48,6 +48,7 @@ fn sign(claims: &BenchClaims, secret: &[u8]) -> String {
 fn request(token: Option<&str>) -> Request<Full<Bytes>> {
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
     let mut builder = Request::post("http://localhost/grpc.health.v1.Health/Check")
+        .version(http::Version::HTTP_2)
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .extension(PeerAddr(peer));
@@ -92,19 +93,22 @@ fn bench_grpc(c: &mut Criterion) {
 
     let (_reporter, health) = tonic_health::server::health_reporter();
     let bare = health.clone();
-    let guarded = LockoutLayer::builder(LockoutPolicy::new())
-        .build()
-        .expect("a valid configuration")
-        .layer(
-            JwtAuthLayer::new(validator).layer(
-                UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_second(
-                    std::num::NonZeroU32::MAX,
-                )))
-                .build()
-                .expect("a valid configuration")
-                .layer(health),
-            ),
-        );
+    // A lockout that never locks: every call comes from one address, and the refused cases
+    // must measure their own refusal, not `LOCKED_OUT` after the fifth failure.
+    let guarded =
+        LockoutLayer::builder(LockoutPolicy::new().max_failures(std::num::NonZeroU32::MAX))
+            .build()
+            .expect("a valid configuration")
+            .layer(
+                JwtAuthLayer::new(validator).layer(
+                    UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_second(
+                        std::num::NonZeroU32::MAX,
+                    )))
+                    .build()
+                    .expect("a valid configuration")
+                    .layer(health),
+                ),
+            );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -117,6 +121,13 @@ fn bench_grpc(c: &mut Criterion) {
         assert_eq!(call(&guarded, None).await, "16");
         assert_eq!(call(&guarded, Some(&invalid)).await, "16");
     });
+    let still_refused_for_its_own_reason = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            assert_eq!(call(&guarded, None).await, "16");
+            assert_eq!(call(&guarded, Some(&invalid)).await, "16");
+            assert_eq!(call(&guarded, Some(&valid)).await, "0");
+        });
+    };
 
     let mut group = c.benchmark_group("grpc_hs256");
     group.bench_function("bare/valid", |b| {
@@ -160,6 +171,9 @@ fn bench_grpc(c: &mut Criterion) {
         });
     }
     group.finish();
+    // After millions of refused calls from one address: still the refusal measured, not a
+    // lock.
+    still_refused_for_its_own_reason(&rt);
 }
 
 /// Calls per block in the interleaved overhead measurements.

@@ -1,7 +1,8 @@
 //! The demo's gRPC contract checked by a client no one here wrote: Python's `grpcio`
 //! (`pip install grpcio grpcio-status`, which `.ci/run` does), running
-//! `tests/grpc_python/demo_client.py` against the demo's own server on loopback. Fails, never
-//! skips, when Python or grpcio is missing.
+//! `tests/grpc_python/demo_client.py` against the demo's own server on loopback. In CI (`CI`
+//! set, as `.ci/run` runs) a missing Python or grpcio fails the test; elsewhere it says so
+//! loudly and passes, so that `cargo test` needs nothing installed by hand.
 #![cfg(all(feature = "axum", feature = "websocket", feature = "tonic"))]
 
 #[path = "common/demo.rs"]
@@ -35,13 +36,20 @@ fn sign(claims: serde_json::Value) -> String {
 async fn python_grpcio_sees_the_contract() {
     let probe = std::process::Command::new(python())
         .args(["-c", "import grpc, grpc_status"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set PYTHON)", python()));
-    assert!(
-        probe.status.success(),
-        "Python's grpcio is missing: pip install grpcio grpcio-status ({})",
-        String::from_utf8_lossy(&probe.stderr)
-    );
+        .output();
+    let available = probe.as_ref().is_ok_and(|p| p.status.success());
+    if !available {
+        let why = match &probe {
+            Ok(p) => String::from_utf8_lossy(&p.stderr).into_owned(),
+            Err(e) => format!("cannot run {}: {e} (set PYTHON)", python()),
+        };
+        let message = format!(
+            "Python's grpcio is missing: python3 -m pip install grpcio grpcio-status ({why})"
+        );
+        assert!(std::env::var_os("CI").is_none(), "{message}");
+        eprintln!("SKIPPED outside CI: {message}");
+        return;
+    }
 
     let demo = demo::start(SECRET).await;
     let now = demo.clock.now().as_secs();
@@ -49,7 +57,9 @@ async fn python_grpcio_sees_the_contract() {
     let expired =
         sign(json!({"sub": "alice", "iat": now - 900, "exp": now - 60, "type": "access"}));
     let forbidden = sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "refresh"}));
-    let short_lived = sign(json!({"sub": "bob", "iat": now, "exp": now + 30, "type": "access"}));
+    let short_lived_exp = now + 30;
+    let short_lived =
+        sign(json!({"sub": "bob", "iat": now, "exp": short_lived_exp, "type": "access"}));
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/grpc_python/demo_client.py"
@@ -58,6 +68,7 @@ async fn python_grpcio_sees_the_contract() {
         .arg(script)
         .arg(demo.addr.to_string())
         .args([&valid, &expired, &forbidden, &short_lived])
+        .arg(short_lived_exp.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

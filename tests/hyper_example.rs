@@ -81,7 +81,7 @@ async fn the_example_authenticates_locks_out_and_rate_limits() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "INVALID_TOKEN");
 
-    // Four more failures from .41: locked, even with a valid token; .40 is not.
+    // Five failures from .41: locked, even with a valid token; .40 is not.
     let attacker = client_from(41);
     for _ in 0..5 {
         assert_eq!(me(&attacker, addr, "not.a.token").await.0, 401);

@@ -57,8 +57,17 @@ pub(crate) fn grpc_trailers(error: &AuthError) -> HeaderMap {
     trailers
 }
 
-/// Whether `headers` are those of a gRPC request: `content-type` `application/grpc`,
-/// `application/grpc+<codec>` or `application/grpc;<params>`.
+/// Whether `request` is a gRPC call: an HTTP/2 `POST` with a gRPC `content-type` (see
+/// [`is_grpc`]).
+pub fn is_grpc_request(request: &Parts) -> bool {
+    request.version == http::Version::HTTP_2
+        && request.method == http::Method::POST
+        && is_grpc(&request.headers)
+}
+
+/// Whether `headers` carry a gRPC `content-type`: `application/grpc`,
+/// `application/grpc+<codec>` or `application/grpc;<params>` (a response's, or one condition of
+/// [`is_grpc_request`]).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return false;
@@ -90,15 +99,19 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 /// | `MISSING_TOKEN`, `INVALID_TOKEN`, `TOKEN_EXPIRED` | 16 `UNAUTHENTICATED` |
 /// | `FORBIDDEN` | 7 `PERMISSION_DENIED` |
 /// | `LOCKED_OUT`, `RATE_LIMITED` | 8 `RESOURCE_EXHAUSTED` (not retried by default) |
-/// | `AUTH_FAILED` | 14 `UNAVAILABLE`: the crate uses it when authentication could not be completed for a reason that is not the client's and may pass (keys not fetched yet, a store out of reach), which is what `UNAVAILABLE` means to a client: retry with backoff |
+/// | `AUTH_FAILED` | 14 `UNAVAILABLE`: the crate uses it when authentication could not be completed for a reason that is not the client's and may pass (keys not fetched yet, a store out of reach), which is what `UNAVAILABLE` means to a client: retry with backoff. It also covers wiring mistakes (an extractor on a route without the layer), which no retry fixes; those are logged at `ERROR` |
 /// | `INVALID_REQUEST` | 3 `INVALID_ARGUMENT` |
 ///
 /// The statuses are built by tonic (`Status::into_http`) and the details by `tonic-types`;
 /// a tonic client reads them with `tonic_types::StatusExt::get_error_details`.
 ///
-/// **Which requests are gRPC.** A request is answered in gRPC when its `content-type` is
-/// `application/grpc` or starts with `application/grpc+` or `application/grpc;` (what every
-/// gRPC client sends), or always with [`GrpcResponder::always`]. gRPC-Web requests
+/// **Which requests are gRPC.** A request is answered in gRPC when it is an HTTP/2 `POST`
+/// whose `content-type` is `application/grpc` or starts with `application/grpc+` or
+/// `application/grpc;` (what every gRPC client sends, and gRPC requires all three), or always
+/// with [`GrpcResponder::always`]. The content type alone is the client's to choose: an
+/// HTTP/1.1 `GET` claiming to be gRPC still gets its `401`, so refusals never show up as
+/// `200` in access logs, metrics or status-based alerting. gRPC refusals also carry
+/// `cache-control: no-store`, so that no cache keeps an empty `200`. gRPC-Web requests
 /// (`application/grpc-web*`) are not recognised: translate them to gRPC before the crate's
 /// layers see them (tonic-web's `GrpcWebLayer`, placed outside them, does); the crate's tests
 /// do not cover gRPC-Web.
@@ -108,7 +121,8 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 /// use tower_jwt_guard::{AuthError, response::{GrpcResponder, Responder}};
 ///
 /// let responder = GrpcResponder::new();
-/// let (mut parts, ()) = http::Request::builder()
+/// let (mut parts, ()) = http::Request::post("/pkg.Svc/Call")
+///     .version(http::Version::HTTP_2)
 ///     .header("content-type", "application/grpc")
 ///     .body(())
 ///     .unwrap()
@@ -153,13 +167,17 @@ impl<R> GrpcResponder<R> {
         // The status is in the headers; tonic also stores it in the extensions, which nobody
         // downstream of a rejection reads.
         response.extensions_mut().clear();
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
         response
     }
 }
 
 impl<R: Responder> Responder for GrpcResponder<R> {
     fn respond(&self, request: &mut Parts, error: &AuthError) -> Response<Bytes> {
-        if self.always || is_grpc(&request.headers) {
+        if self.always || is_grpc_request(request) {
             self.render(error)
         } else {
             self.other.respond(request, error)
@@ -172,7 +190,7 @@ mod tests {
     use super::*;
 
     fn parts(content_type: Option<&str>) -> Parts {
-        let mut builder = http::Request::builder();
+        let mut builder = http::Request::post("/svc/Method").version(http::Version::HTTP_2);
         if let Some(ct) = content_type {
             builder = builder.header(CONTENT_TYPE, ct);
         }
@@ -199,6 +217,20 @@ mod tests {
             assert!(!is_grpc(&parts(Some(ct)).headers), "{ct}");
         }
         assert!(!is_grpc(&parts(None).headers));
+    }
+
+    #[test]
+    fn only_an_http2_post_is_answered_in_grpc() {
+        let missing = AuthError::missing_token();
+        let responder = GrpcResponder::new();
+        let mut h2_post = parts(Some("application/grpc"));
+        assert_eq!(responder.respond(&mut h2_post, &missing).status(), 200);
+        let mut h1_post = parts(Some("application/grpc"));
+        h1_post.version = http::Version::HTTP_11;
+        assert_eq!(responder.respond(&mut h1_post, &missing).status(), 401);
+        let mut h2_get = parts(Some("application/grpc"));
+        h2_get.method = http::Method::GET;
+        assert_eq!(responder.respond(&mut h2_get, &missing).status(), 401);
     }
 
     #[test]
@@ -229,6 +261,7 @@ mod tests {
         assert!(response.body().is_empty());
         let headers = response.headers();
         assert_eq!(headers[CONTENT_TYPE], "application/grpc");
+        assert_eq!(headers[http::header::CACHE_CONTROL], "no-store");
         assert_eq!(headers["grpc-status"], "8");
         // Percent-encoded, as the gRPC spec asks (tonic encodes spaces too).
         assert_eq!(headers["grpc-message"], "slow%20down:%20100%25%20used");

@@ -5,7 +5,8 @@
 //! `401`/`403` (with `error="invalid_token"` or `error="insufficient_scope"`, and no `error`
 //! when the token is missing), and `Retry-After` (whole seconds) for `429`.
 //!
-//! With the `tonic` feature, `GrpcResponder` answers gRPC requests with gRPC statuses
+//! With the `tonic` feature, `GrpcResponder` answers gRPC requests (HTTP/2 `POST`s with a gRPC
+//! `content-type`) with gRPC statuses
 //! (trailers-only, `google.rpc.ErrorInfo` and `RetryInfo` details; see its docs for the
 //! mapping) and hands every other request to the responder it wraps. [`default_responder`],
 //! what every layer uses unless given another, is `JsonResponder`, behind a `GrpcResponder`
@@ -57,7 +58,7 @@ mod json;
 #[cfg(feature = "tonic")]
 pub(crate) use grpc::grpc_trailers;
 #[cfg(feature = "tonic")]
-pub use grpc::{ERROR_DOMAIN, GrpcResponder, grpc_code, grpc_status, is_grpc};
+pub use grpc::{ERROR_DOMAIN, GrpcResponder, grpc_code, grpc_status, is_grpc, is_grpc_request};
 pub use json::{JsonResponder, json_body};
 
 /// The responder of every layer that is not given one: [`JsonResponder`], behind a

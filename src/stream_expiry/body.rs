@@ -114,7 +114,14 @@ impl<B: Body> Body for ExpiringBody<B> {
                 *this.timer = None;
                 return Poll::Ready(None);
             }
-            Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame)),
+            Poll::Ready(Some(frame)) => {
+                // Trailers end a body: nothing, the expiry's trailers included, may follow.
+                if matches!(&frame, Ok(f) if f.is_trailers()) {
+                    *this.done = true;
+                    *this.timer = None;
+                }
+                return Poll::Ready(Some(frame));
+            }
             Poll::Pending => {}
         }
         // The service has nothing to send: wake at the deadline (or within `max_tick`, to look
@@ -153,5 +160,64 @@ impl<B: Body> Body for ExpiringBody<B> {
             cut.set_upper(upper);
         }
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::HeaderMap;
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+    use crate::clock::{Clock, FakeClock};
+
+    fn binding(clock: &FakeClock, deadline: u64) -> Binding {
+        Binding {
+            deadline: Duration::from_secs(deadline),
+            subject: None,
+            config: Arc::new(ExpiryConfig {
+                clock: clock.clone().into_shared(),
+                leeway: Duration::ZERO,
+                max_tick: Duration::from_millis(10),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_follows_the_services_own_trailers() {
+        let clock = FakeClock::at_unix_secs(1_000);
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"tick"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let response = Response::builder()
+            .header("content-type", "application/grpc")
+            .body(StreamBody::new(futures_util::stream::iter(frames)))
+            .unwrap();
+        let mut body = ExpiringBody::wrap(response, Some(binding(&clock, 1_010))).into_body();
+        assert!(body.is_bound());
+        let data = body.frame().await.unwrap().unwrap();
+        assert!(data.is_data());
+        let own = body.frame().await.unwrap().unwrap();
+        assert_eq!(own.trailers_ref().unwrap()["grpc-status"], "0");
+        // The deadline passes now: the call has already ended with its own status.
+        clock.advance(Duration::from_secs(60));
+        assert!(body.frame().await.is_none());
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_ends_the_body_before_any_frame() {
+        let clock = FakeClock::at_unix_secs(2_000);
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"late")))];
+        let response = Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+        let mut body = ExpiringBody::wrap(response, Some(binding(&clock, 1_999))).into_body();
+        assert!(body.frame().await.is_none(), "no data after the deadline");
     }
 }

@@ -10,13 +10,25 @@
 //! - a gRPC response (`content-type: application/grpc*`, feature `tonic`) ends with trailers
 //!   `grpc-status: 16` (`UNAUTHENTICATED`), `grpc-message` and `grpc-status-details-bin` with
 //!   `ErrorInfo { reason: "TOKEN_EXPIRED", domain: "tower-jwt-guard" }`, in place of the
-//!   service's own trailers; the client sees the call fail with that status;
+//!   service's own trailers (not yet sent); the client sees the call fail with that status;
 //! - any other response simply ends: an SSE client reconnects (and meets the authentication
 //!   layer with its expired token), a chunked body is cut short at a chunk boundary.
 //!
-//! The service's stream is dropped at that point, so a tonic handler's stream (or an SSE
-//! producer) sees its receiver go away. An `INFO` audit event (`outcome="stream_expired"`,
-//! `subject`) records each such end.
+//! The service's body is no longer polled from that point and is dropped with the response
+//! (when the server is done with it), so a tonic handler's stream (or an SSE producer) sees
+//! its receiver go away then. An `INFO` audit event (`outcome="stream_expired"`, `subject`)
+//! records each such end. A body that has sent its own trailers has ended: nothing follows
+//! them.
+//!
+//! Limits, by design or by the protocol:
+//! - a non-gRPC body ends cleanly, so a client cannot tell a cut chunked download from a
+//!   complete one by the framing alone (SSE clients reconnect either way);
+//! - the end is sent when the server polls the body: a client that stops reading (an HTTP/2
+//!   stream with no send window) keeps its stream open past the deadline until it reads, but
+//!   receives nothing of the service's produced after the deadline, which is checked before
+//!   every frame;
+//! - the timer is tokio's: polling a waiting body on a runtime without the time driver
+//!   panics ("timers are disabled"), as any tokio timer does.
 //!
 //! What is not wrapped: requests without an [`AuthContext`] or whose token has no `exp`
 //! (optional authentication, tokens without expiry), and responses whose size is known in

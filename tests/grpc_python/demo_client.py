@@ -3,7 +3,7 @@
 Run by tests/grpc_python.rs, which starts the demo on a fake clock and hands this script the
 address and the tokens it needs:
 
-    demo_client.py ADDR VALID EXPIRED FORBIDDEN SHORT_LIVED
+    demo_client.py ADDR VALID EXPIRED FORBIDDEN SHORT_LIVED SHORT_LIVED_EXP
 
 It prints `WATCHING` once the Watch stream of SHORT_LIVED has sent its first tick and reads a
 line from stdin (the test moves the demo's clock past the token's expiry meanwhile), then
@@ -132,8 +132,9 @@ def call_error(fn, *args, **kwargs):
 
 
 def main():
-    addr, valid, expired, forbidden, short_lived = sys.argv[1:6]
-    channel = grpc.insecure_channel(addr)
+    addr, valid, expired, forbidden, short_lived, short_lived_exp = sys.argv[1:7]
+    # Loopback only: never through a proxy from the environment.
+    channel = grpc.insecure_channel(addr, options=[("grpc.enable_http_proxy", 0)])
     me = method(channel, "/demo.v1.Demo/Me")
     place_order = method(channel, "/demo.v1.Demo/PlaceOrder")
     watch = method(channel, "/demo.v1.Demo/Watch", stream=True)
@@ -159,7 +160,10 @@ def main():
     # The stream ends with UNAUTHENTICATED / TOKEN_EXPIRED once the token expires.
     ticks = watch(b"", metadata=bearer(short_lived), timeout=30)
     first = fields(next(ticks))
-    check(first.get(1) == 1 and first.get(2, 0) > 0, "first tick: %r" % first)
+    check(
+        first.get(1) == 1 and first.get(2) == int(short_lived_exp),
+        "first tick: %r (expected expires_at %s)" % (first, short_lived_exp),
+    )
     print("WATCHING", flush=True)
     sys.stdin.readline()
     try:
