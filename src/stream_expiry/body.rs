@@ -1,3 +1,4 @@
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,8 +10,25 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::layer::ExpiryConfig;
 use crate::audit::AUDIT_TARGET;
+use crate::clock::Clock;
+
+/// What every stream of a [`StreamExpiryLayer`](super::StreamExpiryLayer) shares.
+pub(super) struct ExpiryConfig {
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) leeway: Duration,
+    pub(super) max_tick: Duration,
+}
+
+impl fmt::Debug for ExpiryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpiryConfig")
+            .field("clock", &self.clock)
+            .field("leeway", &self.leeway)
+            .field("max_tick", &self.max_tick)
+            .finish()
+    }
+}
 
 /// The token a response is bound to: when it stops being valid, and whose it is.
 pub(crate) struct Binding {

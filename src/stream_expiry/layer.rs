@@ -1,4 +1,3 @@
-use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -8,28 +7,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::DEFAULT_MAX_TICK;
+use super::body::{Binding, ExpiryConfig};
 use super::future::ResponseFuture;
 use crate::clock::Clock;
 use crate::context::AuthContext;
 use crate::error::ConfigError;
 use crate::validate::Validator;
-
-/// What every stream of a [`StreamExpiryLayer`] shares.
-pub(super) struct ExpiryConfig {
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) leeway: Duration,
-    pub(super) max_tick: Duration,
-}
-
-impl fmt::Debug for ExpiryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExpiryConfig")
-            .field("clock", &self.clock)
-            .field("leeway", &self.leeway)
-            .field("max_tick", &self.max_tick)
-            .finish()
-    }
-}
 
 /// Ends authenticated streaming responses when their token expires; see the
 /// [module docs](super).
@@ -160,7 +143,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let bound = req.extensions().get::<AuthContext>().and_then(|ctx| {
             let exp = ctx.expires_at()?;
-            Some(super::body::Binding {
+            Some(Binding {
                 deadline: Duration::from_secs(exp).saturating_add(self.config.leeway),
                 subject: ctx.subject_arc().cloned(),
                 config: Arc::clone(&self.config),
