@@ -1,6 +1,8 @@
-//! Attacks through a real server: algorithm confusion, `alg: none`, tampering, header
-//! relabelling, malformed tokens. Every one must end as `401 INVALID_TOKEN`: never a 500, never
-//! a panic, never a dropped connection.
+//! Attacks through a real server: algorithm confusion (with the PEM and the JWK of the public
+//! key as the secret), `alg: none` in any case, tampering, header relabelling, embedded keys and
+//! key URLs (never fetched), hostile `kid`s, reshaped and malformed tokens, registered claims of
+//! the wrong shape, oversized tokens, non-UTF-8 bytes in every source. Every attack ends as
+//! `401 INVALID_TOKEN`: never a 500, never a panic, never a dropped connection.
 
 mod common;
 
@@ -427,4 +429,253 @@ async fn a_maximum_lifetime_refuses_tokens_that_live_too_long() {
     assert_rejected(&get_bearer(&capped, &long).await, "INVALID_TOKEN");
     let hour = sign_hs256(&json!({"sub": "alice", "iat": NOW, "exp": NOW + 3600}));
     assert_accepted(&get_bearer(&capped, &hour).await, "alice");
+}
+
+/// The observed answer to `token` from `server`: the status and the code.
+async fn outcome(server: &TestServer, token: &str) -> (u16, Option<String>) {
+    let reply = get_bearer(server, token).await;
+    (reply.status, reply.code())
+}
+
+/// RS256 → HS256 confusion with the JWK of the public key (its JSON, and its `n`) as the HMAC
+/// secret, against a server that holds that key as a JWK: refused.
+#[tokio::test]
+async fn algorithm_confusion_with_the_public_jwk_as_the_secret_is_refused() {
+    let jwks = fixture_str("jwks.json");
+    let validator = Validator::<TestClaims>::builder()
+        .keys(tower_jwt_guard::keys::keys_from_jwks(&jwks).unwrap())
+        .clock(FakeClock::at_unix_secs(NOW))
+        .build()
+        .unwrap();
+    let server = serve_layer(JwtAuthLayer::new(validator)).await;
+    let set: Value = serde_json::from_str(&jwks).unwrap();
+    let jwk = &set["keys"][0];
+    let secrets = [
+        jwk.to_string().into_bytes(),
+        jwks.clone().into_bytes(),
+        jwk["n"].as_str().unwrap().as_bytes().to_vec(),
+    ];
+    for secret in &secrets {
+        for kid in [Some("rsa-2025"), None] {
+            let forged = sign_with(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(secret).unwrap(),
+                kid,
+                &fresh_claims("admin"),
+            );
+            assert_rejected(&get_bearer(&server, &forged).await, "INVALID_TOKEN");
+        }
+    }
+}
+
+/// Keys or key locations carried by the token itself are never used: an embedded `jwk` with
+/// the attacker's secret does not verify the attacker's token, and `jku` / `x5u` pointing at a
+/// listener the test holds are never fetched (a token that verifies under the server's own key
+/// passes, its URLs ignored).
+#[tokio::test]
+async fn embedded_keys_and_key_urls_are_never_used() {
+    let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", trap.local_addr().unwrap());
+    let attacker = b"attacker-secret-attacker-secret-0123456789";
+    let payload = fresh_claims("admin").to_string();
+    let sign_own = |header: &Value| {
+        let (h, p) = (b64(header.to_string()), b64(&payload));
+        let sig = jsonwebtoken::crypto::sign(
+            format!("{h}.{p}").as_bytes(),
+            &EncodingKey::from_secret(attacker).unwrap(),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{h}.{p}.{sig}")
+    };
+    let embedded = json!({"alg": "HS256", "jwk": {"kty": "oct", "k": b64(attacker)}});
+    let located = [
+        json!({"alg": "HS256", "jku": url}),
+        json!({"alg": "HS256", "x5u": url}),
+        json!({"alg": "HS256", "x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]}),
+    ];
+    assert_rejected(
+        &get_bearer(&server, &sign_own(&embedded)).await,
+        "INVALID_TOKEN",
+    );
+    for header in &located {
+        assert_rejected(
+            &get_bearer(&server, &sign_own(header)).await,
+            "INVALID_TOKEN",
+        );
+        // Signed with the server's own key: the URL is not a reason to refuse, nor to fetch.
+        let own = signed(header.to_string().as_bytes(), payload.as_bytes());
+        assert_accepted(&get_bearer(&server, &own).await, "admin");
+    }
+    let fetched = tokio::time::timeout(std::time::Duration::from_millis(300), trap.accept()).await;
+    assert!(fetched.is_err(), "a key URL from a token was fetched");
+}
+
+/// `kid` values aimed at whatever looks keys up (paths, SQL, NUL bytes, 10 KiB), with several
+/// keys configured (so that `kid` selects one): refused as unknown keys, never an error of the
+/// server. (With a single key, `kid` is not consulted: the one key verifies or refuses, and
+/// the context reports that key's own `kid`.)
+#[tokio::test]
+async fn hostile_kids_are_unknown_keys() {
+    let validator = Validator::<TestClaims>::builder()
+        .key(Key::hmac(HMAC_SECRET).unwrap().with_kid("h1"))
+        .key(
+            Key::ec_pem(fixture("ec_public.pem"))
+                .unwrap()
+                .with_kid("e1"),
+        )
+        .clock(FakeClock::at_unix_secs(NOW))
+        .build()
+        .unwrap();
+    let server = serve_layer(JwtAuthLayer::new(validator)).await;
+    let long = "k".repeat(10 * 1024);
+    for kid in [
+        "../../../../etc/passwd",
+        "h1/../h1",
+        "' OR '1'='1' --",
+        "h1\u{0}",
+        "\u{0}",
+        "",
+        long.as_str(),
+    ] {
+        let token = signed(
+            json!({"alg": "HS256", "kid": kid}).to_string().as_bytes(),
+            fresh_claims("alice").to_string().as_bytes(),
+        );
+        assert_rejected(&get_bearer(&server, &token).await, "INVALID_TOKEN");
+    }
+    let good = signed(
+        br#"{"alg":"HS256","kid":"h1"}"#,
+        fresh_claims("alice").to_string().as_bytes(),
+    );
+    assert_accepted(&get_bearer(&server, &good).await, "alice");
+}
+
+/// Reshaped tokens: mixed-case `none`, segments swapped, the JSON serialization of JWS,
+/// base64 with padding or non-zero trailing bits, a nested token (`cty: JWT`).
+#[tokio::test]
+async fn reshaped_tokens_are_invalid() {
+    let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let good = token_for("alice");
+    let (h, p, s) = segments(&good);
+    // The last character of a 32-byte signature carries 4 bits and 2 unused ones: flipping an
+    // unused bit keeps the decoded bytes, which a strict decoder refuses.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let last = s.as_bytes()[s.len() - 1];
+    let value = alphabet.iter().position(|&c| c == last).unwrap();
+    let sloppy = alphabet[value ^ 1] as char;
+    let trailing_bits = format!("{h}.{p}.{}{sloppy}", &s[..s.len() - 1]);
+    let json_serialization = json!({"protected": h, "payload": p, "signature": s}).to_string();
+    let nested = signed(br#"{"alg":"HS256","cty":"JWT"}"#, good.as_bytes());
+    let cases = [
+        format!(
+            "{}.{}.",
+            b64(r#"{"alg":"nOnE"}"#),
+            b64(fresh_claims("admin").to_string())
+        ),
+        format!("{p}.{h}.{s}"),
+        json_serialization,
+        format!("{h}.{p}.{s}="),
+        format!("{h}==.{p}.{s}"),
+        trailing_bits,
+        nested,
+        signed(br#"{"alg":"HS256","b64":false,"crit":["b64"]}"#, b"{}"),
+    ];
+    for (i, token) in cases.iter().enumerate() {
+        assert_eq!(
+            outcome(&server, token).await,
+            (401, Some("INVALID_TOKEN".to_owned())),
+            "case {i}: {token:.60}"
+        );
+    }
+    assert_accepted(&get_bearer(&server, &good).await, "alice");
+}
+
+/// Registered claims of the wrong type or out of range, correctly signed: refused.
+#[tokio::test]
+async fn registered_claims_of_the_wrong_shape_are_invalid() {
+    let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let future = NOW + 600;
+    let payloads = [
+        format!(r#"{{"sub":"a","exp":"{future}"}}"#),
+        r#"{"sub":"a","exp":1e400}"#.to_owned(),
+        r#"{"sub":"a","exp":-1}"#.to_owned(),
+        r#"{"sub":"a","exp":18446744073709551616}"#.to_owned(),
+        r#"{"sub":"a","exp":99999999999999999999999}"#.to_owned(),
+        format!(r#"{{"sub":"a","exp":{future},"nbf":"0"}}"#),
+        format!(r#"{{"sub":"a","exp":{future},"nbf":-5}}"#),
+        format!(r#"{{"sub":"a","exp":{future},"iat":"now"}}"#),
+        format!(r#"{{"sub":"a","exp":{future},"aud":{{"x":1}}}}"#),
+        format!(r#"{{"sub":"a","sub":"b","exp":{future}}}"#),
+        format!(r#"{{"sub":7,"exp":{future}}}"#),
+        format!(r#"{{"sub":"a","exp":{future},"exp":{future}}}"#),
+    ];
+    for payload in &payloads {
+        let token = signed(br#"{"alg":"HS256"}"#, payload.as_bytes());
+        assert_eq!(
+            outcome(&server, &token).await,
+            (401, Some("INVALID_TOKEN".to_owned())),
+            "{payload}"
+        );
+    }
+}
+
+/// A 1 MiB token in a header or the query never reaches the layer whole: the server refuses
+/// it at the HTTP level (or the layer at its 8 KiB cap), never with a 500, and stays up.
+#[tokio::test]
+async fn a_one_mebibyte_token_is_refused_and_the_server_stays_up() {
+    let server = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let huge = "a".repeat(1024 * 1024);
+    let reply = client()
+        .get(server.url("/me"))
+        .header("authorization", format!("Bearer {huge}"))
+        .send()
+        .await;
+    if let Ok(reply) = reply {
+        assert!(
+            (400..500).contains(&reply.status().as_u16()),
+            "{}",
+            reply.status()
+        );
+    }
+    // Over the cap but under hyper's header limit: the layer's own refusal.
+    let big = "a".repeat(20 * 1024);
+    assert_rejected(&get_bearer(&server, &big).await, "INVALID_TOKEN");
+    assert_accepted(&get_bearer(&server, &token_for("alice")).await, "alice");
+}
+
+/// Bytes that are not UTF-8 in every source a token can come from: a clear refusal.
+#[tokio::test]
+async fn non_utf8_bytes_in_every_source_are_refused() {
+    let extractor = tower_jwt_guard::extract::TokenExtractor::new()
+        .bearer()
+        .query("token")
+        .header(http::HeaderName::from_static("x-auth-token"))
+        .cookie("session");
+    let server = serve_layer(
+        JwtAuthLayer::builder(hmac_validator())
+            .extractor(extractor)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let bad = reqwest::header::HeaderValue::from_bytes(b"Bearer a\xffb.c\xfe.d").unwrap();
+    let raw = reqwest::header::HeaderValue::from_bytes(b"a\xffb.c.d").unwrap();
+    let cookie = reqwest::header::HeaderValue::from_bytes(b"session=a\xffb.c.d").unwrap();
+    let requests = [
+        client().get(server.url("/me")).header("authorization", bad),
+        client().get(server.url("/me")).header("x-auth-token", raw),
+        client().get(server.url("/me")).header("cookie", cookie),
+        client().get(server.url("/me?token=a%FFb.c.d")),
+    ];
+    for (i, request) in requests.into_iter().enumerate() {
+        let reply = send(request).await;
+        assert_eq!(reply.status, 401, "source {i}: {}", reply.text);
+        assert_rejected(&reply, "INVALID_TOKEN");
+    }
+    // Non-ASCII bytes in another cookie change nothing: a missing token is still missing.
+    let other = reqwest::header::HeaderValue::from_bytes(b"theme=\xffdark").unwrap();
+    let reply = send(client().get(server.url("/me")).header("cookie", other)).await;
+    assert_rejected(&reply, "MISSING_TOKEN");
 }

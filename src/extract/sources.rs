@@ -234,8 +234,19 @@ fn cookie<'a>(
 ) -> Result<Option<Cow<'a, str>>, ExtractError> {
     let mut found = None;
     for value in headers.get_all(COOKIE) {
-        // A cookie header that is not visible ASCII cannot hold a JWT; skip it.
-        let Ok(value) = value.to_str() else { continue };
+        let Ok(value) = value.to_str() else {
+            // Not visible ASCII: another cookie may hold such bytes (ignored), but a JWT
+            // cannot, so a value under our name here is a malformed token, not a missing one.
+            let ours = value.as_bytes().split(|&b| b == b';').any(|pair| {
+                pair.iter()
+                    .position(|&b| b == b'=')
+                    .is_some_and(|eq| pair[..eq].trim_ascii() == name.as_bytes())
+            });
+            if ours {
+                return Err(ExtractError::Malformed);
+            }
+            continue;
+        };
         for pair in value.split(';') {
             let Some((k, v)) = pair.split_once('=') else {
                 continue;
