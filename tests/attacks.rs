@@ -679,3 +679,37 @@ async fn non_utf8_bytes_in_every_source_are_refused() {
     let reply = send(client().get(server.url("/me")).header("cookie", other)).await;
     assert_rejected(&reply, "MISSING_TOKEN");
 }
+
+/// Explicit typing (RFC 8725 §3.11, RFC 9068 `at+jwt`): with `token_types(["at+jwt"])`, a
+/// token of another type signed by the same key (an ID token, `typ: JWT`), or one without
+/// `typ`, is refused; without the option, `typ` is not consulted.
+#[tokio::test]
+async fn a_typed_validator_refuses_tokens_of_another_type() {
+    let typed = serve_layer(JwtAuthLayer::new(
+        hmac_builder().token_types(["at+jwt"]).build().unwrap(),
+    ))
+    .await;
+    let untyped = serve_layer(JwtAuthLayer::new(hmac_validator())).await;
+    let payload = fresh_claims("alice").to_string();
+    let with_typ = |typ: Option<&str>| {
+        let header = match typ {
+            Some(t) => json!({"alg": "HS256", "typ": t}),
+            None => json!({"alg": "HS256"}),
+        };
+        signed(header.to_string().as_bytes(), payload.as_bytes())
+    };
+    for typ in [Some("at+jwt"), Some("application/AT+JWT")] {
+        assert_accepted(&get_bearer(&typed, &with_typ(typ)).await, "alice");
+    }
+    for typ in [Some("JWT"), Some("id+jwt"), Some("logout+jwt"), None] {
+        assert_rejected(&get_bearer(&typed, &with_typ(typ)).await, "INVALID_TOKEN");
+        assert_accepted(&get_bearer(&untyped, &with_typ(typ)).await, "alice");
+    }
+    assert!(
+        hmac_builder()
+            .token_types(Vec::<&str>::new())
+            .build()
+            .is_err()
+    );
+    assert!(hmac_builder().token_types([" "]).build().is_err());
+}

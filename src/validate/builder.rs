@@ -37,6 +37,7 @@ pub struct ValidatorBuilder<C> {
     revocation: Option<Arc<dyn Revocation>>,
     _claims: PhantomData<fn() -> C>,
     max_lifetime: Option<Duration>,
+    types: Option<Vec<Box<str>>>,
 }
 
 impl<C> fmt::Debug for ValidatorBuilder<C> {
@@ -77,8 +78,22 @@ where
             clock: Arc::new(SystemClock),
             revocation: None,
             max_lifetime: None,
+            types: None,
             _claims: PhantomData,
         }
+    }
+
+    /// Accepts only tokens whose `typ` header is one of `types` (`INVALID_TOKEN` otherwise,
+    /// a missing `typ` included): explicit typing, RFC 8725 §3.11, so that a token minted for
+    /// another purpose (an ID token, a refresh token, a logout token) signed by the same key is
+    /// not taken as an access token. `at+jwt` is the access-token type of RFC 9068; compared
+    /// without case and without an `application/` prefix. Off by default (many issuers send
+    /// `JWT` or nothing). Several calls add to the list.
+    pub fn token_types<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, types: I) -> Self {
+        self.types
+            .get_or_insert_with(Vec::new)
+            .extend(types.into_iter().map(|t| Box::from(t.as_ref())));
+        self
     }
 
     /// Refuses tokens that live longer than `max` (`INVALID_TOKEN`): whose `exp` is more than
@@ -180,9 +195,16 @@ where
     ///
     /// # Errors
     /// No key; a key left with no allowed algorithm; two keys with the same `kid`; more than 64
-    /// required claims.
+    /// required claims; an empty `token_types` list or name.
     pub fn build(self) -> Result<Validator<C>, ConfigError> {
         install_crypto_provider();
+        if let Some(types) = &self.types
+            && (types.is_empty() || types.iter().any(|t| t.trim().is_empty()))
+        {
+            return Err(ConfigError::new(
+                "token_types: the list of accepted token types is empty or has an empty name",
+            ));
+        }
         if self.keys.is_empty() {
             return Err(ConfigError::new("at least one key is needed"));
         }
@@ -241,6 +263,7 @@ where
         Ok(Validator {
             inner: Arc::new(Inner {
                 keys: entries.into_boxed_slice(),
+                types: self.types.map(Vec::into_boxed_slice),
                 rules: ClaimRules {
                     issuers: boxed(self.issuers),
                     audiences: boxed(self.audiences),

@@ -22,6 +22,8 @@ use crate::error::AuthError;
 pub(crate) struct Header {
     pub alg: Algorithm,
     pub kid: Option<Arc<str>>,
+    /// `typ`, as sent.
+    pub typ: Option<Arc<str>>,
 }
 
 /// The JOSE header fields this crate reads; unknown ones are ignored, duplicates refused.
@@ -30,6 +32,8 @@ struct JwsHeader<'a> {
     alg: Algorithm,
     #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
     /// Present at all, even as `null` (RFC 7515 §4.1.11: when present it must be a non-empty
     /// list of extensions the recipient understands, and none is understood here).
     #[serde(default, deserialize_with = "present")]
@@ -88,6 +92,23 @@ fn parse_segment(segment: &str) -> Result<Header, AuthError> {
     Ok(Header {
         alg: header.alg,
         kid: header.kid.map(|k| Arc::from(&*k)),
+        typ: header.typ.map(|t| Arc::from(&*t)),
+    })
+}
+
+/// Whether the header's `typ` is one of `accepted`: compared without case and without an
+/// `application/` prefix (RFC 7515 §4.1.9). A missing `typ` is never accepted.
+pub(super) fn type_accepted(typ: Option<&str>, accepted: &[Box<str>]) -> bool {
+    fn bare(t: &str) -> &str {
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    }
+    typ.is_some_and(|typ| {
+        accepted
+            .iter()
+            .any(|a| bare(a).eq_ignore_ascii_case(bare(typ)))
     })
 }
 
@@ -97,6 +118,30 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
+
+    #[test]
+    fn token_types_compare_without_case_or_application_prefix() {
+        let accepted: Vec<Box<str>> = vec!["at+jwt".into()];
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+        ] {
+            assert!(type_accepted(Some(typ), &accepted), "{typ}");
+        }
+        for typ in [
+            "JWT",
+            "jwt",
+            "at+jwt ",
+            "application/",
+            "",
+            "x-application/at+jwt",
+        ] {
+            assert!(!type_accepted(Some(typ), &accepted), "{typ:?}");
+        }
+        assert!(!type_accepted(None, &accepted));
+    }
 
     fn seg(json: &str) -> String {
         URL_SAFE_NO_PAD.encode(json)

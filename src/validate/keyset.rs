@@ -57,6 +57,7 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
 /// verified the token and the payload segment.
 pub(super) fn verify_signature<'k, 't>(
     keys: &'k [KeyEntry],
+    types: Option<&[Box<str>]>,
     token: &'t str,
 ) -> Result<(&'k KeyEntry, &'t str), AuthError> {
     let malformed = AuthError::invalid_token("the token is malformed");
@@ -67,6 +68,11 @@ pub(super) fn verify_signature<'k, 't>(
         return Err(malformed);
     };
     let header = header::parse(header)?;
+    if let Some(types) = types
+        && !header::type_accepted(header.typ.as_deref(), types)
+    {
+        return Err(AuthError::invalid_token("the token type is not accepted"));
+    }
     let alg = header.alg;
     let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
     let not_allowed = AuthError::invalid_token("the token algorithm is not allowed");

@@ -19,6 +19,8 @@
 //!   is configured (RFC 7519 §4.1.3);
 //! - refuses a header with `crit` (no extension is understood, RFC 7515 §4.1.11) and duplicate
 //!   header or registered-claim members;
+//! - with [`ValidatorBuilder::token_types`], accepts only the listed `typ` values (explicit
+//!   typing, RFC 8725 §3.11; `at+jwt` for RFC 9068 access tokens); `typ` is ignored otherwise;
 //! - requires named claims to be present, and runs typed predicates over the application's
 //!   claims type (`FORBIDDEN` when one fails);
 //! - optionally asks an async revocation hook.

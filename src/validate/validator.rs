@@ -40,6 +40,8 @@ pub(super) struct Requirement<C> {
 
 pub(super) struct Inner<C> {
     pub(super) keys: Box<[KeyEntry]>,
+    /// The accepted `typ` header values, when the type is checked.
+    pub(super) types: Option<Box<[Box<str>]>>,
     pub(super) rules: ClaimRules,
     pub(super) requirements: Box<[Requirement<C>]>,
     pub(super) revocation: Option<Arc<dyn Revocation>>,
@@ -99,7 +101,8 @@ where
         token: &str,
     ) -> Result<Verified<C>, (AuthError, Option<Arc<str>>)> {
         let inner = &*self.inner;
-        let (entry, payload) = verify_signature(&inner.keys, token).map_err(|e| (e, None))?;
+        let (entry, payload) =
+            verify_signature(&inner.keys, inner.types.as_deref(), token).map_err(|e| (e, None))?;
         let malformed = || {
             (
                 AuthError::invalid_token("the token claims are malformed"),
