@@ -488,3 +488,18 @@ fn a_token_subprotocol_prefix_must_be_a_nonempty_token() {
             .is_ok()
     );
 }
+
+/// Fuzz reproducer (`fuzz/`, target `extract`): a query value whose percent-decoding is not
+/// UTF-8 (`%cc`) was decoded lossily into a token containing U+FFFD, which the input never
+/// held; it is now a malformed token.
+#[test]
+fn fuzz_regression_a_non_utf8_query_value_is_malformed() {
+    let uri: http::Uri = "/p?token=1);;+R~++Rw;;;+%cctoke".parse().unwrap();
+    let extractor = TokenExtractor::new().bearer().query("token");
+    assert_eq!(
+        extractor
+            .extract(&http::HeaderMap::new(), &uri, false)
+            .unwrap_err(),
+        tower_jwt_guard::extract::ExtractError::Malformed
+    );
+}

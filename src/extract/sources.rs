@@ -184,25 +184,44 @@ fn query<'a>(
         if raw_value.len() > max_len {
             return Err(ExtractError::TooLarge);
         }
-        let value = decode_query_value(raw_value);
+        let value = decode_query_value(raw_value)?;
         checked(&value, max_len)?;
         merge(&mut found, value)?;
     }
     Ok(found)
 }
 
-fn decode_query_value(raw: &str) -> Cow<'_, str> {
+/// The form-decoded value (`+` is a space, `%XX` a byte; a `%` not followed by two hex digits
+/// stays as is). Bytes that do not decode to UTF-8 are a malformed token, never replaced: a
+/// lossy decoding would make different requests carry the same token.
+fn decode_query_value(raw: &str) -> Result<Cow<'_, str>, ExtractError> {
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(raw);
+        return Ok(Cow::Borrowed(raw));
     }
-    // `parse` on a lone "=value" yields ("", decoded value).
-    let mut buf = String::with_capacity(raw.len() + 1);
-    buf.push('=');
-    buf.push_str(raw);
-    form_urlencoded::parse(buf.as_bytes())
-        .next()
-        .map(|(_, v)| Cow::Owned(v.into_owned()))
-        .unwrap_or(Cow::Borrowed(""))
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| ExtractError::Malformed)
 }
 
 fn header<'a>(
@@ -448,6 +467,20 @@ mod tests {
         let h = headers(&[("authorization", "Bearer 0123456789")]);
         assert_eq!(bearer(&h, 9), Err(ExtractError::TooLarge));
         assert!(bearer(&h, 10).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_query_value_that_is_not_utf8_is_malformed_not_replaced() {
+        for q in ["/p?token=a%FFb", "/p?token=%cc", "/p?token=a%C3"] {
+            let uri: Uri = q.parse().unwrap();
+            assert_eq!(
+                query(&uri, "token", MAX),
+                Err(ExtractError::Malformed),
+                "{q}"
+            );
+        }
+        let uri: Uri = "/p?token=%C3%A9%zz%".parse().unwrap();
+        assert_eq!(query(&uri, "token", MAX).unwrap().as_deref(), Some("é%zz%"));
     }
 
     #[test]
