@@ -18,7 +18,16 @@ fuzz_target!(|data: &[u8]| {
         0 => IpAddr::V4(Ipv4Addr::new(10, 0, 0, rest[0])),
         1 => IpAddr::V4(Ipv4Addr::new(203, 0, 113, rest[0])),
         2 => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(rest[0]))),
-        _ => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(rest[0]))),
+        _ => IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u16::from(rest[0]),
+        )),
     };
     let header = match (selector >> 2) % 3 {
         0 => ProxyHeader::XForwardedFor,

@@ -69,7 +69,11 @@ fn decodes_to(field: &[u8], token: &[u8]) -> bool {
     use base64::Engine;
     field
         .split(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
-        .filter_map(|run| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(run).ok())
+        .filter_map(|run| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(run)
+                .ok()
+        })
         .any(|decoded| decoded == token)
 }
 

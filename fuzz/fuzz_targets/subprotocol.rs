@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     for protocol in application_protocols(&headers) {
         assert!(!protocol.starts_with(DEFAULT_WEBSOCKET_PROTOCOL_PREFIX));
         assert!(!protocol.is_empty() && protocol.len() <= MAX_APPLICATION_PROTOCOL_LEN);
-        assert!(data.windows(protocol.len()).any(|w| w == protocol.as_bytes()));
+        assert!(
+            data.windows(protocol.len())
+                .any(|w| w == protocol.as_bytes())
+        );
         if let Ok(Some(token)) = &extracted {
             assert_ne!(protocol, token.as_str(), "the token selected as a protocol");
         }
