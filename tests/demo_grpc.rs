@@ -18,9 +18,7 @@ use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
-use tower_jwt_guard::Algorithm;
 use tower_jwt_guard::clock::Clock;
-use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 
 const SECRET: &[u8] = b"demo-grpc-contract-test-secret-0123456789";
 
@@ -75,22 +73,12 @@ fn retry_delay(status: &Status) -> Duration {
     delay
 }
 
-fn sign(_demo: &demo::Demo, claims: serde_json::Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn me_reaches_the_handler_with_the_claims() {
     let demo = demo::start(SECRET).await;
     let mut client = client_from(&demo, ip(10)).await;
     let now = demo.clock.now().as_secs();
-    let token = sign(
-        &demo,
+    let token = demo.sign(
         json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "access", "plan": "pro"}),
     );
     let reply = client
@@ -124,20 +112,16 @@ async fn every_rejection_is_a_grpc_status_with_its_reason() {
         .unwrap_err();
     assert_status(&status, Code::Unauthenticated, "INVALID_TOKEN");
 
-    let expired = sign(
-        &demo,
-        json!({"sub": "alice", "iat": now - 700, "exp": now - 60, "type": "access"}),
-    );
+    let expired =
+        demo.sign(json!({"sub": "alice", "iat": now - 700, "exp": now - 60, "type": "access"}));
     let status = client
         .me(bearer(pb::MeRequest {}, &expired))
         .await
         .unwrap_err();
     assert_status(&status, Code::Unauthenticated, "TOKEN_EXPIRED");
 
-    let refresh = sign(
-        &demo,
-        json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "refresh"}),
-    );
+    let refresh =
+        demo.sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "refresh"}));
     let status = client
         .me(bearer(pb::MeRequest {}, &refresh))
         .await
@@ -314,17 +298,7 @@ async fn watch_ends_with_unauthenticated_when_the_token_expires() {
     // Beyond the leeway: the stream ends with 16 / TOKEN_EXPIRED, before the next tick is due.
     demo.clock.advance(Duration::from_secs(6));
     let started = std::time::Instant::now();
-    let end = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ticks.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("the stream ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("the stream ends");
+    let end = demo::stream_end(&mut ticks).await;
     assert_status(&end, Code::Unauthenticated, "TOKEN_EXPIRED");
     assert!(started.elapsed() < Duration::from_millis(900));
 }

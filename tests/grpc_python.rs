@@ -13,23 +13,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tower_jwt_guard::Algorithm;
 use tower_jwt_guard::clock::Clock;
-use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 
 const SECRET: &[u8] = b"demo-grpc-python-test-secret-0123456789";
 
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-fn sign(claims: serde_json::Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap()
 }
 
 #[tokio::test]
@@ -53,13 +42,14 @@ async fn python_grpcio_sees_the_contract() {
 
     let demo = demo::start(SECRET).await;
     let now = demo.clock.now().as_secs();
-    let valid = sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "access"}));
+    let valid = demo.sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "access"}));
     let expired =
-        sign(json!({"sub": "alice", "iat": now - 900, "exp": now - 60, "type": "access"}));
-    let forbidden = sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "refresh"}));
+        demo.sign(json!({"sub": "alice", "iat": now - 900, "exp": now - 60, "type": "access"}));
+    let forbidden =
+        demo.sign(json!({"sub": "alice", "iat": now, "exp": now + 600, "type": "refresh"}));
     let short_lived_exp = now + 30;
     let short_lived =
-        sign(json!({"sub": "bob", "iat": now, "exp": short_lived_exp, "type": "access"}));
+        demo.sign(json!({"sub": "bob", "iat": now, "exp": short_lived_exp, "type": "access"}));
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/grpc_python/demo_client.py"

@@ -186,17 +186,7 @@ async fn a_stream_ends_when_its_token_expires() {
         .into_inner();
     assert_eq!(ticks.message().await.unwrap().unwrap().seq, 1);
     server.clock.advance(Duration::from_secs(30 + 11));
-    let status = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ticks.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("the stream ends");
+    let status = demo::stream_end(&mut ticks).await;
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(reason(&status), "TOKEN_EXPIRED");
 }

@@ -64,11 +64,31 @@ impl Demo {
     /// An access token for `sub`, valid for `ttl` seconds from the demo's now.
     pub fn token(&self, sub: &str, ttl: u64) -> String {
         let now = self.clock.now().as_secs();
+        self.sign(json!({"sub": sub, "iat": now, "exp": now + ttl, "type": "access"}))
+    }
+
+    /// `claims` signed with the demo's secret (HS256).
+    pub fn sign(&self, claims: serde_json::Value) -> String {
         encode(
             &Header::new(Algorithm::HS256),
-            &json!({"sub": sub, "iat": now, "exp": now + ttl, "type": "access"}),
+            &claims,
             &EncodingKey::from_secret(self.secret).expect("HMAC key"),
         )
         .expect("signing")
     }
+}
+
+/// The status a gRPC server stream ends with (its messages skipped), within 5 seconds.
+pub async fn stream_end<T>(stream: &mut tonic::Streaming<T>) -> tonic::Status {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends within 5 s")
 }
