@@ -123,8 +123,9 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
 /// How often the refusal counts are written.
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
-/// Milliseconds since the first refusal counted (a process-wide monotonic clock).
-fn summary_clock() -> u64 {
+/// Milliseconds since the first call (a process-wide monotonic clock, for throttling log
+/// events).
+pub(crate) fn summary_clock() -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);
     u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)

@@ -55,18 +55,13 @@ pub(crate) fn rate_limited(retry_after: std::time::Duration) -> AuthError {
 /// `ERROR` event per 10 seconds, with the number of failures since the last one, so that a
 /// store outage under load does not flood the log.
 pub(crate) fn store_failed(error: &dyn std::error::Error) {
-    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Instant;
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
     static SINCE: AtomicU64 = AtomicU64::new(0);
     const EVERY_MS: u64 = 10_000;
     SINCE.fetch_add(1, Ordering::Relaxed);
     // Offset by one period, so that the very first failure is logged.
-    let now = u64::try_from(ORIGIN.get_or_init(Instant::now).elapsed().as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(EVERY_MS);
+    let now = crate::audit::summary_clock().saturating_add(EVERY_MS);
     let last = LAST_MS.load(Ordering::Relaxed);
     if now.saturating_sub(last) < EVERY_MS
         || LAST_MS

@@ -55,14 +55,15 @@ pin_project! {
 impl<B: Body> ExpiringBody<B> {
     /// Wraps `response`'s body, bound to `bound` if it streams.
     pub(super) fn wrap(response: Response<B>, bound: Option<Binding>) -> Response<Self> {
-        let streams = response.body().size_hint().exact().is_none();
+        let bound = bound.filter(|_| response.body().size_hint().exact().is_none());
+        // How the stream ends matters only for a bound one.
         #[cfg(feature = "tonic")]
-        let grpc = crate::response::is_grpc(response.headers());
+        let grpc = bound.is_some() && crate::response::is_grpc(response.headers());
         #[cfg(not(feature = "tonic"))]
         let grpc = false;
         response.map(|inner| Self {
             inner,
-            bound: bound.filter(|_| streams),
+            bound,
             timer: None,
             grpc,
             done: false,
