@@ -97,6 +97,9 @@ pub mod context;
 pub mod crypto;
 pub mod error;
 pub mod extract;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 #[cfg(feature = "lockout")]
 pub mod lockout;

@@ -409,6 +409,28 @@ async fn reauth_is_recognised_by_its_json_and_never_echoed() {
     assert_eq!(next_text(&mut ws).await, "plain");
 }
 
+/// Found by the `ws_messages` fuzz target: a lone surrogate escape (valid JSON grammar) in a
+/// member name made the message unreadable, so a re-authentication carrying a real token was
+/// handed to the application (the demo echoed it). It is a re-authentication, and one with a
+/// lone surrogate in its token has no usable token (`INVALID_REQUEST`, as one without).
+#[tokio::test]
+async fn fuzz_regression_a_lone_surrogate_never_hides_a_reauth() {
+    let d = start().await;
+    let mut ws = d.connect_bearer(&d.token("alice", 600)).await;
+    let token = d.token("alice", 3600);
+    let hidden = format!(r#"{{"type":"reauth","token":"{token}","\udc00":"\ud800"}}"#);
+    ws.send(Message::text(hidden)).await.unwrap();
+    let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(reply["type"], "reauth.ok");
+    ws.send(Message::text(r#"{"type":"reauth","token":"\ud800"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(&next_text(&mut ws).await),
+        json!({"type": "reauth.failed", "code": "INVALID_REQUEST"})
+    );
+}
+
 /// Defect 3, size: a message over 64 KiB closes the connection with 1009, before axum buffers
 /// it; 64 KiB exactly is echoed.
 #[tokio::test]

@@ -88,7 +88,7 @@ mod registry;
 mod session;
 mod sessions;
 mod socket;
-mod wire;
+pub(crate) mod wire;
 
 pub use close::{
     CLOSE_AUTH_FAILED, CLOSE_INVALID_TOKEN, CLOSE_MESSAGE_TOO_BIG, CLOSE_MISSING_TOKEN,

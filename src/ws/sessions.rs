@@ -209,6 +209,7 @@ where
     }
 
     /// The responder for refused sessions.
+    #[cfg(feature = "axum")]
     pub(crate) fn responder(&self) -> &dyn Responder {
         &*self.inner.responder
     }

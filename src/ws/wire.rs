@@ -11,13 +11,18 @@
 //!
 //! A text message is a re-authentication when it parses as a JSON object with a member
 //! `"type"` whose value is `"reauth"`, however it is escaped and wherever the member stands;
-//! such a message is never handed to the application.
+//! such a message is never handed to the application. Its token is usable when it has exactly
+//! one member `"token"` and that is a string of valid Unicode; otherwise it is a refused
+//! re-authentication. A lone surrogate escape (`"\ud800"`: JSON grammar allows it, RFC 8259
+//! §8.2) anywhere in the message never makes it unreadable: in a name or in `type` it matches
+//! nothing, in `token` it makes the token unusable.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// What the server sends.
 #[derive(Debug, Serialize)]
@@ -73,6 +78,39 @@ pub(crate) fn parse_reauth(text: &str) -> Option<Reauth<'_>> {
 
 struct ReauthVisitor;
 
+/// A member name, compared as the bytes its escapes stand for. Read without Unicode
+/// validation, so that a lone surrogate (`"\ud800"`, valid JSON grammar, RFC 8259 §8.2) in a
+/// name cannot make the whole message unreadable and so hide a re-authentication in it: such a
+/// name is simply none of ours.
+enum Name {
+    Type,
+    Token,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Name, E> {
+                Ok(match v {
+                    b"type" => Name::Type,
+                    b"token" => Name::Token,
+                    _ => Name::Other,
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+                self.visit_bytes(v.as_bytes())
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
 /// A member value: a string (borrowed when unescaped), or anything else.
 struct MaybeStr<'a>(Option<Cow<'a, str>>);
 
@@ -118,6 +156,14 @@ impl<'de> de::Deserialize<'de> for MaybeStr<'de> {
     }
 }
 
+/// A member value: `Some` for a string that is valid Unicode, borrowed when unescaped; `None`
+/// for any other value, a string with a lone surrogate included. The value is taken as raw
+/// JSON text first (which skips it without decoding, so nothing in it can fail the message),
+/// then decoded on its own.
+fn string_value<'de>(raw: &'de RawValue) -> Option<Cow<'de, str>> {
+    serde_json::from_str::<MaybeStr<'de>>(raw.get()).ok()?.0
+}
+
 impl<'de> Visitor<'de> for ReauthVisitor {
     type Value = Option<Reauth<'de>>;
 
@@ -129,18 +175,20 @@ impl<'de> Visitor<'de> for ReauthVisitor {
         let mut is_reauth = false;
         let mut token: Option<Cow<'de, str>> = None;
         let mut unusable = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match &*key {
+        while let Some(name) = map.next_key::<Name>()? {
+            match name {
                 // Any `"type": "reauth"` member makes it one, even beside another `type`.
-                "type" => {
-                    is_reauth |= map.next_value::<MaybeStr<'de>>()?.0.as_deref() == Some("reauth")
+                Name::Type => {
+                    let value = map.next_value::<&'de RawValue>()?;
+                    is_reauth |= string_value(value).as_deref() == Some("reauth");
                 }
-                "token" => match (map.next_value::<MaybeStr<'de>>()?.0, &token) {
+                Name::Token => match (string_value(map.next_value::<&'de RawValue>()?), &token) {
                     (Some(t), None) => token = Some(t),
-                    // A second token, or one that is not a string: refused, never guessed.
+                    // A second token, or one that is not a (valid) string: refused, never
+                    // guessed.
                     _ => unusable = true,
                 },
-                _ => {
+                Name::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -189,6 +237,15 @@ mod tests {
             Some("a")
         );
         // Large messages are recognized too (the size limit is the session's business).
+        // A lone surrogate elsewhere (found by the ws_messages fuzz target) hides nothing.
+        assert_eq!(
+            token(r#"{"type":"reauth","token":"a.b.c","\udc00":"\ud800"}"#).as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            token(r#"{"type":"\ud800","type":"reauth","token":"a.b.c"}"#).as_deref(),
+            Some("a.b.c")
+        );
         let big = format!(r#"{{"type":"reauth","token":"{}"}}"#, "a".repeat(20_000));
         assert_eq!(token(&big).map(|t| t.len()), Some(20_000));
     }
@@ -200,6 +257,8 @@ mod tests {
             r#"{"type":"reauth","token":5}"#,
             r#"{"type":"reauth","token":"a","token":"b"}"#,
             r#"{"type":"reauth","token":null}"#,
+            // Found by the ws_messages fuzz target: a lone surrogate made the message unreadable.
+            r#"{"type":"reauth","token":"\ud800"}"#,
         ] {
             assert_eq!(parse_reauth(text), Some(Reauth::Unusable), "{text}");
         }
