@@ -185,9 +185,7 @@ impl ClientIpResolver {
         }
         let found = match self.header {
             ProxyHeader::Forwarded => self.walk(headers, &FORWARDED, forwarded_for),
-            ProxyHeader::XForwardedFor => self.walk(headers, &X_FORWARDED_FOR, |s| {
-                s.split(',').map(parse_node).collect()
-            }),
+            ProxyHeader::XForwardedFor => self.walk(headers, &X_FORWARDED_FOR, parse_node),
             ProxyHeader::XRealIp => real_ip(headers),
         };
         match found {
@@ -206,39 +204,38 @@ impl ClientIpResolver {
         IpKey::new(ip, self.ipv6_prefix)
     }
 
-    /// Walks a list header from the right, skipping trusted proxies.
+    /// Walks a list header from the right, skipping trusted proxies, without collecting it.
+    ///
+    /// Each hop is read on its own, so bytes that are not visible ASCII in a hop to the left of
+    /// the client's (written by the client, before the proxies appended theirs) cannot make the
+    /// header unreadable: that would let a client behind a proxy be counted as the proxy.
     fn walk(
         &self,
         headers: &HeaderMap,
         name: &HeaderName,
-        parse: impl Fn(&str) -> Vec<Option<IpAddr>>,
+        parse: impl Fn(&str) -> Option<IpAddr>,
     ) -> Hop {
-        let mut hops: Vec<Option<IpAddr>> = Vec::new();
-        for value in headers.get_all(name) {
-            let Ok(value) = value.to_str() else {
-                return Hop::Malformed;
-            };
-            hops.extend(parse(value));
-        }
-        if hops.is_empty() {
-            return Hop::Absent;
-        }
+        let mut seen = 0;
         let mut leftmost = None;
-        for hop in hops.iter().rev().take(MAX_HOPS) {
-            let Some(ip) = hop else {
-                return Hop::Malformed;
-            };
-            let ip = ip.to_canonical();
-            if !self.is_trusted(ip) {
-                return Hop::Client(ip);
+        for value in headers.get_all(name).iter().rev() {
+            for hop in value.as_bytes().rsplit(|&b| b == b',') {
+                if seen == MAX_HOPS {
+                    // Every hop examined is a trusted proxy, and there are more.
+                    return Hop::Malformed;
+                }
+                seen += 1;
+                let Some(ip) = std::str::from_utf8(hop).ok().and_then(&parse) else {
+                    return Hop::Malformed;
+                };
+                let ip = ip.to_canonical();
+                if !self.is_trusted(ip) {
+                    return Hop::Client(ip);
+                }
+                leftmost = Some(ip);
             }
-            leftmost = Some(ip);
         }
-        match leftmost {
-            // Every hop is a trusted proxy: the first one is the closest thing to a client.
-            Some(ip) if hops.len() <= MAX_HOPS => Hop::Client(ip),
-            _ => Hop::Malformed,
-        }
+        // Every hop is a trusted proxy: the first one is the closest thing to a client.
+        leftmost.map_or(Hop::Absent, Hop::Client)
     }
 }
 
@@ -271,21 +268,16 @@ fn parse_node(s: &str) -> Option<IpAddr> {
         .map(IpAddr::V6)
 }
 
-/// The `for=` node of each element of a `Forwarded` header value; `None` for an element without
-/// a usable `for` (including `unknown` and obfuscated identifiers).
-fn forwarded_for(value: &str) -> Vec<Option<IpAddr>> {
-    value
-        .split(',')
-        .map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(v))
-                    .flatten()
-            })
-        })
-        .collect()
+/// The `for=` node of one element of a `Forwarded` header; `None` for an element without a
+/// usable `for` (including `unknown` and obfuscated identifiers).
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| parse_node(v))
+            .flatten()
+    })
 }
 
 fn real_ip(headers: &HeaderMap) -> Hop {
@@ -416,6 +408,31 @@ mod tests {
             HeaderValue::from_bytes(b"\xff1.1.1.1").unwrap(),
         );
         assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+    }
+
+    /// Found by the client_ip fuzz target: bytes that are not visible ASCII in a hop the client
+    /// wrote made the whole header unreadable, so the client was counted as its proxy.
+    #[test]
+    fn a_non_ascii_hop_left_of_the_client_is_never_read() {
+        for r in [
+            behind_proxy(),
+            behind_proxy().proxy_header(ProxyHeader::Forwarded),
+        ] {
+            let mut h = HeaderMap::new();
+            // One value, the proxy appending to what the client sent; and two values.
+            h.insert(
+                "x-forwarded-for",
+                HeaderValue::from_bytes(b"\xff1.1.1.1, 203.0.113.9").unwrap(),
+            );
+            h.insert(
+                "forwarded",
+                HeaderValue::from_bytes(b"for=\xff, for=203.0.113.9").unwrap(),
+            );
+            assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("203.0.113.9"));
+            h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.7"));
+            h.append("forwarded", HeaderValue::from_static("for=10.0.0.7"));
+            assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("203.0.113.9"));
+        }
     }
 
     #[test]

@@ -227,6 +227,37 @@ async fn trusted_proxy_headers_pick_the_rightmost_untrusted_client() {
     assert_eq!(s.get(&proxy, Some(&s.token()), &bad).await.0, 200);
 }
 
+/// Found by the `client_ip` fuzz target: bytes that are not visible ASCII in a hop the client
+/// wrote (left of the one its proxy appended) made the whole header unreadable, so the client
+/// was counted as its proxy: its failures locked out everyone behind that proxy, and it could
+/// leave its own lockout. Each hop is now read on its own.
+#[tokio::test]
+async fn fuzz_regression_a_non_ascii_hop_never_makes_the_client_its_proxy() {
+    let resolver = ClientIpResolver::new()
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .unwrap();
+    let s = serve(quick(), resolver).await;
+    let proxy = client("127.0.0.51");
+    let forged = http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.77").unwrap();
+    let send = |token: String, xff: Option<http::HeaderValue>| {
+        let mut req = proxy.get(&s.base).bearer_auth(token);
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..3 {
+        assert_eq!(send("not.a.jwt".into(), Some(forged.clone())).await, 401);
+    }
+    assert_eq!(send(s.token(), Some(forged.clone())).await, 429);
+    assert_eq!(
+        s.events.lock().unwrap()[0].ip.ip(),
+        "203.0.113.77".parse::<IpAddr>().unwrap()
+    );
+    // The proxy, and so everyone else behind it, is not locked.
+    assert_eq!(send(s.token(), None).await, 200);
+}
+
 #[tokio::test]
 async fn ipv6_clients_are_grouped_by_their_64() {
     let resolver = ClientIpResolver::new()

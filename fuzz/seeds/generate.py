@@ -116,21 +116,38 @@ def validate_seeds() -> list:
     return seeds
 
 
+PREFIX = "base64url.bearer.authorization.jwt."  # DEFAULT_WEBSOCKET_PROTOCOL_PREFIX
+
+
+def protocol(token: str, prefix: str = PREFIX) -> bytes:
+    return (prefix + b64(token.encode())).encode()
+
+
 def extract_seeds() -> list:
-    sep = b"\xff"
-    rows = [
-        [b"Bearer " + VALID.encode(), b"", b"", b"", b""],
-        [b"bearer  abc.def.ghi", b"abc.def.ghi", b"session=abc.def.ghi", b"token=abc.def.ghi", b""],
-        [b"Bearer a.b.c", b"x.y.z", b"", b"", b""],
-        [b"", b"", b"other=1; session=a.b.c; session=a.b.c", b"", b""],
-        [b"", b"", b"", b"token=a%2Eb.c&token=a.b.c", b""],
-        [b"", b"", b"", b"token=%ff%fe", b""],
-        [b"", b"", b"", b"", b"chat, bearer." + b64(VALID.encode()).encode()],
-        [b"Basic dXNlcjpwYXNz", b"", b"", b"", b""],
-        [b"Bearer " + b"A" * 600, b"", b"", b"", b""],
-        [b"Bearer \xc3\xa9.b.c", b"", b"session=\xe2\x82\xac", b"", b""],
+    # flags (bit 0: upgrade, bit 1: the short prefix "t."), then records separated by 0xFF:
+    # a kind (0 authorization, 1 x-auth-token, 2 cookie, 3 sec-websocket-protocol, 4 query)
+    # and its value.
+    def seed(flags: int, *records) -> bytes:
+        return bytes([flags]) + b"\xff".join(bytes([k]) + v for k, v in records)
+
+    t = VALID.encode()
+    return [
+        seed(0, (0, b"Bearer " + t)),
+        seed(1, (0, b"bearer " + t), (1, t), (2, b"session=" + t), (4, b"token=" + t),
+             (3, b"chat, " + protocol(VALID))),
+        seed(0, (0, b"Bearer a.b.c"), (1, b"x.y.z")),
+        seed(0, (0, b"Bearer a.b.c"), (0, b"Bearer a.b.c")),
+        seed(0, (1, b"a.b.c"), (1, b"a.b.c")),
+        seed(0, (2, b"other=1; session=a.b.c"), (2, b"session=a.b.d")),
+        seed(0, (4, b"token=a%2Eb.c"), (4, b"token=a.b.c")),
+        seed(0, (4, b"token=%ff%fe")),
+        seed(1, (3, b"chat, " + protocol(VALID)), (3, protocol("x.y.z"))),
+        seed(1, (3, protocol(VALID))),
+        seed(3, (3, b"chat, " + protocol(VALID, "t."))),
+        seed(0, (0, b"Basic dXNlcjpwYXNz")),
+        seed(0, (0, b"Bearer " + b"A" * 600)),
+        seed(0, (0, b"Bearer \xc3\xa9.b.c"), (2, b"session=\xe2\x82\xac")),
     ]
-    return [sep.join(r) for r in rows]
 
 
 def client_ip_seeds() -> list:
@@ -147,14 +164,20 @@ def client_ip_seeds() -> list:
 
 
 def subprotocol_seeds() -> list:
-    token = b64(VALID.encode()).encode()
+    # flags (bit 0: the short prefix "t."), then header lines.
+    p = protocol(VALID)
     return [
-        b"bearer." + token + b", chat",
-        b"chat, bearer." + token,
-        b"bearer." + token + b"\nbearer." + token,
-        b"bearer.!!!, graphql-ws",
-        b"chat,, ,superchat",
-        b"x" * 70 + b", chat",
+        b"\x00" + p + b", chat",
+        b"\x00chat, " + p,
+        b"\x00" + p + b"\nchat\n" + p,
+        b"\x00" + PREFIX.encode() + b"!!!, graphql-ws",
+        b"\x00" + PREFIX.encode() + b64(b"\xff\xfe").encode() + b", chat",
+        b"\x00" + p,
+        b"\x00chat,, ,superchat\t",
+        b"\x00" + b"x" * 70 + b", chat",
+        b"\x01t." + b64(VALID.encode()).encode() + b", v12.stomp",
+        b"\x01t.YQ, t",
+        b"\x00chat, \xe9t\xe9",
     ]
 
 
