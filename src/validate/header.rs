@@ -38,6 +38,11 @@ struct JwsHeader<'a> {
     /// list of extensions the recipient understands, and none is understood here).
     #[serde(default, deserialize_with = "present")]
     crit: bool,
+    /// Present at all (RFC 7797 unencoded payloads). It must be listed in `crit`, which is
+    /// refused anyway; refused on its own too, so that a non-conforming `b64: false` is never
+    /// read as an ordinary token, whatever other implementations do with it.
+    #[serde(default, deserialize_with = "present")]
+    b64: bool,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -51,7 +56,7 @@ thread_local! {
 /// Parses the header segment (base64url JSON) of a compact JWS.
 ///
 /// # Errors
-/// `INVALID_TOKEN`: not base64url JSON with a known `alg`, or a `crit` member.
+/// `INVALID_TOKEN`: not base64url JSON with a known `alg`, or a `crit` or `b64` member.
 pub(crate) fn parse(segment: &str) -> Result<Header, AuthError> {
     let remembered = LAST
         .try_with(|last| {
@@ -87,6 +92,11 @@ fn parse_segment(segment: &str) -> Result<Header, AuthError> {
         // RFC 7515 §4.1.11: no extension is understood here, so none may be critical.
         return Err(AuthError::invalid_token(
             "the token has critical header extensions",
+        ));
+    }
+    if header.b64 {
+        return Err(AuthError::invalid_token(
+            "the token uses an unencoded payload",
         ));
     }
     Ok(Header {

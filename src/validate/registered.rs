@@ -345,7 +345,10 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// RFC 7519 NumericDate: seconds since the epoch, integer or fractional (floored), not negative.
+/// RFC 7519 NumericDate: seconds since the epoch, integer or fractional (floored), from 0 to
+/// `i64::MAX`. Larger values (past the year 292 billion) are refused rather than read: other
+/// implementations store NumericDate in an `i64`, and one that wraps or saturates differently
+/// from this crate must not agree on a token this crate accepts.
 struct NumericDate(u64);
 
 impl<'de> Deserialize<'de> for NumericDate {
@@ -362,7 +365,11 @@ impl Visitor<'_> for NumericDateVisitor {
         f.write_str("a non-negative number of seconds")
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-        Ok(NumericDate(v))
+        if i64::try_from(v).is_ok() {
+            Ok(NumericDate(v))
+        } else {
+            Err(E::custom("NumericDate out of range"))
+        }
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
         u64::try_from(v)
@@ -370,7 +377,8 @@ impl Visitor<'_> for NumericDateVisitor {
             .map_err(|_| E::custom("negative NumericDate"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-        if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
+        // 2^63: the first value past `i64::MAX` (which f64 cannot hold exactly).
+        if v.is_finite() && v >= 0.0 && v < 9_223_372_036_854_775_808.0 {
             Ok(NumericDate(v as u64))
         } else {
             Err(E::custom("NumericDate out of range"))
