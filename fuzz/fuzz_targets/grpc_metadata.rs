@@ -3,7 +3,7 @@
 //!
 //! Properties, besides "no panic":
 //! - round trip: tonic reads back the code of the documented table, the message exactly (its
-//!   percent-encoding undone), the `ErrorInfo` (reason = the rejection code, domain) and the
+//!   percent-encoding undone; the crate's fixed messages, and any text written the same way), the `ErrorInfo` (reason = the rejection code, domain) and the
 //!   `RetryInfo` (the retry time, at least 1 ms, at most what the message type can carry);
 //! - `is_grpc` agrees with a reference reading of the first `content-type`;
 //! - a token taken from request metadata is what tonic's `MetadataMap` shows the application
@@ -18,7 +18,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tonic_types::{RetryInfo, StatusExt};
 use tower_jwt_guard::extract::TokenExtractor;
-use tower_jwt_guard::fuzzing::grpc_trailers;
+use tower_jwt_guard::fuzzing::{grpc_trailers, grpc_trailers_with};
 use tower_jwt_guard::response::{ERROR_DOMAIN, GrpcResponder, grpc_code, is_grpc};
 use tower_jwt_guard::{AuthError, ErrorCode};
 
@@ -79,6 +79,19 @@ fuzz_target!(|data: &[u8]| {
     );
     read_back(response.headers(), code, message, retry_after);
     read_back(&grpc_trailers(&error), code, message, retry_after);
+
+    // Any text as the message, through the same writer: up to the first 0xFE.
+    let (text, metadata) = match metadata.iter().position(|b| *b == 0xfe) {
+        Some(i) => (&metadata[..i], &metadata[i + 1..]),
+        None => (&[][..], metadata),
+    };
+    let text = String::from_utf8_lossy(text);
+    read_back(
+        &grpc_trailers_with(code, &text, retry_after),
+        code,
+        &text,
+        retry_after,
+    );
 
     // Request metadata: "name: value" lines.
     let mut headers = HeaderMap::new();

@@ -6,7 +6,8 @@
 //!   (every member kept, in order, duplicates included): a message is a re-authentication when
 //!   it is a JSON object with a member `"type": "reauth"`, and its token is usable only when
 //!   there is exactly one `token` member and it is a string of valid Unicode (a lone surrogate
-//!   escape, which JSON grammar allows, hides nothing and makes a token unusable);
+//!   escape, which JSON grammar allows, hides nothing and makes a token unusable); a leading
+//!   byte order mark is ignored;
 //! - round trip: a re-authentication written by `serde_json`, with extra members in any order,
 //!   yields exactly its token.
 #![no_main]
@@ -71,6 +72,7 @@ fn as_string(raw: &RawValue) -> Option<String> {
 }
 
 fn reference(text: &str) -> Option<Option<String>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let Members(members) = serde_json::from_str::<Members>(text).ok()?;
     let is_reauth = members
         .iter()

@@ -210,9 +210,12 @@ def grpc_metadata_seeds() -> list:
         b"content-type: application/grpc-web\nx-bin: AAEC",
         b"content-type: application/json",
     ]
+    # code, message, flags (bit 0: a retry time, bit 1: in seconds), the retry time (8 bytes),
+    # then a free message up to 0xFE, then metadata lines.
+    messages = [b"", "100% d\u00e9j\u00e0 vu\n".encode(), b"%41%%", b"\x00\x7f\r\n", "\U0001f642".encode()]
     for i, m in enumerate(metadata):
         retry = struct.pack("<Q", [0, 1, 999_999, 2**64 - 1, 30_000_000_000][i])
-        seeds.append(bytes([i, i, i % 4]) + retry + m)
+        seeds.append(bytes([i, i, i % 4]) + retry + messages[i] + b"\xfe" + m)
     return seeds
 
 

@@ -32,27 +32,33 @@ pub const fn grpc_code(code: ErrorCode) -> Code {
 /// The gRPC status for `error`: its code, its message, and the `ErrorInfo` (plus `RetryInfo`
 /// for a rejection with a retry time) details.
 pub fn grpc_status(error: &AuthError) -> Status {
-    let code = error.code();
+    status_for(error.code(), error.message(), error.retry_after())
+}
+
+/// [`grpc_status`] from its parts (the message is any text here, for the fuzz target).
+pub(crate) fn status_for(code: ErrorCode, message: &str, retry_after: Option<Duration>) -> Status {
     let mut details = ErrorDetails::with_error_info(code.as_str(), ERROR_DOMAIN, HashMap::new());
-    if let Some(retry_after) = error.retry_after() {
+    if let Some(retry_after) = retry_after {
         // Never zero: a client that reads 0 would retry at once.
         details.set_retry_info(Some(retry_after.max(Duration::from_millis(1))));
     }
-    Status::with_error_details(grpc_code(code), error.message(), details)
+    Status::with_error_details(grpc_code(code), message, details)
 }
 
 /// The trailers that end a gRPC response with `error` (the status of [`grpc_status`], as
 /// header fields).
 pub(crate) fn grpc_trailers(error: &AuthError) -> HeaderMap {
+    trailers_for(grpc_status(error))
+}
+
+/// `status` as header fields. `add_header` fails only on a message that is not a valid header
+/// value once percent-encoded, which a percent-encoded text always is; the code alone is sent
+/// then.
+pub(crate) fn trailers_for(status: Status) -> HeaderMap {
     let mut trailers = HeaderMap::with_capacity(3);
-    // `add_header` fails only on a message that is not a valid header value once
-    // percent-encoded, which a percent-encoded `&'static str` always is; the status alone is
-    // sent then.
-    if grpc_status(error).add_header(&mut trailers).is_err() {
-        trailers.insert(
-            "grpc-status",
-            http::HeaderValue::from(grpc_code(error.code()) as i32),
-        );
+    if status.add_header(&mut trailers).is_err() {
+        trailers.clear();
+        trailers.insert("grpc-status", http::HeaderValue::from(status.code() as i32));
     }
     trailers
 }

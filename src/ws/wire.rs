@@ -15,7 +15,12 @@
 //! one member `"token"` and that is a string of valid Unicode; otherwise it is a refused
 //! re-authentication. A lone surrogate escape (`"\ud800"`: JSON grammar allows it, RFC 8259
 //! §8.2) anywhere in the message never makes it unreadable: in a name or in `type` it matches
-//! nothing, in `token` it makes the token unusable.
+//! nothing, in `token` it makes the token unusable. A leading byte order mark is ignored.
+//!
+//! A text that is not JSON (truncated, with text after the object, a trailing comma) is the
+//! application's, even when it reads like a re-authentication: only the client knows what it
+//! meant. A client that sends its token that way hands it to the application, as it would in
+//! any other message.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -66,6 +71,8 @@ impl fmt::Debug for Reauth<'_> {
 
 /// `Some` when `text` is a re-authentication request (see the module docs).
 pub(crate) fn parse_reauth(text: &str) -> Option<Reauth<'_>> {
+    // RFC 8259 §8.1: a parser may ignore a byte order mark, and some clients send one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Only a JSON object can be one; anything else is left alone without parsing.
     if !text.trim_start().starts_with('{') {
         return None;
@@ -237,6 +244,10 @@ mod tests {
             Some("a")
         );
         // Large messages are recognized too (the size limit is the session's business).
+        assert_eq!(
+            token("\u{feff}{\"type\":\"reauth\",\"token\":\"a.b.c\"}").as_deref(),
+            Some("a.b.c")
+        );
         // A lone surrogate elsewhere (found by the ws_messages fuzz target) hides nothing.
         assert_eq!(
             token(r#"{"type":"reauth","token":"a.b.c","\udc00":"\ud800"}"#).as_deref(),
