@@ -11,7 +11,8 @@
 //! - differential: the one-pass payload reader (claims as `serde_json::Value`), the two-pass
 //!   reader (claims as `IgnoredAny`) and `serde_json` itself agree on what passes and on every
 //!   registered claim;
-//! - a well-formed token of the configured kind passes exactly when its times say it should.
+//! - a well-formed token of the configured kind passes exactly when its times say it should;
+//! - with one key, `kid` is not consulted: whatever passes verifies under that key.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -165,6 +166,8 @@ struct Fixture {
     skipped: Validator<IgnoredAny>,
     /// Only `at+jwt` tokens.
     typed: Validator<IgnoredAny>,
+    /// The HMAC key alone: `kid` is not consulted then.
+    single: Validator<IgnoredAny>,
     keys: Vec<EncodingKey>,
     /// The configured keys, by kid, for an independent verification with `jsonwebtoken`.
     verifiers: Vec<(&'static str, DecodingKey)>,
@@ -200,6 +203,14 @@ fn fixture() -> &'static Fixture {
             value: build(keys(), false),
             skipped: build(keys(), false),
             typed: build(keys(), true),
+            single: Validator::builder()
+                .key(Key::hmac(SECRET).unwrap().with_kid("h"))
+                .algorithms(ALLOWED)
+                .issuers([ISSUER])
+                .audiences([AUDIENCE])
+                .clock(FakeClock::at_unix_secs(NOW))
+                .build()
+                .unwrap(),
             keys: SIGNERS.iter().map(|s| s.key()).collect(),
             verifiers: vec![
                 ("h", DecodingKey::from_secret(SECRET).unwrap()),
@@ -413,6 +424,19 @@ fn check(token: &str, made: Option<&Made>, raw_header: Option<&[u8]>) -> bool {
     let one = f.value.validate(token);
     let two = f.skipped.validate(token);
     let typed = f.typed.validate(token);
+    if f.single.validate(token).is_ok() {
+        // Whatever its kid says, it verifies under the one key, with an HMAC algorithm allowed.
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let header = B64.decode(token.split('.').next().unwrap()).unwrap();
+        let header: Value = serde_json::from_slice(&header).unwrap();
+        let alg: Algorithm = serde_json::from_value(header["alg"].clone()).unwrap();
+        assert!(
+            matches!(alg, Algorithm::HS256 | Algorithm::HS384),
+            "{alg:?} with an HMAC key"
+        );
+        let key = &f.verifiers[0].1;
+        assert!(crypto::verify(signature, message.as_bytes(), key, alg).unwrap_or(false));
+    }
     // The one-pass and the two-pass readers agree, refusal code included.
     match (&one, &two) {
         (Ok(a), Ok(b)) => assert_eq!(a.context, b.context, "the two readers disagree"),
