@@ -658,10 +658,14 @@ async fn registered_claims_of_the_wrong_shape_are_invalid() {
             (401, Some("INVALID_TOKEN".to_owned())),
             "{payload}"
         );
-    }    // RFC 7519 NumericDate may be fractional: read floored, so these pass.
+    } // RFC 7519 NumericDate may be fractional: read floored, so these pass.
     for payload in [
         format!(r#"{{"sub":"alice","exp":{future}.5}}"#),
-        format!(r#"{{"sub":"alice","exp":{future},"iat":{}.25,"nbf":{}.9}}"#, NOW - 5, NOW - 1),
+        format!(
+            r#"{{"sub":"alice","exp":{future},"iat":{}.25,"nbf":{}.9}}"#,
+            NOW - 5,
+            NOW - 1
+        ),
         format!(r#"{{"sub":"alice","exp":{}}}"#, i64::MAX),
     ] {
         let token = signed(br#"{"alg":"HS256"}"#, payload.as_bytes());
@@ -684,7 +688,11 @@ async fn a_one_mebibyte_token_is_refused_and_the_server_stays_up() {
     assert_eq!(reply.status, 431, "{:.200}", reply.text);
     // In the query (no HTTP client builds such a URI: written on a raw connection).
     let status_line = raw_status_line(&server, &format!("GET /me?token={huge} HTTP/1.1\r\n")).await;
-    assert_eq!(status_line.get(..12), Some("HTTP/1.1 431"), "{status_line:.80}");
+    assert_eq!(
+        status_line.get(..12),
+        Some("HTTP/1.1 431"),
+        "{status_line:.80}"
+    );
     // Over the cap but under hyper's header limit: the layer's own refusal.
     let big = "a".repeat(20 * 1024);
     assert_rejected(&get_bearer(&server, &big).await, "INVALID_TOKEN");
@@ -702,7 +710,11 @@ async fn raw_status_line(server: &TestServer, request_line: &str) -> String {
         let _ = stream.write_all(b"host: 127.0.0.1\r\n\r\n").await;
         let mut reply = vec![0u8; 256];
         let n = stream.read(&mut reply).await.unwrap_or(0);
-        String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or("").to_owned()
+        String::from_utf8_lossy(&reply[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
     };
     tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
         .await

@@ -57,10 +57,10 @@ mod json;
 
 #[cfg(feature = "tonic")]
 pub(crate) use grpc::grpc_trailers;
-#[cfg(all(feature = "tonic", fuzzing))]
-pub(crate) use grpc::{status_for, trailers_for};
 #[cfg(feature = "tonic")]
 pub use grpc::{ERROR_DOMAIN, GrpcResponder, grpc_code, grpc_status, is_grpc, is_grpc_request};
+#[cfg(all(feature = "tonic", fuzzing))]
+pub(crate) use grpc::{status_for, trailers_for};
 pub use json::{JsonResponder, json_body};
 
 /// The responder of every layer that is not given one: [`JsonResponder`], behind a
