@@ -17,10 +17,13 @@ pub enum ErrorCode {
     /// No token was presented (`401`, `WWW-Authenticate: Bearer` without `error=`).
     MissingToken,
     /// The token is malformed, badly signed, uses a refused algorithm, lacks a required claim,
-    /// conflicts with a second token, exceeds the size cap or was revoked (`401`).
+    /// conflicts with a second token or exceeds the size cap (`401`).
     InvalidToken,
     /// The token's `exp` has passed, beyond the configured leeway (`401`).
     TokenExpired,
+    /// The token is genuine but was revoked: its subject as of a moment at or after its `iat`,
+    /// or its `jti` (`401`, `invalid_token`). Not a failed attempt.
+    TokenRevoked,
     /// The token is valid but a claim requirement failed (`403`).
     Forbidden,
     /// The client address is locked out after repeated failed attempts (`429`).
@@ -42,6 +45,7 @@ impl ErrorCode {
             Self::MissingToken => "MISSING_TOKEN",
             Self::InvalidToken => "INVALID_TOKEN",
             Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenRevoked => "TOKEN_REVOKED",
             Self::Forbidden => "FORBIDDEN",
             Self::LockedOut => "LOCKED_OUT",
             Self::RateLimited => "RATE_LIMITED",
@@ -53,7 +57,7 @@ impl ErrorCode {
     /// The HTTP status the default responder uses for this code.
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken | Self::TokenExpired => {
+            Self::MissingToken | Self::InvalidToken | Self::TokenExpired | Self::TokenRevoked => {
                 StatusCode::UNAUTHORIZED
             }
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -69,7 +73,7 @@ impl ErrorCode {
     /// authentication information) and for codes that are not about the token itself.
     pub const fn bearer_error(self) -> Option<&'static str> {
         match self {
-            Self::InvalidToken | Self::TokenExpired => Some("invalid_token"),
+            Self::InvalidToken | Self::TokenExpired | Self::TokenRevoked => Some("invalid_token"),
             Self::Forbidden => Some("insufficient_scope"),
             Self::InvalidRequest => Some("invalid_request"),
             _ => None,
@@ -77,7 +81,7 @@ impl ErrorCode {
     }
 
     /// Whether this rejection is a failed authentication attempt: a token was presented and
-    /// refused. Lockout counts these by default.
+    /// refused. Lockout counts these by default. A revoked token is not one: it was genuine.
     pub const fn is_failed_attempt(self) -> bool {
         matches!(self, Self::InvalidToken | Self::TokenExpired)
     }
@@ -124,6 +128,11 @@ impl AuthError {
     /// `TOKEN_EXPIRED`.
     pub const fn expired() -> Self {
         Self::new(ErrorCode::TokenExpired, "the token has expired")
+    }
+
+    /// `TOKEN_REVOKED`.
+    pub const fn revoked() -> Self {
+        Self::new(ErrorCode::TokenRevoked, "the token has been revoked")
     }
 
     /// `FORBIDDEN` with `message`.

@@ -14,6 +14,7 @@
 //! | [`outcome`] | the contract between an authentication layer and the layers around it | [`AuthRejection`](outcome::AuthRejection), [`SuccessSignal`](outcome::SuccessSignal), [`Unauthenticated`](outcome::Unauthenticated), [`authenticated`](outcome::authenticated) |
 //! | [`response`] | the one rejection seam: rendering an [`AuthError`] for the refused request, in JSON or (feature `tonic`) as a gRPC status | [`Responder`](response::Responder), [`JsonResponder`](response::JsonResponder), [`default_responder`](response::default_responder), [`from_fn`](response::from_fn), [`ResponderFn`](response::ResponderFn), [`json_body`](response::json_body); with `tonic`: `GrpcResponder`, `grpc_status`, `grpc_code`, `is_grpc`, `is_grpc_request`, `ERROR_DOMAIN` |
 //! | `stream_expiry` (feature `stream-expiry`) | streaming responses (gRPC streams, SSE, chunked bodies) that end when their token expires | `StreamExpiryLayer`, `StreamExpiry`, `StreamExpiryBuilder`, `ExpiringBody`, `ResponseFuture`, `DEFAULT_MAX_TICK` |
+//! | [`revocation`] | revoked subjects (as of a moment) and tokens (by `jti`), in memory, checked on every request; bounded, self-expiring | [`RevocationList`](revocation::RevocationList), [`RevocationListBuilder`](revocation::RevocationListBuilder), [`Revoked`](revocation::Revoked), [`RevocationError`](revocation::RevocationError), `DEFAULT_CAPACITY` |
 //! | [`error`] | stable rejection codes | [`ErrorCode`], [`AuthError`], [`ConfigError`] |
 //! | [`body`] | the response body of every layer | [`GuardBody`](body::GuardBody) |
 //! | [`context`] | what handlers get | [`AuthContext`], [`Claims<C>`] |
@@ -108,6 +109,7 @@ pub mod peer;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 pub mod response;
+pub mod revocation;
 mod scaffold;
 #[cfg(feature = "stream-expiry")]
 pub mod stream_expiry;

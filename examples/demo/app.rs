@@ -20,16 +20,21 @@ use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::response::json_body;
+use tower_jwt_guard::revocation::{RevocationList, Revoked};
 use tower_jwt_guard::stream_expiry::StreamExpiryLayer;
-use tower_jwt_guard::validate::Validator;
+use tower_jwt_guard::validate::{Validator, ValidatorBuilder};
 use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
 
 /// A client that has not sent its whole request head within this time is disconnected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a token from `POST /auth/token` lives.
+/// How long a token from `POST /auth/token` lives unless its `ttl` says otherwise.
 pub const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The longest `ttl` of `POST /auth/token`, and so the validator's maximum token lifetime (and
+/// the revocation list's).
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(86_400);
 
 /// The demo's claims.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +55,9 @@ pub struct DemoClaims {
     /// `"free"` or `"pro"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// `"admin"` opens the admin routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// What the demo needs to start.
@@ -71,17 +79,32 @@ pub struct DemoConfig {
 struct AppState {
     signing: Arc<EncodingKey>,
     clock: Arc<dyn Clock>,
+    revocations: RevocationList,
+    registry: SessionRegistry,
 }
 
-/// The validator: HS256 only, 10 s leeway, `sub` and `exp` required, `type == "access"`.
+/// The validator: HS256 only, 10 s leeway, `sub` and `exp` required, `type == "access"`
+/// (without the revocation list, which [`app`] adds; `tests/tonic_server.rs` uses it).
+#[allow(dead_code)]
 pub fn validator(config: &DemoConfig) -> Result<Validator<DemoClaims>, ConfigError> {
+    validator_builder(config)?.build()
+}
+
+/// The revocation list of the admin routes: it covers the demo's longest token lifetime.
+pub fn revocation_list(config: &DemoConfig) -> RevocationList {
+    RevocationList::builder(MAX_TOKEN_TTL)
+        .clock(Arc::clone(&config.clock))
+        .build()
+}
+
+fn validator_builder(config: &DemoConfig) -> Result<ValidatorBuilder<DemoClaims>, ConfigError> {
     let key = if config.secret.len() >= MIN_HMAC_SECRET_LEN {
         Key::hmac(&config.secret)?
     } else {
         // The demo accepts whatever JWT_SECRET it is given, loudly; see main.rs.
         Key::hmac_insecure_short(&config.secret)?
     };
-    Validator::builder()
+    Ok(Validator::builder()
         .key(key)
         .algorithms([Algorithm::HS256])
         .leeway(Duration::from_secs(10))
@@ -94,9 +117,8 @@ pub fn validator(config: &DemoConfig) -> Result<Validator<DemoClaims>, ConfigErr
         })
         // No token of the demo's lives longer than a day (POST /auth/token's longest `ttl`);
         // without this, `exp` far in the future would be accepted until then.
-        .max_lifetime(Duration::from_secs(86_400))
-        .clock(Arc::clone(&config.clock))
-        .build()
+        .max_lifetime(MAX_TOKEN_TTL)
+        .clock(Arc::clone(&config.clock)))
 }
 
 /// The token sources of the contract: Bearer, `?token=`, `X-Auth-Token`, WebSocket subprotocol.
@@ -110,15 +132,32 @@ pub fn extractor() -> TokenExtractor {
 
 /// The whole demo router.
 pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
-    let auth = JwtAuthLayer::builder(validator(config)?)
+    // Revocations are checked in memory on every request (HTTP, gRPC, WebSocket
+    // re-authentication); a revoked subject's live WebSocket sessions close with 4002.
+    let revocations = revocation_list(config);
+    let validator = validator_builder(config)?
+        .revocations(revocations.clone())
+        .build()?;
+    let auth = JwtAuthLayer::builder(validator)
         .extractor(extractor())
         .build()?;
+    let registry = SessionRegistry::new(ConnectionLimits::new().global(MAX_WEBSOCKETS));
+    {
+        let registry = registry.clone();
+        revocations.on_revoke(move |revoked| {
+            if let Revoked::Subject { subject, .. } = revoked {
+                registry.revoke_user(subject);
+            }
+        });
+    }
     let state = AppState {
         // Not empty: `validator` above refused an empty secret.
         signing: Arc::new(
             EncodingKey::from_secret(&config.secret).expect("the validator checked the secret"),
         ),
         clock: Arc::clone(&config.clock),
+        revocations,
+        registry: registry.clone(),
     };
     // 5 failures within 15 minutes lock an address for 15 minutes (the policy's defaults). No
     // proxy is trusted: X-Forwarded-For and Forwarded from clients change nothing.
@@ -147,9 +186,7 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
             .build()?,
         )
         .max_tick(config.session_tick)
-        .registry(SessionRegistry::new(
-            ConnectionLimits::new().global(MAX_WEBSOCKETS),
-        ))
+        .registry(registry)
         .max_message_size(64 * 1024)
         .send_timeout(config.send_timeout)
         .build()?;
@@ -182,6 +219,10 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         .route("/me", get(me))
         .route("/orders", post(create_order).layer(orders_limit))
         .route("/ws", get(ws_echo))
+        .route("/admin/revoke", post(admin_revoke))
+        .route("/admin/notify", post(admin_notify))
+        .route("/admin/stats", get(admin_stats))
+        .with_state(state.clone())
         .merge(grpc_demo)
         .route_layer(stream_expiry)
         .route_layer(auth)
@@ -200,21 +241,34 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
 }
 
 /// Signs an access token for `sub` (the mock issuer's logic, also used to print the start-up
-/// token).
+/// token): the default lifetime, no role.
 pub fn sign_access_token(
     signing: &EncodingKey,
     clock: &dyn Clock,
     sub: &str,
     plan: Option<&str>,
 ) -> Result<String, AuthError> {
-    let now = clock.now().as_secs();
+    let iat = clock.now().as_secs();
+    sign_token(signing, sub, plan, None, iat, TOKEN_TTL.as_secs())
+}
+
+/// Signs an access token issued at `iat` that lives `ttl` seconds.
+fn sign_token(
+    signing: &EncodingKey,
+    sub: &str,
+    plan: Option<&str>,
+    role: Option<&str>,
+    iat: u64,
+    ttl: u64,
+) -> Result<String, AuthError> {
     let claims = DemoClaims {
         sub: sub.to_owned(),
-        iat: Some(now),
-        exp: now + TOKEN_TTL.as_secs(),
+        iat: Some(iat),
+        exp: iat + ttl,
         nbf: None,
         kind: "access".to_owned(),
         plan: plan.map(str::to_owned),
+        role: role.map(str::to_owned),
     };
     encode(&Header::new(Algorithm::HS256), &claims, signing)
         .map_err(|_| AuthError::auth_failed("the token could not be signed"))
@@ -229,6 +283,11 @@ struct TokenRequest {
     sub: String,
     #[serde(default)]
     plan: Option<String>,
+    /// Seconds, 1 to 86 400.
+    #[serde(default)]
+    ttl: Option<u64>,
+    #[serde(default)]
+    role: Option<String>,
 }
 
 fn bad_request(message: &'static str) -> Response {
@@ -241,7 +300,9 @@ async fn issue_token(
     body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(req)) = body else {
-        return bad_request("expected a JSON body {\"sub\": \"...\", \"plan\": \"free\"|\"pro\"}");
+        return bad_request(
+            "expected a JSON body {\"sub\": \"...\", \"plan\": \"free\"|\"pro\", \"ttl\": seconds, \"role\": \"...\"}",
+        );
     };
     if req.sub.is_empty() || req.sub.len() > 256 {
         return bad_request("sub must be a non-empty string of at most 256 bytes");
@@ -249,15 +310,125 @@ async fn issue_token(
     if !matches!(req.plan.as_deref(), None | Some("free" | "pro")) {
         return bad_request("plan must be \"free\" or \"pro\"");
     }
-    match sign_access_token(&state.signing, &*state.clock, &req.sub, req.plan.as_deref()) {
+    let ttl = req.ttl.unwrap_or(TOKEN_TTL.as_secs());
+    if !(1..=MAX_TOKEN_TTL.as_secs()).contains(&ttl) {
+        return bad_request("ttl must be 1 to 86400 seconds");
+    }
+    if req
+        .role
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.len() > 64)
+    {
+        return bad_request("role must be a non-empty string of at most 64 bytes");
+    }
+    // Revocations cover tokens issued at or before their moment, in whole seconds: a token for
+    // a subject revoked this very second is dated the next one, so that it works as a token
+    // issued after the revocation should.
+    let now = state.clock.now().as_secs();
+    let iat = state
+        .revocations
+        .subject_revoked_at(&req.sub)
+        .map_or(now, |at| now.max(at + 1));
+    match sign_token(
+        &state.signing,
+        &req.sub,
+        req.plan.as_deref(),
+        req.role.as_deref(),
+        iat,
+        ttl,
+    ) {
         Ok(token) => Json(serde_json::json!({
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": TOKEN_TTL.as_secs(),
+            "expires_in": ttl,
         }))
         .into_response(),
         Err(err) => (err.status(), json_body(&err)).into_response(),
     }
+}
+
+/// `403 FORBIDDEN` unless the token's `role` is `"admin"`.
+fn admin_only(claims: &DemoClaims) -> Result<(), Response> {
+    if claims.role.as_deref() == Some("admin") {
+        return Ok(());
+    }
+    let error = AuthError::forbidden("the admin routes need a token whose role is admin");
+    Err((error.status(), json_body(&error)).into_response())
+}
+
+#[derive(Deserialize)]
+struct RevokeRequest {
+    sub: String,
+}
+
+/// `POST /admin/revoke {"sub": "bob"}`: every token of `bob` issued at or before now is
+/// refused from now on (`TOKEN_REVOKED`), and `bob`'s WebSocket sessions close with 4002.
+async fn admin_revoke(
+    State(state): State<AppState>,
+    Claims(claims): Claims<DemoClaims>,
+    body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(refused) = admin_only(&claims) {
+        return refused;
+    }
+    let Ok(Json(req)) = body else {
+        return bad_request("expected a JSON body {\"sub\": \"...\"}");
+    };
+    if req.sub.is_empty() || req.sub.len() > 256 {
+        return bad_request("sub must be a non-empty string of at most 256 bytes");
+    }
+    match state.revocations.revoke_subject(&req.sub) {
+        Ok(at) => Json(serde_json::json!({ "revoked": req.sub, "at": at })).into_response(),
+        Err(e) => {
+            let body =
+                serde_json::json!({ "error": { "code": "UNAVAILABLE", "message": e.to_string() } });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NotifyRequest {
+    sub: String,
+    message: String,
+}
+
+/// `POST /admin/notify {"sub": "bob", "message": "hi"}` → 202: every WebSocket session of
+/// `bob` receives `{"type": "notification", "message": "hi"}`.
+async fn admin_notify(
+    State(state): State<AppState>,
+    Claims(claims): Claims<DemoClaims>,
+    body: Result<Json<NotifyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(refused) = admin_only(&claims) {
+        return refused;
+    }
+    let Ok(Json(req)) = body else {
+        return bad_request("expected a JSON body {\"sub\": \"...\", \"message\": \"...\"}");
+    };
+    if req.message.len() > 4096 {
+        return bad_request("message must be at most 4096 bytes");
+    }
+    let sessions = state.registry.notify_user(&req.sub, &req.message);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "sessions": sessions })),
+    )
+        .into_response()
+}
+
+/// `GET /admin/stats` → `{"connections": N, "users": M}`: open authenticated WebSocket sessions
+/// and the distinct users among them.
+async fn admin_stats(
+    State(state): State<AppState>,
+    Claims(claims): Claims<DemoClaims>,
+) -> Response {
+    if let Err(refused) = admin_only(&claims) {
+        return refused;
+    }
+    let stats = state.registry.stats();
+    Json(serde_json::json!({ "connections": stats.connections, "users": stats.users }))
+        .into_response()
 }
 
 /// `GET /ws`: a WebSocket echo of text messages for an authenticated user. The session takes

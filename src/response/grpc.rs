@@ -19,9 +19,10 @@ pub const ERROR_DOMAIN: &str = "tower-jwt-guard";
 /// The gRPC status code for a rejection code (see [`GrpcResponder`] for the table).
 pub const fn grpc_code(code: ErrorCode) -> Code {
     match code {
-        ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::TokenExpired => {
-            Code::Unauthenticated
-        }
+        ErrorCode::MissingToken
+        | ErrorCode::InvalidToken
+        | ErrorCode::TokenExpired
+        | ErrorCode::TokenRevoked => Code::Unauthenticated,
         ErrorCode::Forbidden => Code::PermissionDenied,
         ErrorCode::LockedOut | ErrorCode::RateLimited => Code::ResourceExhausted,
         ErrorCode::AuthFailed => Code::Unavailable,

@@ -18,6 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::crypto::install_crypto_provider;
 use crate::error::ConfigError;
 use crate::keys::Key;
+use crate::revocation::{RevocationList, check_coverage};
 
 /// At most this many required claim names.
 const MAX_REQUIRED_CLAIMS: usize = 64;
@@ -35,6 +36,7 @@ pub struct ValidatorBuilder<C> {
     requirements: Vec<Requirement<C>>,
     clock: Arc<dyn Clock>,
     revocation: Option<Arc<dyn Revocation>>,
+    revocations: Option<RevocationList>,
     _claims: PhantomData<fn() -> C>,
     max_lifetime: Option<Duration>,
     types: Option<Vec<Box<str>>>,
@@ -77,6 +79,7 @@ where
             requirements: Vec::new(),
             clock: Arc::new(SystemClock),
             revocation: None,
+            revocations: None,
             max_lifetime: None,
             types: None,
             _claims: PhantomData,
@@ -185,6 +188,15 @@ where
         self
     }
 
+    /// Refuses tokens that `list` says are revoked (`TOKEN_REVOKED`), checked in memory on
+    /// every request, cached ones included. The validator then needs
+    /// [`max_lifetime`](Self::max_lifetime), no longer than the list's (see the
+    /// [`revocation`](crate::revocation) module docs for why).
+    pub fn revocations(mut self, list: RevocationList) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
     /// An async revocation hook, asked after every successful verification.
     pub fn revocation(mut self, hook: impl Revocation) -> Self {
         self.revocation = Some(Arc::new(hook));
@@ -195,9 +207,13 @@ where
     ///
     /// # Errors
     /// No key; a key left with no allowed algorithm; two keys with the same `kid`; more than 64
-    /// required claims; an empty `token_types` list or name.
+    /// required claims; an empty `token_types` list or name; a revocation list without a
+    /// `max_lifetime` within the list's.
     pub fn build(self) -> Result<Validator<C>, ConfigError> {
         install_crypto_provider();
+        if let Some(list) = &self.revocations {
+            check_coverage(list, self.max_lifetime, self.leeway)?;
+        }
         if let Some(types) = &self.types
             && (types.is_empty() || types.iter().any(|t| t.trim().is_empty()))
         {
@@ -277,6 +293,7 @@ where
                 },
                 requirements: self.requirements.into_boxed_slice(),
                 revocation: self.revocation,
+                revocations: self.revocations,
             }),
         })
     }

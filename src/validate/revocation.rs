@@ -32,14 +32,14 @@ where
     }
 }
 
-/// What a revocation hook's answer means: revoked is `INVALID_TOKEN`, a failing hook
+/// What a revocation hook's answer means: revoked is `TOKEN_REVOKED`, a failing hook
 /// `AUTH_FAILED` (the check fails closed).
 pub(crate) fn revocation_outcome(
     result: Result<bool, Box<dyn std::error::Error + Send + Sync>>,
 ) -> Result<(), AuthError> {
     match result {
         Ok(false) => Ok(()),
-        Ok(true) => Err(AuthError::invalid_token("the token has been revoked")),
+        Ok(true) => Err(AuthError::revoked()),
         Err(_) => Err(AuthError::auth_failed(
             "the revocation check could not be completed",
         )),

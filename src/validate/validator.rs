@@ -18,6 +18,7 @@ use super::{Revocation, RevocationFuture};
 use crate::clock::Clock;
 use crate::context::AuthContext;
 use crate::error::AuthError;
+use crate::revocation::RevocationList;
 
 /// The default clock tolerance for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
@@ -45,6 +46,7 @@ pub(super) struct Inner<C> {
     pub(super) rules: ClaimRules,
     pub(super) requirements: Box<[Requirement<C>]>,
     pub(super) revocation: Option<Arc<dyn Revocation>>,
+    pub(super) revocations: Option<RevocationList>,
 }
 
 /// Verifies tokens and checks their claims; cheap to clone (one `Arc`).
@@ -126,18 +128,19 @@ where
         if let Some(failed) = self.failed_requirement(&claims) {
             return Err((AuthError::forbidden(failed.message), std.sub));
         }
-        Ok(Verified {
-            context: AuthContext {
-                subject: std.sub,
-                token_id: std.jti,
-                issued_at: std.iat,
-                expires_at: std.exp,
-                not_before: std.nbf,
-                key_id: entry.key.kid.clone(),
-                source: None,
-            },
-            claims,
-        })
+        let context = AuthContext {
+            subject: std.sub,
+            token_id: std.jti,
+            issued_at: std.iat,
+            expires_at: std.exp,
+            not_before: std.nbf,
+            key_id: entry.key.kid.clone(),
+            source: None,
+        };
+        if self.is_listed_revoked(&context) {
+            return Err((AuthError::revoked(), context.subject));
+        }
+        Ok(Verified { context, claims })
     }
 
     /// [`validate`](Self::validate), then the revocation hook if one is configured.
@@ -178,7 +181,22 @@ where
     /// the leeway; `false` without `exp`), and the typed requirements run again (they may read
     /// state of their own).
     pub(crate) fn still_accepts(&self, verified: &Verified<C>) -> bool {
-        self.still_current(&verified.context) && self.failed_requirement(&verified.claims).is_none()
+        self.still_current(&verified.context)
+            && self.failed_requirement(&verified.claims).is_none()
+            && !self.is_listed_revoked(&verified.context)
+    }
+
+    /// Whether the revocation list, if one is configured, says `context` is revoked.
+    fn is_listed_revoked(&self, context: &AuthContext) -> bool {
+        self.inner
+            .revocations
+            .as_ref()
+            .is_some_and(|list| list.is_revoked(context))
+    }
+
+    /// The revocation list, if one is configured.
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.inner.revocations.as_ref()
     }
 
     /// The first typed requirement `claims` fails, if any.

@@ -25,7 +25,7 @@ pub const CLOSE_TOO_MANY: u16 = 4029;
 pub fn close_code(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::MissingToken => CLOSE_MISSING_TOKEN,
-        ErrorCode::InvalidToken => CLOSE_INVALID_TOKEN,
+        ErrorCode::InvalidToken | ErrorCode::TokenRevoked => CLOSE_INVALID_TOKEN,
         ErrorCode::TokenExpired => CLOSE_TOKEN_EXPIRED,
         ErrorCode::LockedOut | ErrorCode::RateLimited => CLOSE_TOO_MANY,
         _ => CLOSE_AUTH_FAILED,
@@ -40,6 +40,7 @@ mod tests {
     fn close_codes() {
         assert_eq!(close_code(ErrorCode::MissingToken), 4001);
         assert_eq!(close_code(ErrorCode::InvalidToken), 4002);
+        assert_eq!(close_code(ErrorCode::TokenRevoked), 4002);
         assert_eq!(close_code(ErrorCode::TokenExpired), 4003);
         assert_eq!(close_code(ErrorCode::LockedOut), 4029);
         assert_eq!(close_code(ErrorCode::RateLimited), 4029);
