@@ -166,6 +166,8 @@ fn where_its_source_reads_it(
         0 => {
             assert_eq!(*source, TokenSourceKind::Bearer);
             values("authorization").iter().any(|v| {
+                // A field value's surrounding whitespace is not part of it (RFC 9110 §5.5).
+                let v = v.trim_ascii();
                 // The scheme, then a space or a tab (RFC 9110 allows only the space; both are read).
                 v.len() > 7
                     && v[..6].eq_ignore_ascii_case(b"bearer")
