@@ -482,7 +482,7 @@ mod tests {
         clock.advance(Duration::from_secs(3600 + 10 - 1));
         assert!(l.is_revoked(&old));
         assert!(
-            l.is_revoked(&token("carol", None, Some("j1"))) == false,
+            !l.is_revoked(&token("carol", None, Some("j1"))),
             "j1 ended at exp + leeway"
         );
         clock.advance(Duration::from_secs(1));

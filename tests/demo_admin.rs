@@ -207,6 +207,18 @@ async fn a_revoked_subject_is_refused_everywhere_and_its_sockets_close_with_4002
     // A token issued afterwards works, even within the same second.
     let fresh = issued(&d, json!({"sub": "bob"})).await;
     assert_eq!(me(&d, &fresh).await.0, 200);
+    // A WebSocket re-authentication with the revoked token is refused with its code.
+    let mut renewed = connect(&d, &fresh).await;
+    renewed
+        .send_text(&json!({"type": "reauth", "token": old}).to_string())
+        .await;
+    let reply = next_event(&mut renewed, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply).unwrap(),
+        json!({"type": "reauth.failed", "code": "TOKEN_REVOKED"})
+    );
     // Revoked tokens are not failed attempts: ten of them lock nothing.
     for _ in 0..10 {
         assert_eq!(me(&d, &old).await.1["error"]["code"], "TOKEN_REVOKED");

@@ -347,13 +347,13 @@ async fn issue_token(
     }
 }
 
-/// `403 FORBIDDEN` unless the token's `role` is `"admin"`.
-fn admin_only(claims: &DemoClaims) -> Result<(), Response> {
+/// The `403 FORBIDDEN` refusal, unless the token's `role` is `"admin"`.
+fn refused_unless_admin(claims: &DemoClaims) -> Option<Response> {
     if claims.role.as_deref() == Some("admin") {
-        return Ok(());
+        return None;
     }
     let error = AuthError::forbidden("the admin routes need a token whose role is admin");
-    Err((error.status(), json_body(&error)).into_response())
+    Some((error.status(), json_body(&error)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -368,7 +368,7 @@ async fn admin_revoke(
     Claims(claims): Claims<DemoClaims>,
     body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(refused) = admin_only(&claims) {
+    if let Some(refused) = refused_unless_admin(&claims) {
         return refused;
     }
     let Ok(Json(req)) = body else {
@@ -400,7 +400,7 @@ async fn admin_notify(
     Claims(claims): Claims<DemoClaims>,
     body: Result<Json<NotifyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(refused) = admin_only(&claims) {
+    if let Some(refused) = refused_unless_admin(&claims) {
         return refused;
     }
     let Ok(Json(req)) = body else {
@@ -423,7 +423,7 @@ async fn admin_stats(
     State(state): State<AppState>,
     Claims(claims): Claims<DemoClaims>,
 ) -> Response {
-    if let Err(refused) = admin_only(&claims) {
+    if let Some(refused) = refused_unless_admin(&claims) {
         return refused;
     }
     let stats = state.registry.stats();

@@ -378,7 +378,7 @@ impl Visitor<'_> for NumericDateVisitor {
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
         // 2^63: the first value past `i64::MAX` (which f64 cannot hold exactly).
-        if v.is_finite() && v >= 0.0 && v < 9_223_372_036_854_775_808.0 {
+        if (0.0..9_223_372_036_854_775_808.0).contains(&v) {
             Ok(NumericDate(v as u64))
         } else {
             Err(E::custom("NumericDate out of range"))
