@@ -275,7 +275,12 @@ async fn concurrent_requests_keep_their_own_identity() {
         seen += 1;
         if i % 4 == 3 || sub == "user-13" {
             // 13 % 4 == 1: valid but revoked.
-            assert_rejected(&reply, "INVALID_TOKEN");
+            let code = if i % 4 == 3 {
+                "INVALID_TOKEN"
+            } else {
+                "TOKEN_REVOKED"
+            };
+            assert_rejected(&reply, code);
         } else {
             assert_accepted(&reply, &sub);
         }

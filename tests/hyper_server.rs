@@ -190,5 +190,5 @@ async fn bare_hyper_with_reqwest_and_revocation() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json()["subject"], "ok");
     let reply = send(client().get(&url).bearer_auth(token_for("revoked"))).await;
-    assert_rejected(&reply, "INVALID_TOKEN");
+    assert_rejected(&reply, "TOKEN_REVOKED");
 }

@@ -219,7 +219,7 @@ fn audit_events_are_logged_without_any_token_text() {
         assert_rejected(&send(c.get(&me).bearer_auth(&forbidden)).await, "FORBIDDEN");
         assert_rejected(
             &send(c.get(&me).bearer_auth(&revoked)).await,
-            "INVALID_TOKEN",
+            "TOKEN_REVOKED",
         );
         assert_rejected(&send(c.get(&me).bearer_auth(&failing)).await, "AUTH_FAILED");
         // Malformed input that could be echoed by a careless error message.
@@ -259,7 +259,8 @@ fn audit_events_are_logged_without_any_token_text() {
     assert_eq!(count(&["outcome=\"rejected\""]), 13, "{logs}");
     assert_eq!(count(&["code=\"MISSING_TOKEN\""]), 1, "{logs}");
     assert_eq!(count(&["code=\"TOKEN_EXPIRED\""]), 2, "{logs}");
-    assert_eq!(count(&["code=\"INVALID_TOKEN\""]), 6, "{logs}");
+    assert_eq!(count(&["code=\"INVALID_TOKEN\""]), 5, "{logs}");
+    assert_eq!(count(&["code=\"TOKEN_REVOKED\""]), 1, "{logs}");
     assert_eq!(count(&["code=\"INVALID_REQUEST\""]), 2, "{logs}");
     assert_eq!(count(&["code=\"FORBIDDEN\""]), 1, "{logs}");
     assert_eq!(count(&["code=\"AUTH_FAILED\"", "WARN"]), 1, "{logs}");

@@ -137,7 +137,7 @@ async fn revocation_hook_true_false_and_error() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     let reply = get_bearer(&server, &with_jti("revoked")).await;
-    assert_rejected(&reply, "INVALID_TOKEN");
+    assert_rejected(&reply, "TOKEN_REVOKED");
     assert!(reply.text.contains("revoked"), "{}", reply.text);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 

@@ -43,7 +43,7 @@ async fn repeat_token_is_accepted_and_still_expires_and_is_still_checked_for_rev
 
     // Revoked between two requests: refused although the token is cached.
     revoked.store(1, Ordering::SeqCst);
-    assert_rejected(&get_bearer(&server, &token).await, "INVALID_TOKEN");
+    assert_rejected(&get_bearer(&server, &token).await, "TOKEN_REVOKED");
     revoked.store(0, Ordering::SeqCst);
     assert_accepted(&get_bearer(&server, &token).await, "alice");
 

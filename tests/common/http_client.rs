@@ -109,7 +109,7 @@ pub fn assert_accepted(reply: &Reply, subject: &str) {
 fn expected_for(code: &str) -> (u16, Option<&'static str>) {
     match code {
         "MISSING_TOKEN" => (401, None),
-        "INVALID_TOKEN" | "TOKEN_EXPIRED" => (401, Some("invalid_token")),
+        "INVALID_TOKEN" | "TOKEN_EXPIRED" | "TOKEN_REVOKED" => (401, Some("invalid_token")),
         "FORBIDDEN" => (403, Some("insufficient_scope")),
         "LOCKED_OUT" | "RATE_LIMITED" => (429, None),
         "AUTH_FAILED" => (500, None),
