@@ -108,6 +108,8 @@ pub mod outcome;
 pub mod peer;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod response;
 pub mod revocation;
 mod scaffold;

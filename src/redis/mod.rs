@@ -1,0 +1,224 @@
+//! Shared state on Redis (feature `redis`): the stores that let a fleet of instances act as
+//! one. Valkey works the same; every script touches one key, so each runs in one cluster slot.
+//!
+//! [`RedisClient`] holds one managed, multiplexed connection (the `redis` crate's
+//! `ConnectionManager`: reconnects by itself, no pool) created lazily, so an application starts
+//! while Redis is down. Every call is bounded by a timeout (250 ms by default). When Redis is
+//! slow or down, a store falls back to its in-memory counterpart for the duration of the
+//! outage, so requests keep being checked, per instance (fail-open with a fallback).
+//!
+//! A `WARN` event says when an outage starts and an `INFO` when Redis answers again, once each,
+//! never per request. Recovery needs no restart: the next call after Redis is back uses it.
+//!
+//! Keys are `<prefix>:<kind>:{<id>}` (prefix `tjg` by default); the `{…}` hash tag is the
+//! identity the key is about, so the keys of one address or user share a slot.
+
+mod lockout;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use lockout::{RedisFuture, RedisLockoutStore};
+
+/// The default bound on one Redis call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Why a Redis call failed (no credentials or URL in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisError {
+    kind: &'static str,
+}
+
+impl RedisError {
+    const TIMEOUT: Self = Self { kind: "timed out" };
+    const FAILED: Self = Self {
+        kind: "failed or unreachable",
+    };
+    const BAD_REPLY: Self = Self {
+        kind: "answered with an unexpected reply",
+    };
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the Redis call {}", self.kind)
+    }
+}
+
+impl std::error::Error for RedisError {}
+
+/// The configuration could not be used: the URL (not echoed, it may hold a password) or the
+/// connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfigError(&'static str);
+
+impl fmt::Display for RedisConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for RedisConfigError {}
+
+struct Inner {
+    connection: ConnectionManager,
+    timeout: Duration,
+    prefix: Box<str>,
+    /// An outage is in progress (its `WARN` was logged).
+    down: AtomicBool,
+}
+
+/// A connection to Redis shared by the stores; cheap to clone.
+#[derive(Clone)]
+pub struct RedisClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may carry a password.
+        f.debug_struct("RedisClient")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .field("down", &self.inner.down.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisClient`].
+pub struct RedisClientBuilder {
+    url: String,
+    timeout: Duration,
+    prefix: String,
+}
+
+impl fmt::Debug for RedisClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisClientBuilder")
+            .field("timeout", &self.timeout)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClient {
+    /// A client of the server at `url`: `redis://[:password@]host[:port][/db]`, or `rediss://`
+    /// for TLS (with the `redis-tls` feature).
+    pub fn builder(url: impl Into<String>) -> RedisClientBuilder {
+        RedisClientBuilder {
+            url: url.into(),
+            timeout: DEFAULT_TIMEOUT,
+            prefix: "tjg".to_owned(),
+        }
+    }
+
+    /// `<prefix>:<kind>:{<id>}`.
+    pub(crate) fn key(&self, kind: &str, id: impl fmt::Display) -> String {
+        format!("{}:{kind}:{{{id}}}", self.inner.prefix)
+    }
+
+    /// Runs `script` on `key` with `args`, within the timeout; `EVALSHA`, loading the script
+    /// on `NOSCRIPT`. Logs the start and the end of an outage.
+    pub(crate) async fn eval<T: ::redis::FromRedisValue>(
+        &self,
+        script: &::redis::Script,
+        key: &str,
+        args: &[u64],
+    ) -> Result<T, RedisError> {
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let result = tokio::time::timeout(
+            self.inner.timeout,
+            invocation.invoke_async::<T>(&mut connection),
+        )
+        .await;
+        let outcome = match result {
+            Err(_) => Err(RedisError::TIMEOUT),
+            Ok(Err(e)) if e.kind() == ::redis::ErrorKind::UnexpectedReturnType => {
+                Err(RedisError::BAD_REPLY)
+            }
+            Ok(Err(_)) => Err(RedisError::FAILED),
+            Ok(Ok(value)) => Ok(value),
+        };
+        self.note(outcome.as_ref().err());
+        outcome
+    }
+
+    /// Logs an outage's start (`WARN`) and end (`INFO`), once each.
+    fn note(&self, error: Option<&RedisError>) {
+        let down = &self.inner.down;
+        match error {
+            Some(e) => {
+                if !down.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        target: crate::audit::AUDIT_TARGET,
+                        error = %e,
+                        "Redis is not answering: shared state is unavailable until it does"
+                    );
+                }
+            }
+            None => {
+                if down.swap(false, Ordering::AcqRel) {
+                    tracing::info!(
+                        target: crate::audit::AUDIT_TARGET,
+                        "Redis answers again: shared state resumed"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl RedisClientBuilder {
+    /// The bound on each call (default [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The key prefix (default `tjg`), to share one Redis between applications.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The client. Connects lazily: Redis need not be up yet. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A URL the `redis` crate does not accept (a `rediss://` URL without the `redis-tls`
+    /// feature included), an empty prefix or a zero timeout.
+    pub fn build(self) -> Result<RedisClient, RedisConfigError> {
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(RedisConfigError(
+                "the Redis key prefix must be non-empty and hold no braces",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(RedisConfigError("the Redis timeout must not be zero"));
+        }
+        let client = ::redis::Client::open(self.url.as_str())
+            .map_err(|_| RedisConfigError("the Redis URL is not usable"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|_| RedisConfigError("the Redis connection could not be set up"))?;
+        Ok(RedisClient {
+            inner: Arc::new(Inner {
+                connection,
+                timeout: self.timeout,
+                prefix: self.prefix.into_boxed_str(),
+                down: AtomicBool::new(false),
+            }),
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! The lockout on Redis: two app instances, each a real axum server on loopback with its own
+//! lockout layer, share one real `redis-server` started by the test. Failures split across the
+//! instances add up; a lock earned on one is enforced by the other; with Redis killed every
+//! request is still answered (each instance falls back to memory), and after a restart on the
+//! same port the shared behaviour resumes.
+#![cfg(all(feature = "redis", feature = "axum"))]
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_jwt_guard::JwtAuthLayer;
+use tower_jwt_guard::clock::{Clock, FakeClock};
+use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
+use tower_jwt_guard::keys::Key;
+use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
+use tower_jwt_guard::redis::{RedisClient, RedisLockoutStore};
+use tower_jwt_guard::validate::Validator;
+
+use redis_server::RedisServer;
+
+const SECRET: &[u8] = b"redis-lockout-test-secret-0123456789abcdef";
+
+#[derive(Clone, serde::Deserialize)]
+struct Sub {
+    #[allow(dead_code)]
+    sub: String,
+}
+
+struct Instance {
+    base: String,
+    _server: common::TestServer,
+}
+
+/// One app instance on `redis_url`, on the shared `clock`.
+async fn instance(redis_url: &str, clock: &FakeClock) -> Instance {
+    tower_jwt_guard::crypto::install_crypto_provider();
+    let validator = Validator::<Sub>::builder()
+        .key(Key::hmac(SECRET).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let policy = LockoutPolicy::new();
+    let client = RedisClient::builder(redis_url)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let store = RedisLockoutStore::new(client, &policy);
+    let lockout = LockoutLayer::builder(policy)
+        .store(store)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = Router::new().route("/", get(|| async { "ok" })).layer(
+        ServiceBuilder::new()
+            .layer(lockout)
+            .layer(JwtAuthLayer::new(validator)),
+    );
+    let server = common::serve(app).await;
+    Instance {
+        base: server.url("/"),
+        _server: server,
+    }
+}
+
+fn valid(clock: &FakeClock) -> String {
+    let now = clock.now().as_secs();
+    encode(
+        &Header::default(),
+        &json!({"sub": "u", "exp": now + 3600}),
+        &EncodingKey::from_secret(SECRET).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The status of `GET /` from `from` with `token`, within 2 s.
+async fn status(instance: &Instance, from: &str, token: &str) -> u16 {
+    let client = common::client_from(from);
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get(&instance.base).bearer_auth(token).send(),
+    )
+    .await
+    .expect("answered within 2 s")
+    .unwrap();
+    reply.status().as_u16()
+}
+
+#[tokio::test]
+async fn failures_add_up_across_instances_and_a_lock_holds_on_both() {
+    let redis = RedisServer::start();
+    let clock = FakeClock::starting_now();
+    let a = instance(&redis.url(0), &clock).await;
+    let b = instance(&redis.url(0), &clock).await;
+    let ok = valid(&clock);
+    // Four failures, two on each instance: not locked (the policy locks at five).
+    for instance in [&a, &b, &a, &b] {
+        assert_eq!(status(instance, "127.0.0.21", "not.a.jwt").await, 401);
+    }
+    assert_eq!(status(&a, "127.0.0.21", &ok).await, 200);
+    assert_eq!(status(&b, "127.0.0.21", &ok).await, 200);
+    // The fifth, on either, locks the address on both.
+    assert_eq!(status(&b, "127.0.0.21", "not.a.jwt").await, 401);
+    assert_eq!(status(&a, "127.0.0.21", &ok).await, 429);
+    assert_eq!(status(&b, "127.0.0.21", &ok).await, 429);
+    // Another address is not affected.
+    assert_eq!(status(&a, "127.0.0.22", &ok).await, 200);
+    // The lock ends after 15 minutes, by the shared clock.
+    clock.advance(Duration::from_secs(15 * 60 + 1));
+    assert_eq!(status(&b, "127.0.0.21", &ok).await, 200);
+}
+
+#[tokio::test]
+async fn redis_down_every_request_is_answered_and_sharing_resumes_after_a_restart() {
+    let mut redis = RedisServer::start();
+    let clock = FakeClock::starting_now();
+    let a = instance(&redis.url(0), &clock).await;
+    let b = instance(&redis.url(0), &clock).await;
+    let ok = valid(&clock);
+    assert_eq!(status(&a, "127.0.0.31", &ok).await, 200);
+
+    redis.kill();
+    // Every request is answered within the 2 s bound; valid tokens pass (fallback in memory).
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(status(&a, "127.0.0.32", &ok).await, 200);
+    }
+    // The fallback still counts failures, per instance.
+    for _ in 0..5 {
+        assert_eq!(status(&a, "127.0.0.33", "bad").await, 401);
+    }
+    assert_eq!(
+        status(&a, "127.0.0.33", &ok).await,
+        429,
+        "the fallback locks too"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    redis.restart();
+    // Shared behaviour resumes within 5 s, without restarting the app.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // 401, or 429 while b still counts in its fallback.
+        let refused = status(&b, "127.0.0.34", "bad").await;
+        assert!(refused == 401 || refused == 429, "{refused}");
+        if Instant::now() > deadline {
+            panic!("shared state did not resume within 5 s");
+        }
+        // Once Redis answers again, five failures on b lock the address on a.
+        if status(&a, "127.0.0.34", &ok).await == 429 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
