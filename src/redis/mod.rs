@@ -1,6 +1,11 @@
 //! Shared state on Redis (feature `redis`): the stores that let a fleet of instances act as
 //! one. Valkey works the same; every script touches one key, so each runs in one cluster slot.
 //!
+//! - [`RedisLockoutStore`]: failures, locks and escalation history per address;
+//! - [`RedisRateLimitStore`]: per-user quotas (GCRA, by Redis's clock), for requests, gRPC
+//!   calls and WebSocket messages alike (give it to `UserRateLimitLayer` and
+//!   `MessageLimiter` builders' `.store(…)`).
+//!
 //! [`RedisClient`] holds one managed, multiplexed connection (the `redis` crate's
 //! `ConnectionManager`: reconnects by itself, no pool) created lazily, so an application starts
 //! while Redis is down. Every call is bounded by a timeout (250 ms by default). When Redis is
@@ -14,6 +19,7 @@
 //! identity the key is about, so the keys of one address or user share a slot.
 
 mod lockout;
+mod rate_limit;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use lockout::{RedisFuture, RedisLockoutStore};
+pub use rate_limit::RedisRateLimitStore;
 
 /// The default bound on one Redis call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);

@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A real `redis-server` (Debian's package), started by the test on a free loopback port and
 //! killed when dropped. A test that cannot start it fails: it never skips.
 
