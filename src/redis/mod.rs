@@ -18,6 +18,7 @@
 //! Keys are `<prefix>:<kind>:{<id>}` (prefix `tjg` by default); the `{…}` hash tag is the
 //! identity the key is about, so the keys of one address or user share a slot.
 
+mod fanout;
 mod lockout;
 mod rate_limit;
 
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use fanout::{FanoutError, RedisFanout};
 pub use lockout::{RedisFuture, RedisLockoutStore};
 pub use rate_limit::RedisRateLimitStore;
 
@@ -72,6 +74,8 @@ impl fmt::Display for RedisConfigError {
 impl std::error::Error for RedisConfigError {}
 
 struct Inner {
+    /// For the subscriber's own connection.
+    client: ::redis::Client,
     connection: ConnectionManager,
     timeout: Duration,
     prefix: Box<str>,
@@ -126,6 +130,113 @@ impl RedisClient {
     /// `<prefix>:<kind>:{<id>}`.
     pub(crate) fn key(&self, kind: &str, id: impl fmt::Display) -> String {
         format!("{}:{kind}:{{{id}}}", self.inner.prefix)
+    }
+
+    /// `<prefix>:<kind>`, for keys and channels that are not about one identity.
+    pub(crate) fn plain_key(&self, kind: &str) -> String {
+        format!("{}:{kind}", self.inner.prefix)
+    }
+
+    /// Runs `f` on the shared connection within the timeout, and notes an outage.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
+        let result =
+            tokio::time::timeout(self.inner.timeout, f(self.inner.connection.clone())).await;
+        let outcome = match result {
+            Err(_) => Err(RedisError::TIMEOUT),
+            Ok(Err(_)) => Err(RedisError::FAILED),
+            Ok(Ok(value)) => Ok(value),
+        };
+        self.note(outcome.as_ref().err());
+        outcome
+    }
+
+    /// `PUBLISH channel payload`.
+    pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<(), RedisError> {
+        self.run(|mut c| async move {
+            ::redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records `subject` revoked at `at` in `hash` and publishes it on `channel`, atomically.
+    pub(crate) async fn publish_revocation(
+        &self,
+        hash: &str,
+        channel: &str,
+        subject: &str,
+        at: u64,
+    ) -> Result<(), RedisError> {
+        let message = format!("{at} {subject}");
+        self.run(|mut c| async move {
+            ::redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(hash)
+                .arg(subject)
+                .arg(at)
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// `HGETALL hash`, values as numbers (others skipped).
+    pub(crate) async fn hash_all(&self, hash: &str) -> Result<Vec<(String, u64)>, RedisError> {
+        self.run(|mut c| async move {
+            ::redis::cmd("HGETALL")
+                .arg(hash)
+                .query_async::<Vec<(String, String)>>(&mut c)
+                .await
+        })
+        .await
+        .map(|all| {
+            all.into_iter()
+                .filter_map(|(k, v)| v.parse().ok().map(|v| (k, v)))
+                .collect()
+        })
+    }
+
+    /// `HDEL hash fields…` (nothing when `fields` is empty).
+    pub(crate) async fn hash_delete(
+        &self,
+        hash: &str,
+        fields: &[String],
+    ) -> Result<(), RedisError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        self.run(|mut c| async move {
+            ::redis::cmd("HDEL")
+                .arg(hash)
+                .arg(fields)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// A connection of its own for pub/sub, within the timeout.
+    pub(crate) async fn pubsub(&self) -> Result<::redis::aio::PubSub, RedisError> {
+        match tokio::time::timeout(self.inner.timeout, self.inner.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(_)) => Err(RedisError::FAILED),
+            Err(_) => Err(RedisError::TIMEOUT),
+        }
     }
 
     /// Runs `script` on `key` with `args`, within the timeout; `EVALSHA`, loading the script
@@ -217,10 +328,11 @@ impl RedisClientBuilder {
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|_| RedisConfigError("the Redis connection could not be set up"))?;
         Ok(RedisClient {
             inner: Arc::new(Inner {
+                client,
                 connection,
                 timeout: self.timeout,
                 prefix: self.prefix.into_boxed_str(),

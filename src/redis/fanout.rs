@@ -1,0 +1,212 @@
+//! Revocations and notifications that reach every instance: published on Redis, applied by a
+//! subscriber task on each instance to its in-memory [`RevocationList`] (whose hooks close the
+//! subject's sessions) and to its notification hook.
+//!
+//! Checking a token never waits on Redis: each instance keeps the revocations in memory, fed by
+//! pub/sub. A revocation reaches the other instances in the time a Redis `PUBLISH` takes to be
+//! delivered (milliseconds on one network); an instance that was disconnected reloads every
+//! live revocation from the hash `<prefix>:revocations` when it reconnects (within about a
+//! second of Redis answering again), so none is lost to a dropped message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{RedisClient, RedisError};
+use crate::revocation::{RevocationError, RevocationList};
+
+type NotifyHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// How often the subscriber checks that its connection is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long the subscriber waits before connecting again.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Why a shared revocation or notification failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FanoutError {
+    /// The local list refused it (full, or an empty subject).
+    Revocation(RevocationError),
+    /// Redis did not take it: it holds on this instance only.
+    Redis(RedisError),
+}
+
+impl std::fmt::Display for FanoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Revocation(e) => e.fmt(f),
+            Self::Redis(e) => write!(f, "{e}: it holds on this instance only"),
+        }
+    }
+}
+
+impl std::error::Error for FanoutError {}
+
+/// Publishes revocations and notifications to every instance, and applies those of the others.
+/// Cheap to clone; the subscriber task ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedisFanout {
+    client: RedisClient,
+    revocations: RevocationList,
+    _task: Arc<TaskGuard>,
+}
+
+impl std::fmt::Debug for RedisFanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFanout")
+            .field("client", &self.client)
+            .field("revocations", &self.revocations)
+            .finish_non_exhaustive()
+    }
+}
+
+struct TaskGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RedisFanout {
+    /// Starts the subscriber: revocations published by any instance are applied to
+    /// `revocations`, and notifications are handed to `on_notify(subject, message)` (for
+    /// instance [`SessionRegistry::notify_user`](crate::ws::SessionRegistry::notify_user)).
+    /// Must run inside a tokio runtime.
+    pub fn start(
+        client: RedisClient,
+        revocations: RevocationList,
+        on_notify: impl Fn(&str, &str) + Send + Sync + 'static,
+    ) -> Self {
+        let task = tokio::spawn(subscribe(
+            client.clone(),
+            revocations.clone(),
+            Arc::new(on_notify),
+        ));
+        Self {
+            client,
+            revocations,
+            _task: Arc::new(TaskGuard(task)),
+        }
+    }
+
+    /// Revokes every token of `subject` issued at or before now, here at once and on every
+    /// instance; returns now.
+    ///
+    /// # Errors
+    /// [`FanoutError::Revocation`] when the local list refuses it (nothing is published);
+    /// [`FanoutError::Redis`] when Redis did not take it (it holds here only).
+    pub async fn revoke_subject(&self, subject: &str) -> Result<u64, FanoutError> {
+        let at = self
+            .revocations
+            .revoke_subject(subject)
+            .map_err(FanoutError::Revocation)?;
+        let hash = self.client.plain_key("revocations");
+        let channel = self.client.plain_key("revoked");
+        self.client
+            .publish_revocation(&hash, &channel, subject, at)
+            .await
+            .map_err(FanoutError::Redis)?;
+        Ok(at)
+    }
+
+    /// Hands `message` for `subject` to every instance's notification hook, this one's
+    /// included (through Redis, so in the same order as everyone's).
+    ///
+    /// # Errors
+    /// [`FanoutError::Redis`] when Redis did not take it (no instance was told).
+    pub async fn notify(&self, subject: &str, message: &str) -> Result<(), FanoutError> {
+        let payload = serde_json::json!({ "sub": subject, "message": message }).to_string();
+        self.client
+            .publish(&self.client.plain_key("notify"), &payload)
+            .await
+            .map_err(FanoutError::Redis)
+    }
+}
+
+/// The subscriber: (re)connects, reloads the live revocations, then applies messages until the
+/// connection drops; waits a moment between attempts.
+async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: NotifyHook) {
+    let revoked_channel = client.plain_key("revoked");
+    let notify_channel = client.plain_key("notify");
+    let hash = client.plain_key("revocations");
+    loop {
+        if let Ok(mut pubsub) = client.pubsub().await
+            && pubsub
+                .subscribe(&[revoked_channel.as_str(), notify_channel.as_str()])
+                .await
+                .is_ok()
+        {
+            // Subscribed first, then reloaded: nothing published in between is missed. Without
+            // the reload, messages published while this instance was away would be: start
+            // over until it succeeds.
+            let Ok(all) = client.hash_all(&hash).await else {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
+            {
+                let lifetime = revocations
+                    .max_token_lifetime()
+                    .saturating_add(revocations.leeway())
+                    .as_secs();
+                let now = revocations.now();
+                let mut expired = Vec::new();
+                for (subject, at) in all {
+                    if at.saturating_add(lifetime) > now {
+                        let _ = revocations.revoke_subject_at(&subject, at);
+                    } else {
+                        expired.push(subject);
+                    }
+                }
+                // Entries that cover no token any more leave the hash (best effort).
+                let _ = client.hash_delete(&hash, &expired).await;
+            }
+            let (mut sink, mut messages) = pubsub.split();
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        let Some(message) = message else { break };
+                        apply(&message, &revoked_channel, &revocations, &*on_notify);
+                    }
+                    _ = heartbeat.tick() => {
+                        // A dropped connection does not always end the stream: a ping that
+                        // does not come back within the heartbeat does.
+                        let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<::redis::Value>()).await;
+                        if !matches!(ping, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Applies one published message.
+fn apply(
+    message: &::redis::Msg,
+    revoked_channel: &str,
+    revocations: &RevocationList,
+    on_notify: &(dyn Fn(&str, &str) + Send + Sync),
+) {
+    let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) else {
+        return;
+    };
+    if message.get_channel_name() == revoked_channel {
+        if let Some((at, subject)) = payload.split_once(' ')
+            && let Ok(at) = at.parse::<u64>()
+        {
+            let _ = revocations.revoke_subject_at(subject, at);
+        }
+    } else if let Ok(note) = serde_json::from_str::<serde_json::Value>(payload)
+        && let (Some(subject), Some(text)) = (note["sub"].as_str(), note["message"].as_str())
+    {
+        on_notify(subject, text);
+    }
+}

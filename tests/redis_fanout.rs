@@ -1,0 +1,116 @@
+//! Revocations and notifications across instances through a real `redis-server`: each
+//! "instance" here is its own RevocationList and RedisFanout, as separate processes would hold.
+#![cfg(feature = "redis")]
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tower_jwt_guard::redis::{RedisClient, RedisFanout};
+use tower_jwt_guard::revocation::RevocationList;
+
+use redis_server::RedisServer;
+
+struct Instance {
+    revocations: RevocationList,
+    fanout: RedisFanout,
+    notes: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+fn instance(url: &str) -> Instance {
+    let client = RedisClient::builder(url)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let revocations = RevocationList::builder(Duration::from_secs(3600)).build();
+    let notes = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&notes);
+    let fanout = RedisFanout::start(client, revocations.clone(), move |sub, message| {
+        sink.lock()
+            .unwrap()
+            .push((sub.to_owned(), message.to_owned()));
+    });
+    Instance {
+        revocations,
+        fanout,
+        notes,
+    }
+}
+
+/// Waits up to `within` for `condition`, and says how long it took.
+async fn within(within: Duration, condition: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < within, "not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn a_revocation_and_a_notification_reach_the_other_instance() {
+    let redis = RedisServer::start();
+    let a = instance(&redis.url(0));
+    let b = instance(&redis.url(0));
+    // Let both subscribe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let at = a.fanout.revoke_subject("bob").await.unwrap();
+    assert_eq!(
+        a.revocations.subject_revoked_at("bob"),
+        Some(at),
+        "at once, here"
+    );
+    within(Duration::from_secs(2), || {
+        b.revocations.subject_revoked_at("bob") == Some(at)
+    })
+    .await;
+    eprintln!(
+        "revocation reached the other instance {:?} after it was made",
+        start.elapsed()
+    );
+    a.fanout.notify("bob", "hi").await.unwrap();
+    eprintln!("notified");
+    for i in [&a, &b] {
+        within(Duration::from_secs(2), || {
+            i.notes.lock().unwrap().as_slice() == [("bob".to_owned(), "hi".to_owned())]
+        })
+        .await;
+    }
+    eprintln!("both notified");
+    // An instance that starts later loads the live revocations.
+    let c = instance(&redis.url(0));
+    within(Duration::from_secs(2), || {
+        c.revocations.subject_revoked_at("bob") == Some(at)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_the_subscriber_comes_back() {
+    let mut redis = RedisServer::start();
+    let a = instance(&redis.url(0));
+    let b = instance(&redis.url(0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    // Publishing works again within 5 s of the restart, and reaches b.
+    let start = Instant::now();
+    let at = loop {
+        match a.fanout.revoke_subject("carol").await {
+            Ok(at) => break at,
+            Err(_) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "Redis never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    within(Duration::from_secs(5), || {
+        b.revocations.subject_revoked_at("carol") == Some(at)
+    })
+    .await;
+}
