@@ -265,6 +265,15 @@ mod tests {
         assert!(ErrorCode::InvalidToken.is_failed_attempt());
         assert!(ErrorCode::TokenExpired.is_failed_attempt());
         assert!(!ErrorCode::MissingToken.is_failed_attempt());
+        assert!(
+            !ErrorCode::TokenRevoked.is_failed_attempt(),
+            "a revoked token was genuine"
+        );
+        assert_eq!(ErrorCode::TokenRevoked.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ErrorCode::TokenRevoked.bearer_error(),
+            Some("invalid_token")
+        );
         assert!(!ErrorCode::Forbidden.is_failed_attempt());
         assert!(!ErrorCode::InvalidRequest.is_failed_attempt());
     }

@@ -15,11 +15,15 @@
 //! Entries expire by themselves once no token they cover can still be accepted. That needs a
 //! bound on how long a token lives: the list is built with the longest token lifetime `L` it
 //! must cover, and a validator given the list must enforce a [`max_lifetime`] no longer than
-//! that. A subject revoked at `at` is kept until `at + L + leeway`; a token until its
-//! `exp + leeway`. A token without `iat` is taken as issued at the earliest moment its `exp`
-//! allows (`exp - L`): it is revoked when it could have been issued at or before `at`, which
-//! errs towards refusing (such a token issued after the revocation is refused too, until
-//! `exp - L` passes `at`; give tokens an `iat`).
+//! that, and `exp` must be required (a token without one has no bound at all). A token without
+//! `iat` is taken as issued at the earliest moment its `exp` allows, `exp - L - leeway` (the
+//! validator accepts `exp` up to `now + L + leeway`): it is revoked when it could have been
+//! issued at or before `at`, which errs towards refusing (such a token issued after the
+//! revocation is refused too, until `exp - L - leeway` passes `at`; give tokens an `iat`).
+//! Every token a subject revocation at `at` covers has `exp <= at + L + leeway` and is accepted
+//! until `exp + leeway` at most, so the entry is kept until `at + L + 2 × leeway`; a revoked
+//! `jti` is kept until its `exp + leeway`, or `now + L + 2 × leeway` when its `exp` is not
+//! given.
 //!
 //! The list is bounded ([`DEFAULT_CAPACITY`] entries). Revocations are an administrator's
 //! action, not a client's, so a full list is an error the administrator sees
@@ -44,7 +48,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -107,6 +111,9 @@ struct Inner {
     tokens: RwLock<HashMap<Arc<str>, u64, RandomState>>,
     /// Entries of both maps, read without a lock on the hot path.
     len: AtomicUsize,
+    /// The earliest moment an entry expires (seconds; `u64::MAX`: none): a full list is not
+    /// scanned again before then, so refused revocations cannot stall the requests' reads.
+    next_expiry: AtomicU64,
     capacity: usize,
     /// The longest token lifetime covered, seconds.
     lifetime: u64,
@@ -176,6 +183,9 @@ impl RevocationList {
         }
         let subject: Arc<str> = Arc::from(subject);
         let at = self.record(&self.inner.subjects, Arc::clone(&subject), at)?;
+        self.inner
+            .next_expiry
+            .fetch_min(self.subject_expiry(at), Ordering::AcqRel);
         self.notify(&Revoked::Subject { subject, at });
         Ok(())
     }
@@ -191,11 +201,15 @@ impl RevocationList {
         }
         let now = self.now();
         let inner = &self.inner;
-        let until = expires_at
-            .unwrap_or_else(|| now.saturating_add(inner.lifetime))
-            .saturating_add(inner.leeway);
+        let until = match expires_at {
+            Some(exp) => exp.saturating_add(inner.leeway),
+            None => now
+                .saturating_add(inner.lifetime)
+                .saturating_add(inner.leeway.saturating_mul(2)),
+        };
         let jti: Arc<str> = Arc::from(jti);
         self.record(&inner.tokens, Arc::clone(&jti), until)?;
+        inner.next_expiry.fetch_min(until, Ordering::AcqRel);
         self.notify(&Revoked::Token { jti });
         Ok(())
     }
@@ -270,16 +284,21 @@ impl RevocationList {
     /// When the token was issued, or at the earliest could have been.
     fn issued_by(&self, context: &AuthContext) -> Option<u64> {
         context.issued_at().or_else(|| {
-            context
-                .expires_at()
-                .map(|exp| exp.saturating_sub(self.inner.lifetime))
+            context.expires_at().map(|exp| {
+                exp.saturating_sub(self.inner.lifetime)
+                    .saturating_sub(self.inner.leeway)
+            })
         })
     }
 
     fn subject_expired(&self, at: u64, now: u64) -> bool {
-        now >= at
-            .saturating_add(self.inner.lifetime)
-            .saturating_add(self.inner.leeway)
+        now >= self.subject_expiry(at)
+    }
+
+    /// When a subject entry made at `at` expires.
+    fn subject_expiry(&self, at: u64) -> u64 {
+        at.saturating_add(self.inner.lifetime)
+            .saturating_add(self.inner.leeway.saturating_mul(2))
     }
 
     /// Records `key` → `value` in `map`, keeping the later value when `key` is there already;
@@ -316,29 +335,44 @@ impl RevocationList {
             return Ok(());
         }
         let now = self.now();
+        if now < inner.next_expiry.load(Ordering::Acquire) {
+            // Nothing can have expired since the last scan.
+            return Err(self.full());
+        }
         let mut freed = 0;
+        let mut next = u64::MAX;
         {
             let mut subjects = self.write(&inner.subjects);
             let before = subjects.len();
             subjects.retain(|_, at| !self.subject_expired(*at, now));
             freed += before - subjects.len();
+            next = subjects
+                .values()
+                .map(|at| self.subject_expiry(*at))
+                .fold(next, u64::min);
         }
         {
             let mut tokens = self.write(&inner.tokens);
             let before = tokens.len();
             tokens.retain(|_, until| now < *until);
             freed += before - tokens.len();
+            next = tokens.values().copied().fold(next, u64::min);
         }
+        inner.next_expiry.store(next, Ordering::Release);
         inner.len.fetch_sub(freed, Ordering::AcqRel);
         if freed > 0 {
             return Ok(());
         }
+        Err(self.full())
+    }
+
+    fn full(&self) -> RevocationError {
         tracing::warn!(
             target: "tower_jwt_guard::audit",
-            capacity = inner.capacity,
+            capacity = self.inner.capacity,
             "the revocation list is full: a revocation was refused"
         );
-        Err(RevocationError::Full)
+        RevocationError::Full
     }
 
     fn notify(&self, revoked: &Revoked) {
@@ -383,6 +417,7 @@ impl RevocationListBuilder {
                 subjects: RwLock::new(HashMap::default()),
                 tokens: RwLock::new(HashMap::default()),
                 len: AtomicUsize::new(0),
+                next_expiry: AtomicU64::new(u64::MAX),
                 capacity: self.capacity.max(1),
                 lifetime: self.lifetime.as_secs(),
                 leeway: self.leeway.as_secs(),
@@ -398,7 +433,14 @@ pub(crate) fn check_coverage(
     list: &RevocationList,
     max_lifetime: Option<Duration>,
     leeway: Duration,
+    require_exp: bool,
 ) -> Result<(), ConfigError> {
+    if !require_exp {
+        return Err(ConfigError::new(
+            "a validator with a revocation list must require exp: a token without one is never \
+             bounded, so no revocation of it could expire",
+        ));
+    }
     let Some(max) = max_lifetime else {
         return Err(ConfigError::new(
             "a validator with a revocation list needs max_lifetime: without a bound on token \
@@ -457,7 +499,7 @@ mod tests {
             "no iat: could be issued before"
         );
         let mut late = token("bob", None, None);
-        late.expires_at = Some(NOW + 3601);
+        late.expires_at = Some(NOW + 3611);
         assert!(!l.is_revoked(&late), "no iat, but exp says issued after");
         late.expires_at = None;
         assert!(l.is_revoked(&late), "neither iat nor exp");
@@ -479,7 +521,7 @@ mod tests {
         l.revoke_subject("bob").unwrap();
         l.revoke_token("j1", Some(NOW + 60)).unwrap();
         let old = token("bob", Some(NOW - 1), Some("j1"));
-        clock.advance(Duration::from_secs(3600 + 10 - 1));
+        clock.advance(Duration::from_secs(3600 + 20 - 1));
         assert!(l.is_revoked(&old));
         assert!(
             !l.is_revoked(&token("carol", None, Some("j1"))),
@@ -537,11 +579,18 @@ mod tests {
         let clock = FakeClock::at_unix_secs(NOW);
         let l = list(&clock, 10);
         let ten = Duration::from_secs(10);
-        assert!(check_coverage(&l, None, ten).is_err());
-        assert!(check_coverage(&l, Some(Duration::from_secs(7200)), ten).is_err());
+        assert!(check_coverage(&l, None, ten, true).is_err());
+        assert!(check_coverage(&l, Some(Duration::from_secs(3600)), ten, false).is_err());
+        assert!(check_coverage(&l, Some(Duration::from_secs(7200)), ten, true).is_err());
         assert!(
-            check_coverage(&l, Some(Duration::from_secs(3600)), Duration::from_secs(11)).is_err()
+            check_coverage(
+                &l,
+                Some(Duration::from_secs(3600)),
+                Duration::from_secs(11),
+                true
+            )
+            .is_err()
         );
-        assert!(check_coverage(&l, Some(Duration::from_secs(3600)), ten).is_ok());
+        assert!(check_coverage(&l, Some(Duration::from_secs(3600)), ten, true).is_ok());
     }
 }

@@ -19,7 +19,7 @@ use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, UserRateLimitLayer};
-use tower_jwt_guard::response::json_body;
+use tower_jwt_guard::response::{JsonResponder, json_body};
 use tower_jwt_guard::revocation::{RevocationList, Revoked};
 use tower_jwt_guard::stream_expiry::StreamExpiryLayer;
 use tower_jwt_guard::validate::{Validator, ValidatorBuilder};
@@ -353,7 +353,12 @@ fn refused_unless_admin(claims: &DemoClaims) -> Option<Response> {
         return None;
     }
     let error = AuthError::forbidden("the admin routes need a token whose role is admin");
-    Some((error.status(), json_body(&error)).into_response())
+    // The crate's own rendering: 403 with `WWW-Authenticate: Bearer error="insufficient_scope"`.
+    Some(
+        JsonResponder::new()
+            .render(&error)
+            .map(axum::body::Body::from),
+    )
 }
 
 #[derive(Deserialize)]

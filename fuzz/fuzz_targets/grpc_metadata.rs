@@ -14,23 +14,25 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use libfuzzer_sys::fuzz_target;
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
 use tonic_types::{RetryInfo, StatusExt};
 use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::fuzzing::{grpc_trailers, grpc_trailers_with};
 use tower_jwt_guard::response::{ERROR_DOMAIN, GrpcResponder, grpc_code, is_grpc};
 use tower_jwt_guard::{AuthError, ErrorCode};
 
-const CODES: [ErrorCode; 8] = [
-    ErrorCode::MissingToken,
-    ErrorCode::InvalidToken,
-    ErrorCode::TokenExpired,
-    ErrorCode::Forbidden,
-    ErrorCode::LockedOut,
-    ErrorCode::RateLimited,
-    ErrorCode::AuthFailed,
-    ErrorCode::InvalidRequest,
+/// Every code and its gRPC status, as `GrpcResponder`'s documentation writes the table.
+const CODES: [(ErrorCode, Code); 9] = [
+    (ErrorCode::MissingToken, Code::Unauthenticated),
+    (ErrorCode::InvalidToken, Code::Unauthenticated),
+    (ErrorCode::TokenExpired, Code::Unauthenticated),
+    (ErrorCode::TokenRevoked, Code::Unauthenticated),
+    (ErrorCode::Forbidden, Code::PermissionDenied),
+    (ErrorCode::LockedOut, Code::ResourceExhausted),
+    (ErrorCode::RateLimited, Code::ResourceExhausted),
+    (ErrorCode::AuthFailed, Code::Unavailable),
+    (ErrorCode::InvalidRequest, Code::InvalidArgument),
 ];
 
 /// Messages are `&'static str` in the crate; these are the awkward ones for `grpc-message`.
@@ -55,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (0, r)
     };
-    let code = CODES[usize::from(*c) % CODES.len()];
+    let (code, grpc) = CODES[usize::from(*c) % CODES.len()];
     let message = MESSAGES[usize::from(*m) % MESSAGES.len()];
     let mut error = AuthError::new(code, message);
     let retry_after = if flags & 1 == 1 {
@@ -77,8 +79,8 @@ fuzz_target!(|data: &[u8]| {
         response.body().is_empty(),
         "a trailers-only response has no body"
     );
-    read_back(response.headers(), code, message, retry_after);
-    read_back(&grpc_trailers(&error), code, message, retry_after);
+    read_back(response.headers(), code, grpc, message, retry_after);
+    read_back(&grpc_trailers(&error), code, grpc, message, retry_after);
 
     // Any text as the message, through the same writer: up to the first 0xFE.
     let (text, metadata) = match metadata.iter().position(|b| *b == 0xfe) {
@@ -89,6 +91,7 @@ fuzz_target!(|data: &[u8]| {
     read_back(
         &grpc_trailers_with(code, &text, retry_after),
         code,
+        grpc,
         &text,
         retry_after,
     );
@@ -128,9 +131,16 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn read_back(headers: &HeaderMap, code: ErrorCode, message: &str, retry_after: Option<Duration>) {
+fn read_back(
+    headers: &HeaderMap,
+    code: ErrorCode,
+    grpc: Code,
+    message: &str,
+    retry_after: Option<Duration>,
+) {
     let status = Status::from_header_map(headers).expect("a grpc-status tonic can read");
-    assert_eq!(status.code(), grpc_code(code), "code");
+    assert_eq!(status.code(), grpc, "code of the documented table");
+    assert_eq!(grpc_code(code), grpc, "grpc_code of the documented table");
     assert_eq!(status.message(), message, "message round trip");
     let details = status.get_error_details();
     let info = details.error_info().expect("an ErrorInfo");

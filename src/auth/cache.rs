@@ -125,8 +125,12 @@ where
                 .map(|entry| entry.verified.clone())
         };
         if let Some(verified) = hit {
-            if validator.still_accepts(&verified) {
-                return Ok(verified);
+            match validator.recheck(&verified) {
+                Ok(()) => return Ok(verified),
+                // Revoked: refused at the cost of a lookup, the entry kept (it stays revoked
+                // until it expires, and is evicted as any other).
+                Err(Some(refusal)) => return Err((refusal, verified.context.subject.clone())),
+                Err(None) => {}
             }
             // Out of its time window, or a requirement now says no: forget it, and let the
             // validator give the usual answer.

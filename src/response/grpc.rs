@@ -103,7 +103,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 ///
 /// | code | gRPC status |
 /// |---|---|
-/// | `MISSING_TOKEN`, `INVALID_TOKEN`, `TOKEN_EXPIRED` | 16 `UNAUTHENTICATED` |
+/// | `MISSING_TOKEN`, `INVALID_TOKEN`, `TOKEN_EXPIRED`, `TOKEN_REVOKED` | 16 `UNAUTHENTICATED` |
 /// | `FORBIDDEN` | 7 `PERMISSION_DENIED` |
 /// | `LOCKED_OUT`, `RATE_LIMITED` | 8 `RESOURCE_EXHAUSTED` (not retried by default) |
 /// | `AUTH_FAILED` | 14 `UNAVAILABLE`: the crate uses it when authentication could not be completed for a reason that is not the client's and may pass (keys not fetched yet, a store out of reach), which is what `UNAVAILABLE` means to a client: retry with backoff. It also covers wiring mistakes (an extractor on a route without the layer), which no retry fixes; those are logged at `ERROR` |
@@ -247,6 +247,7 @@ mod tests {
             (MissingToken, Code::Unauthenticated),
             (InvalidToken, Code::Unauthenticated),
             (TokenExpired, Code::Unauthenticated),
+            (TokenRevoked, Code::Unauthenticated),
             (Forbidden, Code::PermissionDenied),
             (LockedOut, Code::ResourceExhausted),
             (RateLimited, Code::ResourceExhausted),

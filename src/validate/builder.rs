@@ -212,7 +212,7 @@ where
     pub fn build(self) -> Result<Validator<C>, ConfigError> {
         install_crypto_provider();
         if let Some(list) = &self.revocations {
-            check_coverage(list, self.max_lifetime, self.leeway)?;
+            check_coverage(list, self.max_lifetime, self.leeway, self.require_exp)?;
         }
         if let Some(types) = &self.types
             && (types.is_empty() || types.iter().any(|t| t.trim().is_empty()))

@@ -86,12 +86,13 @@ impl<C> Validator<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    /// Verifies `token` and checks its claims (everything except the revocation hook).
+    /// Verifies `token` and checks its claims and the revocation list, if one is configured
+    /// (everything except the async revocation hook).
     ///
     /// The returned context has no [`source`](AuthContext::source); the caller sets it.
     ///
     /// # Errors
-    /// `INVALID_TOKEN`, `TOKEN_EXPIRED` or `FORBIDDEN`, with a fixed message.
+    /// `INVALID_TOKEN`, `TOKEN_EXPIRED`, `TOKEN_REVOKED` or `FORBIDDEN`, with a fixed message.
     pub fn validate(&self, token: &str) -> Result<Verified<C>, AuthError> {
         self.validate_with_subject(token).map_err(|(e, _)| e)
     }
@@ -125,9 +126,6 @@ where
         if let Err(e) = inner.rules.check_claims(&std) {
             return Err((e, std.sub));
         }
-        if let Some(failed) = self.failed_requirement(&claims) {
-            return Err((AuthError::forbidden(failed.message), std.sub));
-        }
         let context = AuthContext {
             subject: std.sub,
             token_id: std.jti,
@@ -137,8 +135,29 @@ where
             key_id: entry.key.kid.clone(),
             source: None,
         };
+        // A revocation covers tokens issued at or before its moment: with a list, a token dated
+        // in the future (beyond the leeway) could never be covered, so it is refused.
+        if inner.revocations.is_some()
+            && context.issued_at.is_some_and(|iat| {
+                iat > inner
+                    .rules
+                    .clock
+                    .now()
+                    .as_secs()
+                    .saturating_add(inner.rules.leeway)
+            })
+        {
+            return Err((
+                AuthError::invalid_token("the token is issued in the future"),
+                context.subject,
+            ));
+        }
+        // Revocation first: a revoked token is refused as revoked, whatever else it fails.
         if self.is_listed_revoked(&context) {
             return Err((AuthError::revoked(), context.subject));
+        }
+        if let Some(failed) = self.failed_requirement(&claims) {
+            return Err((AuthError::forbidden(failed.message), context.subject));
         }
         Ok(Verified { context, claims })
     }
@@ -146,7 +165,7 @@ where
     /// [`validate`](Self::validate), then the revocation hook if one is configured.
     ///
     /// # Errors
-    /// As `validate`; `INVALID_TOKEN` when revoked; `AUTH_FAILED` when the hook fails.
+    /// As `validate`; `TOKEN_REVOKED` when revoked; `AUTH_FAILED` when the hook fails.
     pub async fn validate_and_check_revocation(
         &self,
         token: &str,
@@ -180,10 +199,21 @@ where
     /// signature and the payload's shape: `exp` and `nbf` checked again against the clock (with
     /// the leeway; `false` without `exp`), and the typed requirements run again (they may read
     /// state of their own).
-    pub(crate) fn still_accepts(&self, verified: &Verified<C>) -> bool {
-        self.still_current(&verified.context)
-            && self.failed_requirement(&verified.claims).is_none()
-            && !self.is_listed_revoked(&verified.context)
+    ///
+    /// `Err(Some(error))`: refuse with `error` without verifying again (the token is revoked:
+    /// its signature is known good, so a revoked token costs a lookup, not a verification);
+    /// `Err(None)`: verify it in full again.
+    pub(crate) fn recheck(&self, verified: &Verified<C>) -> Result<(), Option<AuthError>> {
+        if !self.still_current(&verified.context) {
+            return Err(None);
+        }
+        if self.is_listed_revoked(&verified.context) {
+            return Err(Some(AuthError::revoked()));
+        }
+        if self.failed_requirement(&verified.claims).is_some() {
+            return Err(None);
+        }
+        Ok(())
     }
 
     /// Whether the revocation list, if one is configured, says `context` is revoked.

@@ -56,6 +56,17 @@ where
             .inner
             .registry
             .reserve(Arc::clone(&subject), plan.as_deref())?;
+        // Checked again once the slot is reserved: a revocation made between the validation and
+        // the reservation would otherwise miss this session (one made later closes it when it
+        // goes live).
+        if self
+            .inner
+            .validator
+            .revocations()
+            .is_some_and(|list| list.is_revoked(&context))
+        {
+            return Err(AuthError::revoked());
+        }
         Ok(WsSession {
             subject,
             plan,

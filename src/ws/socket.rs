@@ -335,6 +335,21 @@ where
     async fn on_time(&mut self) -> Result<Duration, End> {
         let inner = &self.sessions.inner;
         let max_tick = inner.max_tick;
+        // The validator's revocation list, looked at on every tick: a revocation by `jti`, or
+        // one that raced the upgrade, ends the session within `max_tick` (a subject's
+        // revocation usually ends it at once, through `SessionRegistry::revoke_user`).
+        if let Some(list) = inner.validator.revocations()
+            && !list.is_empty()
+        {
+            let current = self
+                .live
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if list.is_revoked(&current.0) {
+                return Err(Some((CLOSE_INVALID_TOKEN, "credentials revoked")));
+            }
+        }
         let (Some(end), Some(exp)) = (self.deadline(), self.expires_at) else {
             return Ok(max_tick);
         };
