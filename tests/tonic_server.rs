@@ -40,6 +40,7 @@ async fn start() -> Running {
         clock: Arc::new(clock.clone()),
         session_tick: Duration::from_millis(20),
         send_timeout: Duration::from_millis(500),
+        redis: None,
     };
     let validator = demo::app::validator(&config).unwrap();
     let lockout = LockoutLayer::builder(LockoutPolicy::new())

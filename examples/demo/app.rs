@@ -19,8 +19,10 @@ use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
 use tower_jwt_guard::keys::{Key, MIN_HMAC_SECRET_LEN};
 use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, UserRateLimitLayer};
+use tower_jwt_guard::redis::FanoutError;
+use tower_jwt_guard::redis::{RedisClient, RedisFanout, RedisLockoutStore, RedisRateLimitStore};
 use tower_jwt_guard::response::{JsonResponder, json_body};
-use tower_jwt_guard::revocation::{RevocationList, Revoked};
+use tower_jwt_guard::revocation::{RevocationError, RevocationList, Revoked};
 use tower_jwt_guard::stream_expiry::StreamExpiryLayer;
 use tower_jwt_guard::validate::{Validator, ValidatorBuilder};
 use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
@@ -73,6 +75,9 @@ pub struct DemoConfig {
     /// How long a write to a WebSocket client may wait before the client is deemed not to read
     /// and is disconnected (10 s in the demo; tests use less).
     pub send_timeout: Duration,
+    /// `REDIS_URL`'s client: lockout, quotas, revocations and notifications shared by every
+    /// demo process on that Redis. `None`: in memory.
+    pub redis: Option<RedisClient>,
 }
 
 #[derive(Clone)]
@@ -81,6 +86,8 @@ struct AppState {
     clock: Arc<dyn Clock>,
     revocations: RevocationList,
     registry: SessionRegistry,
+    /// With `REDIS_URL`: revocations and notifications reach every demo process.
+    fanout: Option<RedisFanout>,
 }
 
 /// The validator: HS256 only, 10 s leeway, `sub` and `exp` required, `type == "access"`
@@ -143,6 +150,7 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         .build()?;
     let registry = SessionRegistry::new(ConnectionLimits::new().global(MAX_WEBSOCKETS));
     {
+        // Local revocations and those applied from other processes alike.
         let registry = registry.clone();
         revocations.on_revoke(move |revoked| {
             if let Revoked::Subject { subject, .. } = revoked {
@@ -150,6 +158,12 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
             }
         });
     }
+    let fanout = config.redis.as_ref().map(|client| {
+        let registry = registry.clone();
+        RedisFanout::start(client.clone(), revocations.clone(), move |sub, message| {
+            registry.notify_user(sub, message);
+        })
+    });
     let state = AppState {
         // Not empty: `validator` above refused an empty secret.
         signing: Arc::new(
@@ -158,33 +172,40 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         clock: Arc::clone(&config.clock),
         revocations,
         registry: registry.clone(),
+        fanout,
     };
     // 5 failures within 15 minutes lock an address for 15 minutes (the policy's defaults). No
     // proxy is trusted: X-Forwarded-For and Forwarded from clients change nothing.
-    let lockout = LockoutLayer::builder(LockoutPolicy::new())
+    let policy = LockoutPolicy::new();
+    let lockout = LockoutLayer::builder(policy.clone())
         .clock(Arc::clone(&config.clock))
         .on_lock(|event| {
             tracing::warn!(client = %event.ip, failures = event.failures, "demo: address locked");
-        })
-        .build()?;
+        });
     // 30 orders per minute per user, keyed on the token's subject. GCRA: a burst of 30, then
     // one every 2 s, so up to 35 pass in the first 10 s (see the rate_limit module docs;
     // `strict_quota` never lets more than 30 into any minute).
-    let orders_limit = UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_minute(
+    // With Redis, the quotas are counted there (by Redis's clock), shared by every process.
+    let orders = PlanQuotas::new(Quota::per_minute(
         std::num::NonZeroU32::new(30).expect("30 is not zero"),
-    )))
-    .clock(Arc::clone(&config.clock))
-    .build()?;
+    ));
+    let orders_limit = UserRateLimitLayer::builder(orders.clone()).clock(Arc::clone(&config.clock));
     // WebSocket sessions: the same validator re-authenticates them; 10 messages per second per
     // user across all of that user's connections.
-    let sessions = WsSessions::builder(auth.validator().clone())
-        .message_limiter(
-            MessageLimiter::builder(PlanQuotas::new(Quota::per_second(
-                std::num::NonZeroU32::new(10).expect("10 is not zero"),
-            )))
-            .clock(Arc::clone(&config.clock))
-            .build()?,
-        )
+    let messages = PlanQuotas::new(Quota::per_second(
+        std::num::NonZeroU32::new(10).expect("10 is not zero"),
+    ));
+    let messages_limit = MessageLimiter::builder(messages.clone()).clock(Arc::clone(&config.clock));
+    let sessions = WsSessions::builder(auth.validator().clone());
+    let sessions = match &config.redis {
+        Some(client) => sessions.message_limiter(
+            messages_limit
+                .store(RedisRateLimitStore::new(client.clone(), messages))
+                .build()?,
+        ),
+        None => sessions.message_limiter(messages_limit.build()?),
+    };
+    let sessions = sessions
         .max_tick(config.session_tick)
         .registry(registry)
         .max_message_size(64 * 1024)
@@ -193,16 +214,14 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     // gRPC: tonic's routes mounted in the same axum router, so that gRPC calls go through the
     // same layers as HTTP requests. `PlaceOrder` gets the orders quota (the same layer, so
     // the same per-user budget as `POST /orders`); the health service needs no token.
-    let demo = grpc::DemoServer::new(grpc::DemoGrpc::default());
-    // tonic's router answers unknown paths with gRPC `UNIMPLEMENTED`; the demo's HTTP routes
-    // keep axum's 404, so that fallback goes.
-    let grpc_demo = tonic::service::Routes::new(demo.clone())
-        .into_axum_router()
-        .reset_fallback()
-        .route_service(
-            "/demo.v1.Demo/PlaceOrder",
-            tower::Layer::layer(&orders_limit, demo),
-        );
+    let (orders_route, grpc_demo) = match &config.redis {
+        Some(client) => order_routes(
+            orders_limit
+                .store(RedisRateLimitStore::new(client.clone(), orders))
+                .build()?,
+        ),
+        None => order_routes(orders_limit.build()?),
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Uncontended at start-up: completes at once.
     let _ = futures_util::FutureExt::now_or_never(
@@ -217,12 +236,12 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         .build()?;
     let protected: Router = Router::new()
         .route("/me", get(me))
-        .route("/orders", post(create_order).layer(orders_limit))
         .route("/ws", get(ws_echo))
         .route("/admin/revoke", post(admin_revoke))
         .route("/admin/notify", post(admin_notify))
         .route("/admin/stats", get(admin_stats))
         .with_state(state.clone())
+        .merge(orders_route)
         .merge(grpc_demo)
         .route_layer(stream_expiry)
         .route_layer(auth)
@@ -231,13 +250,40 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     // locked address on every route, HTTP, WebSocket and gRPC, before any token is parsed.
     // Every layer renders its rejections with the default responder: gRPC statuses for gRPC
     // calls (the `tonic` feature), JSON for the rest.
-    Ok(Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/auth/token", post(issue_token))
         .with_state(state)
         .merge(protected)
-        .merge(grpc_health)
-        .layer(lockout))
+        .merge(grpc_health);
+    Ok(match &config.redis {
+        Some(client) => router.layer(
+            lockout
+                .store(RedisLockoutStore::new(client.clone(), &policy))
+                .build()?,
+        ),
+        None => router.layer(lockout.build()?),
+    })
+}
+
+/// `POST /orders` and the gRPC demo service, whose `PlaceOrder` shares the orders quota (the
+/// same layer, so the same per-user budget).
+fn order_routes<St>(orders_limit: UserRateLimitLayer<St>) -> (Router, Router)
+where
+    St: tower_jwt_guard::rate_limit::RateLimitStore,
+{
+    let demo = grpc::DemoServer::new(grpc::DemoGrpc::default());
+    // tonic's router answers unknown paths with gRPC `UNIMPLEMENTED`; the demo's HTTP routes
+    // keep axum's 404, so that fallback goes.
+    let grpc_demo = tonic::service::Routes::new(demo.clone())
+        .into_axum_router()
+        .reset_fallback()
+        .route_service(
+            "/demo.v1.Demo/PlaceOrder",
+            tower::Layer::layer(&orders_limit, demo),
+        );
+    let orders = Router::new().route("/orders", post(create_order).layer(orders_limit));
+    (orders, grpc_demo)
 }
 
 /// Signs an access token for `sub` (the mock issuer's logic, also used to print the start-up
@@ -382,7 +428,23 @@ async fn admin_revoke(
     if req.sub.is_empty() || req.sub.len() > 256 {
         return bad_request("sub must be a non-empty string of at most 256 bytes");
     }
-    match state.revocations.revoke_subject(&req.sub) {
+    let revoked = match &state.fanout {
+        // Here at once, and on every demo process on the same Redis.
+        Some(fanout) => match fanout.revoke_subject(&req.sub).await {
+            Err(FanoutError::Redis(e)) => {
+                tracing::warn!(error = %e, "demo: a revocation holds on this process only");
+                state
+                    .revocations
+                    .subject_revoked_at(&req.sub)
+                    .ok_or(RevocationError::Full)
+            }
+            Err(FanoutError::Revocation(e)) => Err(e),
+            Ok(at) => Ok(at),
+            Err(_) => Err(RevocationError::Full),
+        },
+        None => state.revocations.revoke_subject(&req.sub),
+    };
+    match revoked {
         Ok(at) => Json(serde_json::json!({ "revoked": req.sub, "at": at })).into_response(),
         Err(e) => {
             let body =
@@ -414,12 +476,15 @@ async fn admin_notify(
     if req.message.len() > 4096 {
         return bad_request("message must be at most 4096 bytes");
     }
-    let sessions = state.registry.notify_user(&req.sub, &req.message);
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "sessions": sessions })),
-    )
-        .into_response()
+    // With Redis, every demo process tells its own sessions (this one included).
+    let published = match &state.fanout {
+        Some(fanout) => fanout.notify(&req.sub, &req.message).await.is_ok(),
+        None => false,
+    };
+    if !published {
+        state.registry.notify_user(&req.sub, &req.message);
+    }
+    StatusCode::ACCEPTED.into_response()
 }
 
 /// `GET /admin/stats` → `{"connections": N, "users": M}`: open authenticated WebSocket sessions

@@ -53,11 +53,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    // REDIS_URL: lockout, quotas, revocations and notifications shared by every demo process
+    // on that Redis. Connects lazily: the demo starts (in memory until Redis answers) even when
+    // Redis is down. The URL is never logged (it may carry a password).
+    let redis = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let client = tower_jwt_guard::redis::RedisClient::builder(url)
+                .timeout(std::time::Duration::from_millis(250))
+                .build()?;
+            tracing::info!("shared state on Redis (REDIS_URL)");
+            Some(client)
+        }
+        _ => None,
+    };
     let config = app::DemoConfig {
         secret,
         clock: Arc::new(SystemClock),
         session_tick: std::time::Duration::from_secs(30),
         send_timeout: std::time::Duration::from_secs(10),
+        redis,
     };
     let router = app::app(&config)?;
 

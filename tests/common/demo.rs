@@ -29,6 +29,22 @@ pub struct Demo {
 /// Starts the demo with `secret`, sessions looking at the clock every 20 ms and a 500 ms send
 /// timeout (the demo's own is 10 s), served by the demo's own `serve`.
 pub async fn start(secret: &'static [u8]) -> Demo {
+    start_on(secret, None).await
+}
+
+/// [`start`], with the demo's shared state on the Redis at `redis_url` (`REDIS_URL`).
+pub async fn start_with_redis(secret: &'static [u8], redis_url: &str) -> Demo {
+    let client = tower_jwt_guard::redis::RedisClient::builder(redis_url)
+        .timeout(Duration::from_millis(250))
+        .build()
+        .expect("a Redis URL");
+    start_on(secret, Some(client)).await
+}
+
+async fn start_on(
+    secret: &'static [u8],
+    redis: Option<tower_jwt_guard::redis::RedisClient>,
+) -> Demo {
     install_crypto_provider();
     let clock = FakeClock::starting_now();
     let config = app::DemoConfig {
@@ -36,6 +52,7 @@ pub async fn start(secret: &'static [u8]) -> Demo {
         clock: Arc::new(clock.clone()),
         session_tick: Duration::from_millis(20),
         send_timeout: Duration::from_millis(500),
+        redis,
     };
     let router = app::app(&config).expect("demo config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
