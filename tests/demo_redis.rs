@@ -162,6 +162,25 @@ async fn two_instances_share_lockout_quota_revocations_and_notifications() {
         serde_json::from_str::<Value>(&note).unwrap(),
         json!({"type": "notification", "message": "hi"})
     );
+    // /admin/stats adds up both instances (within the 5 s of the contract).
+    let _on_a = connect(&a, &a.token("frank", 600)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply: Value = common::client_from("127.0.0.65")
+            .get(format!("{}/admin/stats", a.base()))
+            .bearer_auth(admin(&a))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if reply == json!({"connections": 3, "users": 3}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never added up: {reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let old = b.token("bob", 600);
     let started = Instant::now();
     let (status, _) = call(

@@ -159,10 +159,14 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         });
     }
     let fanout = config.redis.as_ref().map(|client| {
-        let registry = registry.clone();
-        RedisFanout::start(client.clone(), revocations.clone(), move |sub, message| {
-            registry.notify_user(sub, message);
-        })
+        let notified = registry.clone();
+        let fanout =
+            RedisFanout::start(client.clone(), revocations.clone(), move |sub, message| {
+                notified.notify_user(sub, message);
+            });
+        // `/admin/stats` adds up every process's sessions.
+        fanout.share_stats(registry.clone());
+        fanout
     });
     let state = AppState {
         // Not empty: `validator` above refused an empty secret.
@@ -495,6 +499,14 @@ async fn admin_stats(
 ) -> Response {
     if let Some(refused) = refused_unless_admin(&claims) {
         return refused;
+    }
+    // With Redis, every process's sessions (reported within the last 3 s); else, or while Redis
+    // is away, this process's.
+    if let Some(fanout) = &state.fanout
+        && let Ok(fleet) = fanout.fleet_stats().await
+    {
+        return Json(serde_json::json!({ "connections": fleet.connections, "users": fleet.users }))
+            .into_response();
     }
     let stats = state.registry.stats();
     Json(serde_json::json!({ "connections": stats.connections, "users": stats.users }))

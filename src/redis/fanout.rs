@@ -45,6 +45,18 @@ impl std::fmt::Display for FanoutError {
 
 impl std::error::Error for FanoutError {}
 
+/// Live WebSocket sessions across every instance that shares its statistics
+/// ([`RedisFanout::share_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetStats {
+    /// Sessions, summed over the instances.
+    pub connections: usize,
+    /// Distinct users among them.
+    pub users: usize,
+    /// Instances that reported within the last 3 seconds.
+    pub instances: usize,
+}
+
 /// Publishes revocations and notifications to every instance, and applies those of the others.
 /// Cheap to clone; the subscriber task ends when the last clone is dropped.
 #[derive(Clone)]
@@ -71,7 +83,66 @@ impl Drop for TaskGuard {
     }
 }
 
+/// How often an instance writes its statistics, and how long they are kept.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+const STATS_KEPT: Duration = Duration::from_secs(3);
+
 impl RedisFanout {
+    /// Writes this instance's session statistics to Redis every second (kept 3 s, so an
+    /// instance that stops counts no more within 3 s), for [`fleet_stats`](Self::fleet_stats).
+    /// The task ends with the last clone of this fan-out.
+    #[cfg(feature = "websocket")]
+    pub fn share_stats(&self, registry: crate::ws::SessionRegistry) {
+        use std::hash::{BuildHasher, Hasher};
+        let instance = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let key = self.client.plain_key(&format!("stats:{instance:016x}"));
+        let client = self.client.clone();
+        let task = Arc::downgrade(&self._task);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(STATS_EVERY);
+            while task.strong_count() > 0 {
+                every.tick().await;
+                let stats = registry.stats();
+                let users: Vec<&str> = stats.per_user.keys().map(|u| &**u).collect();
+                let value = serde_json::json!({
+                    "connections": stats.connections,
+                    "users": users,
+                })
+                .to_string();
+                let _ = client.set_with_expiry(&key, &value, STATS_KEPT).await;
+            }
+        });
+    }
+
+    /// The statistics of every instance that shares them, within the last 3 seconds.
+    ///
+    /// # Errors
+    /// [`FanoutError::Redis`] when Redis did not answer.
+    pub async fn fleet_stats(&self) -> Result<FleetStats, FanoutError> {
+        let pattern = self.client.plain_key("stats:*");
+        let values = self
+            .client
+            .values_matching(&pattern)
+            .await
+            .map_err(FanoutError::Redis)?;
+        let mut stats = FleetStats::default();
+        let mut users = std::collections::HashSet::new();
+        for value in values {
+            let Ok(report) = serde_json::from_str::<serde_json::Value>(&value) else {
+                continue;
+            };
+            stats.instances += 1;
+            stats.connections += report["connections"].as_u64().unwrap_or(0) as usize;
+            if let Some(list) = report["users"].as_array() {
+                users.extend(list.iter().filter_map(|u| u.as_str().map(str::to_owned)));
+            }
+        }
+        stats.users = users.len();
+        Ok(stats)
+    }
+
     /// Starts the subscriber: revocations published by any instance are applied to
     /// `revocations`, and notifications are handed to `on_notify(subject, message)` (for
     /// instance [`SessionRegistry::notify_user`](crate::ws::SessionRegistry::notify_user)).

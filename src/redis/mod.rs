@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use fanout::{FanoutError, RedisFanout};
+pub use fanout::{FanoutError, FleetStats, RedisFanout};
 pub use lockout::{RedisFuture, RedisLockoutStore};
 pub use rate_limit::RedisRateLimitStore;
 
@@ -208,6 +208,56 @@ impl RedisClient {
                 .filter_map(|(k, v)| v.parse().ok().map(|v| (k, v)))
                 .collect()
         })
+    }
+
+    /// `SET key value PX ttl`.
+    pub(crate) async fn set_with_expiry(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), RedisError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(|mut c| async move {
+            ::redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// The values of the keys matching `pattern` (`SCAN`, then `MGET`), at most 1 024 keys.
+    pub(crate) async fn values_matching(&self, pattern: &str) -> Result<Vec<String>, RedisError> {
+        self.run(|mut c| async move {
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(256)
+                    .query_async(&mut c)
+                    .await?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 || keys.len() >= 1024 {
+                    break;
+                }
+            }
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values: Vec<Option<String>> =
+                ::redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+            Ok(values.into_iter().flatten().collect())
+        })
+        .await
     }
 
     /// `HDEL hash fields…` (nothing when `fields` is empty).
