@@ -181,12 +181,20 @@ impl RevocationList {
         if subject.is_empty() {
             return Err(RevocationError::Empty);
         }
+        if self.subject_expired(at, self.now()) {
+            // Covers no token any more (a stale entry reloaded from elsewhere): nothing to do.
+            return Ok(());
+        }
         let subject: Arc<str> = Arc::from(subject);
-        let at = self.record(&self.inner.subjects, Arc::clone(&subject), at)?;
+        let (at, changed) = self.record(&self.inner.subjects, Arc::clone(&subject), at)?;
         self.inner
             .next_expiry
             .fetch_min(self.subject_expiry(at), Ordering::AcqRel);
-        self.notify(&Revoked::Subject { subject, at });
+        // Hooks hear of a revocation once: applying one again (a reload after a reconnection)
+        // must not close the sessions opened since with newer tokens.
+        if changed {
+            self.notify(&Revoked::Subject { subject, at });
+        }
         Ok(())
     }
 
@@ -208,9 +216,11 @@ impl RevocationList {
                 .saturating_add(inner.leeway.saturating_mul(2)),
         };
         let jti: Arc<str> = Arc::from(jti);
-        self.record(&inner.tokens, Arc::clone(&jti), until)?;
+        let (_, changed) = self.record(&inner.tokens, Arc::clone(&jti), until)?;
         inner.next_expiry.fetch_min(until, Ordering::AcqRel);
-        self.notify(&Revoked::Token { jti });
+        if changed {
+            self.notify(&Revoked::Token { jti });
+        }
         Ok(())
     }
 
@@ -251,7 +261,9 @@ impl RevocationList {
     }
 
     /// Runs `hook` on every revocation recorded from now on (by this handle or a clone, local
-    /// or applied from elsewhere). Hooks run on the revoking thread: keep them short.
+    /// or applied from elsewhere) that changes the list: one that is already there, as of the
+    /// same or a later moment, is not heard of again. Hooks run on the revoking thread: keep
+    /// them short.
     pub fn on_revoke(&self, hook: impl Fn(&Revoked) + Send + Sync + 'static) {
         self.write(&self.inner.hooks).push(Arc::new(hook));
     }
@@ -302,28 +314,33 @@ impl RevocationList {
     }
 
     /// Records `key` → `value` in `map`, keeping the later value when `key` is there already;
-    /// returns the value kept.
+    /// returns the value kept, and whether it changed.
     fn record(
         &self,
         map: &RwLock<HashMap<Arc<str>, u64, RandomState>>,
         key: Arc<str>,
         value: u64,
-    ) -> Result<u64, RevocationError> {
+    ) -> Result<(u64, bool), RevocationError> {
         if let Some(existing) = self.write(map).get_mut(&key) {
+            let changed = value > *existing;
             *existing = (*existing).max(value);
-            return Ok(*existing);
+            return Ok((*existing, changed));
         }
         self.make_room()?;
         let inner = &self.inner;
         let mut map = self.write(map);
+        let mut changed = true;
         let kept = map
             .entry(key)
-            .and_modify(|v| *v = (*v).max(value))
+            .and_modify(|v| {
+                changed = value > *v;
+                *v = (*v).max(value);
+            })
             .or_insert_with(|| {
                 inner.len.fetch_add(1, Ordering::AcqRel);
                 value
             });
-        Ok(*kept)
+        Ok((*kept, changed))
     }
 
     /// Makes room for one entry: purges expired entries when the list is full, and refuses

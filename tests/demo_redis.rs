@@ -91,8 +91,7 @@ async fn two_instances_share_lockout_quota_revocations_and_notifications() {
     let redis = RedisServer::start();
     let a = demo::start_with_redis(SECRET, &redis.url(0)).await;
     let b = demo::start_with_redis(SECRET, &redis.url(0)).await;
-    // Let both subscribe.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.await_subscribers("tjg:revoked", 2).await;
     use reqwest::Method;
 
     // Lockout: 4 failures split across the instances do not lock; the 5th does, on both.

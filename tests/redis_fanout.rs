@@ -54,8 +54,7 @@ async fn a_revocation_and_a_notification_reach_the_other_instance() {
     let redis = RedisServer::start();
     let a = instance(&redis.url(0));
     let b = instance(&redis.url(0));
-    // Let both subscribe.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.await_subscribers("tjg:revoked", 2).await;
     let start = Instant::now();
     let at = a.fanout.revoke_subject("bob").await.unwrap();
     assert_eq!(
@@ -93,7 +92,7 @@ async fn after_a_redis_restart_the_subscriber_comes_back() {
     let mut redis = RedisServer::start();
     let a = instance(&redis.url(0));
     let b = instance(&redis.url(0));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.await_subscribers("tjg:revoked", 2).await;
     redis.restart();
     // Publishing works again within 5 s of the restart, and reaches b.
     let start = Instant::now();

@@ -88,16 +88,20 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 const STATS_KEPT: Duration = Duration::from_secs(3);
 
 impl RedisFanout {
-    /// Writes this instance's session statistics to Redis every second (kept 3 s, so an
-    /// instance that stops counts no more within 3 s), for [`fleet_stats`](Self::fleet_stats).
-    /// The task ends with the last clone of this fan-out.
+    /// Writes this instance's session statistics (its connection count and its users' subjects)
+    /// to the hash `<prefix>:stats` every second, for [`fleet_stats`](Self::fleet_stats); a
+    /// report older than 3 s no longer counts (instances' clocks are assumed to agree within
+    /// a second). The task ends with the last clone of this fan-out.
     #[cfg(feature = "websocket")]
     pub fn share_stats(&self, registry: crate::ws::SessionRegistry) {
         use std::hash::{BuildHasher, Hasher};
-        let instance = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let key = self.client.plain_key(&format!("stats:{instance:016x}"));
+        let instance = format!(
+            "{:016x}",
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        );
+        let hash = self.client.plain_key("stats");
         let client = self.client.clone();
         let task = Arc::downgrade(&self._task);
         tokio::spawn(async move {
@@ -107,39 +111,49 @@ impl RedisFanout {
                 let stats = registry.stats();
                 let users: Vec<&str> = stats.per_user.keys().map(|u| &**u).collect();
                 let value = serde_json::json!({
+                    "t": unix_ms(),
                     "connections": stats.connections,
                     "users": users,
                 })
                 .to_string();
-                let _ = client.set_with_expiry(&key, &value, STATS_KEPT).await;
+                let _ = client.hash_set(&hash, &instance, &value).await;
             }
         });
     }
 
-    /// The statistics of every instance that shares them, within the last 3 seconds.
+    /// The statistics of every instance that reported within the last 3 seconds (reports older
+    /// than that are removed).
     ///
     /// # Errors
     /// [`FanoutError::Redis`] when Redis did not answer.
     pub async fn fleet_stats(&self) -> Result<FleetStats, FanoutError> {
-        let pattern = self.client.plain_key("stats:*");
-        let values = self
+        let hash = self.client.plain_key("stats");
+        let reports = self
             .client
-            .values_matching(&pattern)
+            .hash_all_raw(&hash)
             .await
             .map_err(FanoutError::Redis)?;
+        let now = unix_ms();
+        let kept = u64::try_from(STATS_KEPT.as_millis()).unwrap_or(u64::MAX);
         let mut stats = FleetStats::default();
         let mut users = std::collections::HashSet::new();
-        for value in values {
-            let Ok(report) = serde_json::from_str::<serde_json::Value>(&value) else {
+        let mut stale = Vec::new();
+        for (instance, value) in reports {
+            let report = serde_json::from_str::<serde_json::Value>(&value).unwrap_or_default();
+            let at = report["t"].as_u64().unwrap_or(0);
+            if now.saturating_sub(at) > kept {
+                stale.push(instance);
                 continue;
-            };
+            }
             stats.instances += 1;
-            stats.connections += report["connections"].as_u64().unwrap_or(0) as usize;
+            stats.connections +=
+                usize::try_from(report["connections"].as_u64().unwrap_or(0)).unwrap_or(usize::MAX);
             if let Some(list) = report["users"].as_array() {
                 users.extend(list.iter().filter_map(|u| u.as_str().map(str::to_owned)));
             }
         }
         stats.users = users.len();
+        let _ = self.client.hash_delete(&hash, &stale).await;
         Ok(stats)
     }
 
@@ -206,10 +220,14 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
     let hash = client.plain_key("revocations");
     loop {
         if let Ok(mut pubsub) = client.pubsub().await
-            && pubsub
-                .subscribe(&[revoked_channel.as_str(), notify_channel.as_str()])
-                .await
-                .is_ok()
+            && matches!(
+                tokio::time::timeout(
+                    HEARTBEAT,
+                    pubsub.subscribe(&[revoked_channel.as_str(), notify_channel.as_str()])
+                )
+                .await,
+                Ok(Ok(()))
+            )
         {
             // Subscribed first, then reloaded: nothing published in between is missed. Without
             // the reload, messages published while this instance was away would be: start
@@ -218,22 +236,10 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
                 tokio::time::sleep(RETRY).await;
                 continue;
             };
-            {
-                let lifetime = revocations
-                    .max_token_lifetime()
-                    .saturating_add(revocations.leeway())
-                    .as_secs();
-                let now = revocations.now();
-                let mut expired = Vec::new();
-                for (subject, at) in all {
-                    if at.saturating_add(lifetime) > now {
-                        let _ = revocations.revoke_subject_at(&subject, at);
-                    } else {
-                        expired.push(subject);
-                    }
-                }
-                // Entries that cover no token any more leave the hash (best effort).
-                let _ = client.hash_delete(&hash, &expired).await;
+            // The list drops the entries that cover no token any more (its own expiry rule), and
+            // hooks hear only of those it did not hold yet.
+            for (subject, at) in all {
+                let _ = revocations.revoke_subject_at(&subject, at);
             }
             let (mut sink, mut messages) = pubsub.split();
             let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -280,4 +286,11 @@ fn apply(
     {
         on_notify(subject, text);
     }
+}
+
+/// Milliseconds since the epoch, by this machine's clock.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -100,8 +100,12 @@ impl RedisLockoutStore {
     }
 }
 
+/// Milliseconds, at most 2^52 (about 140 000 years): Lua numbers are doubles, exact to 2^53,
+/// and the script adds two of these.
 fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(1 << 52)
 }
 
 impl LockoutStore for RedisLockoutStore {

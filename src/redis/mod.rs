@@ -117,8 +117,9 @@ impl fmt::Debug for RedisClientBuilder {
 }
 
 impl RedisClient {
-    /// A client of the server at `url`: `redis://[:password@]host[:port][/db]`, or `rediss://`
-    /// for TLS (with the `redis-tls` feature).
+    /// A client of the server at `url`: `redis://[[user]:password@]host[:port][/db]`. (TLS,
+    /// `rediss://`, needs a TLS feature of the `redis` crate, which this crate does not turn
+    /// on yet.)
     pub fn builder(url: impl Into<String>) -> RedisClientBuilder {
         RedisClientBuilder {
             url: url.into(),
@@ -194,8 +195,11 @@ impl RedisClient {
         .await
     }
 
-    /// `HGETALL hash`, values as numbers (others skipped).
-    pub(crate) async fn hash_all(&self, hash: &str) -> Result<Vec<(String, u64)>, RedisError> {
+    /// `HGETALL hash`.
+    pub(crate) async fn hash_all_raw(
+        &self,
+        hash: &str,
+    ) -> Result<Vec<(String, String)>, RedisError> {
         self.run(|mut c| async move {
             ::redis::cmd("HGETALL")
                 .arg(hash)
@@ -203,59 +207,32 @@ impl RedisClient {
                 .await
         })
         .await
-        .map(|all| {
+    }
+
+    /// `HGETALL hash`, values as numbers (others skipped).
+    pub(crate) async fn hash_all(&self, hash: &str) -> Result<Vec<(String, u64)>, RedisError> {
+        self.hash_all_raw(hash).await.map(|all| {
             all.into_iter()
                 .filter_map(|(k, v)| v.parse().ok().map(|v| (k, v)))
                 .collect()
         })
     }
 
-    /// `SET key value PX ttl`.
-    pub(crate) async fn set_with_expiry(
+    /// `HSET hash field value`.
+    pub(crate) async fn hash_set(
         &self,
-        key: &str,
+        hash: &str,
+        field: &str,
         value: &str,
-        ttl: Duration,
     ) -> Result<(), RedisError> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(|mut c| async move {
-            ::redis::cmd("SET")
-                .arg(key)
+            ::redis::cmd("HSET")
+                .arg(hash)
+                .arg(field)
                 .arg(value)
-                .arg("PX")
-                .arg(ms)
-                .query_async::<()>(&mut c)
+                .query_async::<i64>(&mut c)
                 .await
-        })
-        .await
-    }
-
-    /// The values of the keys matching `pattern` (`SCAN`, then `MGET`), at most 1 024 keys.
-    pub(crate) async fn values_matching(&self, pattern: &str) -> Result<Vec<String>, RedisError> {
-        self.run(|mut c| async move {
-            let mut keys: Vec<String> = Vec::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(256)
-                    .query_async(&mut c)
-                    .await?;
-                keys.extend(batch);
-                cursor = next;
-                if cursor == 0 || keys.len() >= 1024 {
-                    break;
-                }
-            }
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let values: Vec<Option<String>> =
-                ::redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
-            Ok(values.into_iter().flatten().collect())
+                .map(|_| ())
         })
         .await
     }
@@ -360,9 +337,14 @@ impl RedisClientBuilder {
     /// The client. Connects lazily: Redis need not be up yet. Must run inside a tokio runtime.
     ///
     /// # Errors
-    /// A URL the `redis` crate does not accept (a `rediss://` URL without the `redis-tls`
-    /// feature included), an empty prefix or a zero timeout.
+    /// A URL the `redis` crate does not accept (`rediss://` included), an empty prefix, a
+    /// zero timeout, or no tokio runtime to run in.
     pub fn build(self) -> Result<RedisClient, RedisConfigError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisConfigError(
+                "a Redis client is built inside a tokio runtime (its connection runs there)",
+            ));
+        }
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(RedisConfigError(
                 "the Redis key prefix must be non-empty and hold no braces",

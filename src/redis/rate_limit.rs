@@ -80,8 +80,9 @@ impl RateLimitStore for RedisRateLimitStore {
         let interval = u64::try_from(quota.replenish_interval().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        // One key per user and policy: a user on another plan starts a bucket of its own.
-        let id = format!("{key}:{}", self.quotas.policy_name(plan));
+        // One key per user and quota: a user on another plan starts a bucket of its own, and two
+        // stores with different quotas (requests, WebSocket messages) never share one.
+        let id = format!("{key}:{}:{interval}:{limit}", self.quotas.policy_name(plan));
         let call = self.call(&self.client.key("rate", id), interval, u64::from(limit));
         let (fallback, key, plan) = (
             Arc::clone(&self.fallback),

@@ -84,14 +84,75 @@ impl RedisServer {
                 )
             });
         self.child = Some(child);
+        // Ready when *this* server answers PING (not merely when something listens on the
+        // port: another test may have taken it), and still running.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("redis-server on {} exited at start: {status}", self.addr);
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+                && self.cli(&["PING"]) == "PONG"
+            {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not listen on {} within 10 s",
+                "redis-server did not answer on {} within 10 s",
                 self.addr
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis-cli` against this server: its trimmed output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Waits (up to 5 s) until `channel` has `n` subscribers, without blocking the runtime.
+    pub async fn await_subscribers(&self, channel: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let port = self.addr.port().to_string();
+        loop {
+            let (port, channel_name) = (port.clone(), channel.to_owned());
+            let out = tokio::task::spawn_blocking(move || {
+                let output = Command::new("redis-cli")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port,
+                        "PUBSUB",
+                        "NUMSUB",
+                        &channel_name,
+                    ])
+                    .output()
+                    .expect("redis-cli");
+                String::from_utf8_lossy(&output.stdout).trim().to_owned()
+            })
+            .await
+            .unwrap();
+            if out
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                >= Some(n)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{channel} never had {n} subscribers: {out}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
