@@ -57,10 +57,13 @@ use foldhash::fast::RandomState;
 use crate::clock::{Clock, SystemClock};
 use crate::context::AuthContext;
 use crate::error::ConfigError;
-use crate::validate::DEFAULT_LEEWAY;
 
 /// The default bound on the number of entries (subjects and tokens together).
 pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// The default leeway of a list: the validator's default (`validate::DEFAULT_LEEWAY`, 10 s;
+/// the validate module's tests keep the two equal).
+pub const DEFAULT_LIST_LEEWAY: Duration = Duration::from_secs(10);
 
 /// A revocation that was just recorded, as [`on_revoke`](RevocationList::on_revoke) hooks see
 /// it.
@@ -156,7 +159,7 @@ impl RevocationList {
     pub fn builder(max_token_lifetime: Duration) -> RevocationListBuilder {
         RevocationListBuilder {
             lifetime: max_token_lifetime,
-            leeway: DEFAULT_LEEWAY,
+            leeway: DEFAULT_LIST_LEEWAY,
             capacity: DEFAULT_CAPACITY,
             clock: None,
         }

@@ -62,3 +62,14 @@ pub use builder::ValidatorBuilder;
 pub(crate) use revocation::revocation_outcome;
 pub use revocation::{Revocation, RevocationFuture};
 pub use validator::{DEFAULT_LEEWAY, Validator, Verified};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_revocation_lists_default_leeway_is_the_validators() {
+        assert_eq!(
+            crate::revocation::DEFAULT_LIST_LEEWAY,
+            super::DEFAULT_LEEWAY
+        );
+    }
+}
