@@ -159,3 +159,33 @@ async fn redis_down_every_request_is_answered_and_sharing_resumes_after_a_restar
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A Redis that stops answering (`DEBUG SLEEP`) costs the first call its timeout; then one
+/// call a second probes it and the others fall back at once, so requests do not each wait.
+#[tokio::test]
+async fn a_slow_redis_hits_the_timeout_not_every_request() {
+    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let clock = FakeClock::starting_now();
+    let a = instance(&redis.url(0), &clock).await;
+    let ok = valid(&clock);
+    assert_eq!(status(&a, "127.0.0.41", &ok).await, 200);
+    let port = redis.addr.port().to_string();
+    let sleeper = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port, "DEBUG", "SLEEP", "3"])
+            .output()
+            .expect("redis-cli")
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(status(&a, "127.0.0.41", &ok).await, 200);
+    }
+    let took = started.elapsed();
+    // Without the probe, each of the ten would wait for the 200 ms timeout (2 s in all).
+    assert!(
+        took < Duration::from_millis(1500),
+        "ten requests took {took:?}"
+    );
+    sleeper.await.unwrap();
+}

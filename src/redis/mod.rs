@@ -13,7 +13,9 @@
 //! outage, so requests keep being checked, per instance (fail-open with a fallback).
 //!
 //! A `WARN` event says when an outage starts and an `INFO` when Redis answers again, once each,
-//! never per request. Recovery needs no restart: the next call after Redis is back uses it.
+//! never per request. During an outage one call a second goes to Redis and the others fall
+//! back at once, so requests do not each wait for the timeout; recovery needs no restart: the
+//! first such call that Redis answers ends the outage.
 //!
 //! Keys are `<prefix>:<kind>:{<id>}` (prefix `tjg` by default); the `{…}` hash tag is the
 //! identity the key is about, so the keys of one address or user share a slot.
@@ -24,7 +26,7 @@ mod rate_limit;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -49,6 +51,9 @@ impl RedisError {
     };
     const BAD_REPLY: Self = Self {
         kind: "answered with an unexpected reply",
+    };
+    const SKIPPED: Self = Self {
+        kind: "was skipped: Redis is down, and is tried once a second",
     };
 }
 
@@ -81,7 +86,14 @@ struct Inner {
     prefix: Box<str>,
     /// An outage is in progress (its `WARN` was logged).
     down: AtomicBool,
+    /// When a call last went to Redis during an outage (ms since `started`).
+    last_try: AtomicU64,
+    started: std::time::Instant,
 }
+
+/// During an outage, one call a second goes to Redis (to notice it is back); the others fall
+/// back at once instead of each waiting for the timeout.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// A connection to Redis shared by the stores; cheap to clone.
 #[derive(Clone)]
@@ -144,6 +156,9 @@ impl RedisClient {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
+        if self.skip() {
+            return Err(RedisError::SKIPPED);
+        }
         let result =
             tokio::time::timeout(self.inner.timeout, f(self.inner.connection.clone())).await;
         let outcome = match result {
@@ -274,6 +289,9 @@ impl RedisClient {
         key: &str,
         args: &[u64],
     ) -> Result<T, RedisError> {
+        if self.skip() {
+            return Err(RedisError::SKIPPED);
+        }
         let mut connection = self.inner.connection.clone();
         let mut invocation = script.key(key);
         for arg in args {
@@ -294,6 +312,25 @@ impl RedisClient {
         };
         self.note(outcome.as_ref().err());
         outcome
+    }
+
+    /// Whether to skip Redis for this call: during an outage, all but one call a second.
+    fn skip(&self) -> bool {
+        let inner = &self.inner;
+        if !inner.down.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = inner.last_try.load(Ordering::Acquire);
+        let every = u64::try_from(PROBE_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) < every {
+            return true;
+        }
+        // One caller wins the probe; the others skip.
+        inner
+            .last_try
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
     }
 
     /// Logs an outage's start (`WARN`) and end (`INFO`), once each.
@@ -369,6 +406,8 @@ impl RedisClientBuilder {
                 timeout: self.timeout,
                 prefix: self.prefix.into_boxed_str(),
                 down: AtomicBool::new(false),
+                last_try: AtomicU64::new(0),
+                started: std::time::Instant::now(),
             }),
         })
     }
