@@ -131,6 +131,40 @@ pub(crate) fn summary_clock() -> u64 {
     u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// At most one event per period for a process-wide condition (a store that fails on every
+/// request): [`ready`](Self::ready) says when to write one, and for how many occurrences.
+pub(crate) struct Throttle {
+    /// When the last event was written (ms on [`summary_clock`], offset by one period).
+    last_ms: AtomicU64,
+    since: AtomicU64,
+}
+
+impl Throttle {
+    pub(crate) const fn new() -> Self {
+        Self {
+            last_ms: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one occurrence; `Some(n)` when an event is due, `n` the occurrences it stands for
+    /// (this one included). The very first occurrence is always due.
+    pub(crate) fn ready(&self, every_ms: u64) -> Option<u64> {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        let now = summary_clock().saturating_add(every_ms);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < every_ms
+            || self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        Some(self.since.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// Counts of the refusals logged at `DEBUG` only, written as one `INFO` event per period.
 struct Summary {
     missing_token: AtomicU64,

@@ -30,7 +30,9 @@ pub enum ErrorCode {
     LockedOut,
     /// The caller exceeded a rate limit (`429`).
     RateLimited,
-    /// Authentication could not be completed for a reason that is not the client's (`500`).
+    /// Authentication could not be completed for a reason that is not the client's (`500`; `503`
+    /// with `Retry-After` when the cause is temporary, e.g. a fail-closed shared store that does
+    /// not answer: see [`AuthError::unavailable`]).
     AuthFailed,
     /// The request's shape, not its token, is wrong (`400`, RFC 6750 `invalid_request`): for
     /// example a WebSocket upgrade whose only subprotocol is the token one, so that no
@@ -150,6 +152,13 @@ impl AuthError {
         Self::new(ErrorCode::AuthFailed, message)
     }
 
+    /// `AUTH_FAILED` because something the check needs is unavailable for now (a shared store
+    /// that does not answer, with the fail-closed policy): HTTP `503` with `Retry-After: 1`, gRPC
+    /// 14 `UNAVAILABLE` with a `RetryInfo`. Not a failed attempt.
+    pub const fn unavailable(message: &'static str) -> Self {
+        Self::new(ErrorCode::AuthFailed, message).with_retry_after(Duration::from_secs(1))
+    }
+
     /// Sets the time after which the client may retry (sent as `Retry-After`).
     pub const fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = Some(retry_after);
@@ -166,9 +175,13 @@ impl AuthError {
         self.message
     }
 
-    /// The HTTP status for this rejection.
+    /// The HTTP status for this rejection: the code's, except `503` for an `AUTH_FAILED` that
+    /// carries a retry time ([`AuthError::unavailable`]).
     pub const fn status(&self) -> StatusCode {
-        self.code.status()
+        match (self.code, self.retry_after) {
+            (ErrorCode::AuthFailed, Some(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            (code, _) => code.status(),
+        }
     }
 
     /// The time after which a retry may succeed, for `429` rejections.
@@ -247,6 +260,19 @@ mod tests {
         assert_eq!(ErrorCode::LockedOut.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
             ErrorCode::AuthFailed.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn an_unavailable_store_is_a_503_with_retry_after() {
+        let e = AuthError::unavailable("the shared store does not answer");
+        assert_eq!(e.code(), ErrorCode::AuthFailed);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.retry_after_secs(), Some(1));
+        assert!(!e.code().is_failed_attempt());
+        assert_eq!(
+            AuthError::auth_failed("x").status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }

@@ -24,14 +24,22 @@ pub(crate) struct Tracking<St> {
     pub(crate) shared: Arc<LockoutConfig<St>>,
 }
 
+/// A store that failed lets the request through (fail-open), unless the store fails closed
+/// ([`LockoutStore::fails_closed`]) and the failure is of a check, which then refuses it. The
+/// error describes the store, never the request. At most one `ERROR` event per 10 seconds, with
+/// the number of failures since the last one, so that an outage under load does not flood the
+/// log.
 pub(crate) fn store_failed(error: &dyn std::error::Error, operation: &'static str) {
-    // Fails open: an unreachable store must not take the service down. The error describes the
-    // store, never the request.
+    static THROTTLE: crate::audit::Throttle = crate::audit::Throttle::new();
+    let Some(failures) = THROTTLE.ready(10_000) else {
+        return;
+    };
     tracing::error!(
         target: AUDIT_TARGET,
         operation,
         error = %error,
-        "lockout store failed; request let through"
+        failures,
+        "lockout store failed"
     );
 }
 
@@ -162,6 +170,13 @@ where
                     match status {
                         Ok(LockStatus::Locked { retry_after }) => {
                             let response = tracking.shared.reject_locked(request, retry_after);
+                            state.set(State::Rejected {
+                                rejected: Rejected::new(response),
+                            });
+                        }
+                        Err(e) if tracking.shared.store.fails_closed() => {
+                            store_failed(&e, "check");
+                            let response = tracking.shared.reject_unavailable(request);
                             state.set(State::Rejected {
                                 rejected: Rejected::new(response),
                             });

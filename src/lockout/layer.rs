@@ -53,6 +53,16 @@ impl<St> LockoutConfig<St> {
     ) -> http::Response<bytes::Bytes> {
         crate::response::reject(&*self.responder, req, &locked_out(retry_after), None)
     }
+
+    /// The refusal of a request whose address could not be checked (a fail-closed store
+    /// failed): `AUTH_FAILED`, 503.
+    pub(crate) fn reject_unavailable<B>(
+        &self,
+        req: http::Request<B>,
+    ) -> http::Response<bytes::Bytes> {
+        let error = AuthError::unavailable("the lockout store is unavailable; try again shortly");
+        crate::response::reject(&*self.responder, req, &error, None)
+    }
 }
 
 /// The rejection of a locked address.

@@ -31,7 +31,9 @@ impl<St: LockoutStore> Recorder for LockoutConfig<St> {
                 Ok(LockStatus::Locked { retry_after }) => Some(retry_after),
                 Ok(LockStatus::Open) => None,
                 Err(e) => {
-                    // As for requests: a failing store lets the client through.
+                    // A failing store lets the re-authentication through to validation, even
+                    // when the store fails closed (the token is still verified; only the
+                    // address's lock could not be read).
                     store_failed(&e, "check");
                     None
                 }

@@ -73,7 +73,11 @@ where
             }
             Some(Err(e)) => {
                 store_failed(&e, "check");
-                ResponseFuture::inner(self.inner.call(req), Some(tracking))
+                if shared.store.fails_closed() {
+                    ResponseFuture::rejected(shared.reject_unavailable(req))
+                } else {
+                    ResponseFuture::inner(self.inner.call(req), Some(tracking))
+                }
             }
             None => {
                 let check = shared.store.check(key, now);

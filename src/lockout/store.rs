@@ -58,6 +58,13 @@ pub trait LockoutStore: Send + Sync + 'static {
         None
     }
 
+    /// What an error of this store's [`check`](Self::check) does: `false` (the default) lets
+    /// the request through, and logs (fail-open); `true` refuses it with `AUTH_FAILED` (HTTP
+    /// 503 with `Retry-After`, gRPC 14): fail-closed.
+    fn fails_closed(&self) -> bool {
+        false
+    }
+
     /// Counts a failure of `key` at `now` and locks it when `policy` says so.
     fn record_failure(
         &self,

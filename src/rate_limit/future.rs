@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::headers::{add_headers, ietf_headers};
-use super::layer::{RateLimitConfig, rate_limited, store_failed};
+use super::layer::{RateLimitConfig, rate_limited, store_failed, store_unavailable};
 use super::{RateDecision, RateLimitStore};
 use crate::body::GuardBody;
 use crate::outcome::AuthRejection;
@@ -142,8 +142,20 @@ where
                                 });
                             }
                         }
+                        Err(e) if shared.store.fails_closed() => {
+                            store_failed(&e, true);
+                            let response = crate::response::reject(
+                                &*shared.responder,
+                                request,
+                                &store_unavailable(),
+                                Some(&key),
+                            );
+                            state.set(State::Rejected {
+                                rejected: Rejected::new(response),
+                            });
+                        }
                         Err(e) => {
-                            store_failed(&e);
+                            store_failed(&e, false);
                             let future = inner.call(request);
                             state.set(State::Inner {
                                 future,

@@ -50,33 +50,36 @@ pub(crate) fn rate_limited(retry_after: std::time::Duration) -> AuthError {
         .with_retry_after(retry_after)
 }
 
-/// A store that failed lets the request (or message) through: an unreachable store must not
-/// take the service down. The error describes the store, never the request. At most one
-/// `ERROR` event per 10 seconds, with the number of failures since the last one, so that a
-/// store outage under load does not flood the log.
-pub(crate) fn store_failed(error: &dyn std::error::Error) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    static SINCE: AtomicU64 = AtomicU64::new(0);
-    const EVERY_MS: u64 = 10_000;
-    SINCE.fetch_add(1, Ordering::Relaxed);
-    // Offset by one period, so that the very first failure is logged.
-    let now = crate::audit::summary_clock().saturating_add(EVERY_MS);
-    let last = LAST_MS.load(Ordering::Relaxed);
-    if now.saturating_sub(last) < EVERY_MS
-        || LAST_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
+/// A store that failed lets the request (or message) through, unless the store fails closed
+/// ([`RateLimitStore::fails_closed`](super::RateLimitStore::fails_closed)), and then it is
+/// refused. The error describes the store, never the request. At most one `ERROR` event per 10
+/// seconds, with the number of failures since the last one, so that a store outage under load
+/// does not flood the log.
+pub(crate) fn store_failed(error: &dyn std::error::Error, fails_closed: bool) {
+    static THROTTLE: crate::audit::Throttle = crate::audit::Throttle::new();
+    let Some(failures) = THROTTLE.ready(10_000) else {
         return;
+    };
+    if fails_closed {
+        tracing::error!(
+            target: crate::audit::AUDIT_TARGET,
+            error = %error,
+            failures,
+            "rate-limit store failed; requests and messages refused (fail-closed)"
+        );
+    } else {
+        tracing::error!(
+            target: crate::audit::AUDIT_TARGET,
+            error = %error,
+            failures,
+            "rate-limit store failed; requests and messages let through (fail-open)"
+        );
     }
-    let failures = SINCE.swap(0, Ordering::Relaxed);
-    tracing::error!(
-        target: crate::audit::AUDIT_TARGET,
-        error = %error,
-        failures,
-        "rate-limit store failed; requests and messages let through (fail-open)"
-    );
+}
+
+/// The refusal of a request whose quota could not be checked (a fail-closed store failed).
+pub(crate) fn store_unavailable() -> AuthError {
+    AuthError::unavailable("the rate-limit store is unavailable; try again shortly")
 }
 
 impl KeySource {

@@ -219,35 +219,48 @@ trait Gates: Send + Sync {
     fn now(&self) -> Duration;
 }
 
-/// A store that failed lets the message through.
-fn allowed_on_error<E: std::error::Error>(
+/// A store that failed lets the message through, or refuses it as over quota (retry after a
+/// second) when the store fails closed.
+fn decision_on_error<E: std::error::Error>(
     quotas: &PlanQuotas,
     plan: Option<&str>,
     e: &E,
+    fails_closed: bool,
 ) -> RateDecision {
-    store_failed(e);
+    store_failed(e, fails_closed);
     let quota = quotas.quota_for(plan);
-    RateDecision::Allowed {
-        limit: quota.burst_size().get(),
-        remaining: None,
-        window: super::quota::window_of(&quota),
+    let (limit, window) = (quota.burst_size().get(), super::quota::window_of(&quota));
+    if fails_closed {
+        RateDecision::Limited {
+            limit,
+            window,
+            retry_after: Duration::from_secs(1),
+        }
+    } else {
+        RateDecision::Allowed {
+            limit,
+            remaining: None,
+            window,
+        }
     }
 }
 
 impl<St: RateLimitStore> Gates for LimiterInner<St> {
     fn check_now(&self, subject: &Arc<str>, plan: Option<&str>) -> Option<RateDecision> {
         let result = self.store.check_now(subject, plan, false)?;
-        Some(result.unwrap_or_else(|e| allowed_on_error(self.store.quotas(), plan, &e)))
+        let closed = self.store.fails_closed();
+        Some(result.unwrap_or_else(|e| decision_on_error(self.store.quotas(), plan, &e, closed)))
     }
 
     fn check_later(&self, subject: &Arc<str>, plan: Option<&str>) -> Later {
         let future = self.store.check(subject, plan, false);
         let quotas = self.store.quotas().clone();
         let plan = plan.map(Box::<str>::from);
+        let closed = self.store.fails_closed();
         Box::pin(async move {
             future
                 .await
-                .unwrap_or_else(|e| allowed_on_error(&quotas, plan.as_deref(), &e))
+                .unwrap_or_else(|e| decision_on_error(&quotas, plan.as_deref(), &e, closed))
         })
     }
 

@@ -6,7 +6,7 @@ use tower_service::Service;
 use super::UserRateLimit;
 use super::future::ResponseFuture;
 use super::headers::{add_headers, ietf_headers};
-use super::layer::{rate_limited, store_failed};
+use super::layer::{rate_limited, store_failed, store_unavailable};
 use super::{RateDecision, RateLimitStore};
 use crate::body::GuardBody;
 use crate::error::AuthError;
@@ -60,8 +60,19 @@ where
                     }
                 }
             }
+            Some(Err(e)) if shared.store.fails_closed() => {
+                store_failed(&e, true);
+                let key = key.into_owned();
+                let error = store_unavailable();
+                ResponseFuture::rejected(crate::response::reject(
+                    &*shared.responder,
+                    req,
+                    &error,
+                    Some(&key),
+                ))
+            }
             Some(Err(e)) => {
-                store_failed(&e);
+                store_failed(&e, false);
                 ResponseFuture::inner(self.inner.call(req), None)
             }
             None => {

@@ -58,6 +58,13 @@ pub trait RateLimitStore: Send + Sync + 'static {
         self
     }
 
+    /// What an error of this store does: `false` (the default) lets the request or message
+    /// through, and logs (fail-open); `true` refuses it with `AUTH_FAILED` (HTTP 503 with
+    /// `Retry-After`, gRPC 14; a WebSocket message is dropped as over quota): fail-closed.
+    fn fails_closed(&self) -> bool {
+        false
+    }
+
     /// The same answer without a future, when the store can give it at once.
     fn check_now(
         &self,

@@ -68,7 +68,10 @@ return {locked > 0 and 1 or 0, locked, reported, lo}
 pub type RedisFuture<T> = Pin<Box<dyn Future<Output = Result<T, RedisError>> + Send>>;
 
 /// The lockout store on Redis, with this instance's in-memory store as its fallback while Redis
-/// does not answer (see the [module docs](super)).
+/// does not answer, or refusing then, as the client's [`OutagePolicy`](super::OutagePolicy)
+/// says (see the [module docs](super)). With fail-closed, a failure that cannot be recorded
+/// is logged (at most once per 10 s) and lost: the request it belongs to is refused anyway, and
+/// every further request is refused until Redis answers.
 #[derive(Debug, Clone)]
 pub struct RedisLockoutStore {
     client: RedisClient,
@@ -117,12 +120,14 @@ impl LockoutStore for RedisLockoutStore {
     fn check(&self, key: IpKey, now: Duration) -> Self::CheckFuture {
         let call = self.call(key, [0, ms(now), 0, 0, 0, 0, 0, 0]);
         let fallback = std::sync::Arc::clone(&self.fallback);
+        let closed = self.client.fails_closed();
         Box::pin(async move {
             match call.await {
                 Ok([1, retry, _, _]) => Ok(LockStatus::Locked {
                     retry_after: Duration::from_millis(retry),
                 }),
                 Ok(_) => Ok(LockStatus::Open),
+                Err(e) if closed => Err(e),
                 Err(_) => Ok(match fallback.check(key, now).into_inner() {
                     Ok(status) => status,
                     Err(never) => match never {},
@@ -154,6 +159,7 @@ impl LockoutStore for RedisLockoutStore {
             ],
         );
         let fallback = std::sync::Arc::clone(&self.fallback);
+        let closed = self.client.fails_closed();
         let policy = policy.clone();
         Box::pin(async move {
             match call.await {
@@ -163,6 +169,7 @@ impl LockoutStore for RedisLockoutStore {
                     lockouts: u32::try_from(lockouts).unwrap_or(u32::MAX),
                     counted_as: None,
                 }),
+                Err(e) if closed => Err(e),
                 Err(_) => Ok(
                     match fallback.record_failure(key, now, &policy).into_inner() {
                         Ok(outcome) => outcome,
@@ -171,6 +178,10 @@ impl LockoutStore for RedisLockoutStore {
                 ),
             }
         })
+    }
+
+    fn fails_closed(&self) -> bool {
+        self.client.fails_closed()
     }
 
     fn reset(&self, key: IpKey, now: Duration) -> Self::ResetFuture {

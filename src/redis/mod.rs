@@ -6,11 +6,21 @@
 //!   calls and WebSocket messages alike (give it to `UserRateLimitLayer` and
 //!   `MessageLimiter` builders' `.store(…)`).
 //!
-//! [`RedisClient`] holds one managed, multiplexed connection (the `redis` crate's
-//! `ConnectionManager`: reconnects by itself, no pool) created lazily, so an application starts
-//! while Redis is down. Every call is bounded by a timeout (250 ms by default). When Redis is
-//! slow or down, a store falls back to its in-memory counterpart for the duration of the
-//! outage, so requests keep being checked, per instance (fail-open with a fallback).
+//! [`RedisClient`] holds one managed, multiplexed connection, created lazily so an application
+//! starts while Redis is down: the `redis` crate's `ConnectionManager` for one server
+//! ([`RedisClient::builder`]), its cluster connection for a Redis Cluster
+//! ([`RedisClient::cluster`]); both reconnect by themselves, and neither needs a pool. Every
+//! call is bounded by a timeout (250 ms by default). When Redis is
+//! slow or down, what happens is the client's [`OutagePolicy`]:
+//!
+//! - [`OutagePolicy::FailOpen`] (the default): each store falls back to its in-memory
+//!   counterpart for the duration of the outage, so requests keep being checked, per instance
+//!   (an attacker's budget is then multiplied by the number of instances, and a user's quota
+//!   too, until Redis is back);
+//! - [`OutagePolicy::FailClosed`]: a request whose lockout or quota cannot be checked is refused
+//!   with `AUTH_FAILED` (HTTP 503 with `Retry-After: 1`, gRPC 14 `UNAVAILABLE`), and a
+//!   WebSocket message is refused as over quota. Revocation and fan-out are unaffected: each
+//!   instance keeps its last revocation list (see [`RedisFanout`]).
 //!
 //! A `WARN` event says when an outage starts and an `INFO` when Redis answers again, once each,
 //! never per request. During an outage one call a second goes to Redis and the others fall
@@ -20,6 +30,7 @@
 //! Keys are `<prefix>:<kind>:{<id>}` (prefix `tjg` by default); the `{…}` hash tag is the
 //! identity the key is about, so the keys of one address or user share a slot.
 
+mod connection;
 mod fanout;
 mod lockout;
 mod rate_limit;
@@ -31,9 +42,21 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use connection::{Connection, Handle};
+
 pub use fanout::{FanoutError, FleetStats, RedisFanout};
 pub use lockout::{RedisFuture, RedisLockoutStore};
 pub use rate_limit::RedisRateLimitStore;
+
+/// What the stores do while Redis does not answer (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutagePolicy {
+    /// Fall back to this instance's in-memory store (the default).
+    #[default]
+    FailOpen,
+    /// Refuse what cannot be checked with `AUTH_FAILED` (503).
+    FailClosed,
+}
 
 /// The default bound on one Redis call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -52,9 +75,25 @@ impl RedisError {
     const BAD_REPLY: Self = Self {
         kind: "answered with an unexpected reply",
     };
+    const SERVER: Self = Self {
+        kind: "was refused by the server (authentication, permissions, a read-only replica, \
+               an out-of-memory Redis or a script error)",
+    };
     const SKIPPED: Self = Self {
         kind: "was skipped: Redis is down, and is tried once a second",
     };
+}
+
+impl RedisError {
+    /// What `error` says, without its text (which may quote a command); a script's own error
+    /// is logged once per outage like the others.
+    fn from_redis(error: &::redis::RedisError) -> Self {
+        match error.kind() {
+            ::redis::ErrorKind::UnexpectedReturnType | ::redis::ErrorKind::Parse => Self::BAD_REPLY,
+            ::redis::ErrorKind::Server(_) => Self::SERVER,
+            _ => Self::FAILED,
+        }
+    }
 }
 
 impl fmt::Display for RedisError {
@@ -79,11 +118,13 @@ impl fmt::Display for RedisConfigError {
 impl std::error::Error for RedisConfigError {}
 
 struct Inner {
-    /// For the subscriber's own connection.
+    /// For the subscriber's own connection (to the first node of a cluster: a cluster
+    /// delivers every `PUBLISH` on every node).
     client: ::redis::Client,
-    connection: ConnectionManager,
+    connection: Connection,
     timeout: Duration,
     prefix: Box<str>,
+    outage: OutagePolicy,
     /// An outage is in progress (its `WARN` was logged).
     down: AtomicBool,
     /// When a call last went to Redis during an outage (ms since `started`).
@@ -107,6 +148,7 @@ impl fmt::Debug for RedisClient {
         f.debug_struct("RedisClient")
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
+            .field("outage", &self.inner.outage)
             .field("down", &self.inner.down.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -114,16 +156,21 @@ impl fmt::Debug for RedisClient {
 
 /// Builds a [`RedisClient`].
 pub struct RedisClientBuilder {
-    url: String,
+    /// One URL, or a cluster's nodes.
+    urls: Vec<String>,
+    cluster: bool,
     timeout: Duration,
     prefix: String,
+    outage: OutagePolicy,
 }
 
 impl fmt::Debug for RedisClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisClientBuilder")
+            .field("cluster", &self.cluster)
             .field("timeout", &self.timeout)
             .field("prefix", &self.prefix)
+            .field("outage", &self.outage)
             .finish_non_exhaustive()
     }
 }
@@ -133,11 +180,29 @@ impl RedisClient {
     /// `rediss://`, needs a TLS feature of the `redis` crate, which this crate does not turn
     /// on yet.)
     pub fn builder(url: impl Into<String>) -> RedisClientBuilder {
-        RedisClientBuilder {
-            url: url.into(),
-            timeout: DEFAULT_TIMEOUT,
-            prefix: "tjg".to_owned(),
-        }
+        RedisClientBuilder::new(vec![url.into()], false)
+    }
+
+    /// A client of a Redis Cluster, given some of its nodes' URLs (`redis://[[user]:password@]
+    /// host:port`; the others are found from them). Every script touches one key, so each runs
+    /// on one slot's node; the subscriber of [`RedisFanout`] listens on the first node, which
+    /// a cluster delivers every `PUBLISH` to.
+    pub fn cluster<I, U>(nodes: I) -> RedisClientBuilder
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        RedisClientBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
+    }
+
+    /// What the stores do while Redis does not answer.
+    pub fn outage_policy(&self) -> OutagePolicy {
+        self.inner.outage
+    }
+
+    /// Whether the stores refuse what they cannot check.
+    pub(crate) fn fails_closed(&self) -> bool {
+        self.inner.outage == OutagePolicy::FailClosed
     }
 
     /// `<prefix>:<kind>:{<id>}`.
@@ -153,17 +218,19 @@ impl RedisClient {
     /// Runs `f` on the shared connection within the timeout, and notes an outage.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, RedisError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Handle) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
         if self.skip() {
             return Err(RedisError::SKIPPED);
         }
-        let result =
-            tokio::time::timeout(self.inner.timeout, f(self.inner.connection.clone())).await;
-        let outcome = match result {
+        let call = async {
+            let handle = self.inner.connection.handle().await?;
+            f(handle).await
+        };
+        let outcome = match tokio::time::timeout(self.inner.timeout, call).await {
             Err(_) => Err(RedisError::TIMEOUT),
-            Ok(Err(_)) => Err(RedisError::FAILED),
+            Ok(Err(e)) => Err(RedisError::from_redis(&e)),
             Ok(Ok(value)) => Ok(value),
         };
         self.note(outcome.as_ref().err());
@@ -183,7 +250,8 @@ impl RedisClient {
         .await
     }
 
-    /// Records `subject` revoked at `at` in `hash` and publishes it on `channel`, atomically.
+    /// Records `subject` revoked at `at` in `hash` and publishes it on `channel`, atomically
+    /// (one script on the hash's slot: a cluster takes no transaction across a `PUBLISH`).
     pub(crate) async fn publish_revocation(
         &self,
         hash: &str,
@@ -191,23 +259,16 @@ impl RedisClient {
         subject: &str,
         at: u64,
     ) -> Result<(), RedisError> {
-        let message = format!("{at} {subject}");
-        self.run(|mut c| async move {
-            ::redis::pipe()
-                .atomic()
-                .cmd("HSET")
-                .arg(hash)
-                .arg(subject)
-                .arg(at)
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+        static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+            ::redis::Script::new(
+                "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) \
+                 redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' ' .. ARGV[1]) return 1",
+            )
+        });
+        let at = at.to_string();
+        self.eval::<i64>(&SCRIPT, hash, &[subject, &at, channel])
+            .await
+            .map(|_| ())
     }
 
     /// `HGETALL hash`.
@@ -282,36 +343,19 @@ impl RedisClient {
     }
 
     /// Runs `script` on `key` with `args`, within the timeout; `EVALSHA`, loading the script
-    /// on `NOSCRIPT`. Logs the start and the end of an outage.
+    /// on `NOSCRIPT`.
     pub(crate) async fn eval<T: ::redis::FromRedisValue>(
         &self,
         script: &::redis::Script,
         key: &str,
-        args: &[u64],
+        args: &[impl ::redis::ToRedisArgs + Sync],
     ) -> Result<T, RedisError> {
-        if self.skip() {
-            return Err(RedisError::SKIPPED);
-        }
-        let mut connection = self.inner.connection.clone();
         let mut invocation = script.key(key);
         for arg in args {
-            invocation.arg(*arg);
+            invocation.arg(arg);
         }
-        let result = tokio::time::timeout(
-            self.inner.timeout,
-            invocation.invoke_async::<T>(&mut connection),
-        )
-        .await;
-        let outcome = match result {
-            Err(_) => Err(RedisError::TIMEOUT),
-            Ok(Err(e)) if e.kind() == ::redis::ErrorKind::UnexpectedReturnType => {
-                Err(RedisError::BAD_REPLY)
-            }
-            Ok(Err(_)) => Err(RedisError::FAILED),
-            Ok(Ok(value)) => Ok(value),
-        };
-        self.note(outcome.as_ref().err());
-        outcome
+        self.run(|mut handle| async move { invocation.invoke_async::<T>(&mut handle).await })
+            .await
     }
 
     /// Whether to skip Redis for this call: during an outage, all but one call a second.
@@ -359,9 +403,25 @@ impl RedisClient {
 }
 
 impl RedisClientBuilder {
+    fn new(urls: Vec<String>, cluster: bool) -> Self {
+        Self {
+            urls,
+            cluster,
+            timeout: DEFAULT_TIMEOUT,
+            prefix: "tjg".to_owned(),
+            outage: OutagePolicy::FailOpen,
+        }
+    }
+
     /// The bound on each call (default [`DEFAULT_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// What the stores do while Redis does not answer (default [`OutagePolicy::FailOpen`]).
+    pub fn outage_policy(mut self, policy: OutagePolicy) -> Self {
+        self.outage = policy;
         self
     }
 
@@ -374,8 +434,8 @@ impl RedisClientBuilder {
     /// The client. Connects lazily: Redis need not be up yet. Must run inside a tokio runtime.
     ///
     /// # Errors
-    /// A URL the `redis` crate does not accept (`rediss://` included), an empty prefix, a
-    /// zero timeout, or no tokio runtime to run in.
+    /// A URL the `redis` crate does not accept (`rediss://` included), no node for a cluster,
+    /// an empty prefix, a zero timeout, or no tokio runtime to run in.
     pub fn build(self) -> Result<RedisClient, RedisConfigError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(RedisConfigError(
@@ -390,21 +450,40 @@ impl RedisClientBuilder {
         if self.timeout.is_zero() {
             return Err(RedisConfigError("the Redis timeout must not be zero"));
         }
-        let client = ::redis::Client::open(self.url.as_str())
+        let Some(first) = self.urls.first() else {
+            return Err(RedisConfigError("a Redis cluster needs at least one node"));
+        };
+        let client = ::redis::Client::open(first.as_str())
             .map_err(|_| RedisConfigError("the Redis URL is not usable"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|_| RedisConfigError("the Redis connection could not be set up"))?;
+        let connection = if self.cluster {
+            let cluster =
+                ::redis::cluster::ClusterClient::builder(self.urls.iter().map(String::as_str))
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(|_| RedisConfigError("the Redis cluster's URLs are not usable"))?;
+            Connection::Cluster {
+                client: cluster,
+                connection: tokio::sync::OnceCell::new(),
+            }
+        } else {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(|_| RedisConfigError("the Redis connection could not be set up"))?;
+            Connection::Single(manager)
+        };
         Ok(RedisClient {
             inner: Arc::new(Inner {
                 client,
                 connection,
                 timeout: self.timeout,
                 prefix: self.prefix.into_boxed_str(),
+                outage: self.outage,
                 down: AtomicBool::new(false),
                 last_try: AtomicU64::new(0),
                 started: std::time::Instant::now(),

@@ -34,7 +34,8 @@ return {1, remaining, 0}
 ";
 
 /// The rate-limit store on Redis, with this instance's in-memory store (same quotas) as its
-/// fallback while Redis does not answer (see the [module docs](super)).
+/// fallback while Redis does not answer, or refusing then, as the client's
+/// [`OutagePolicy`](super::OutagePolicy) says (see the [module docs](super)).
 #[derive(Debug, Clone)]
 pub struct RedisRateLimitStore {
     client: RedisClient,
@@ -89,6 +90,7 @@ impl RateLimitStore for RedisRateLimitStore {
             Arc::clone(key),
             plan.map(str::to_owned),
         );
+        let closed = self.client.fails_closed();
         Box::pin(async move {
             match call.await {
                 Ok([1, remaining, _]) => Ok(RateDecision::Allowed {
@@ -101,6 +103,7 @@ impl RateLimitStore for RedisRateLimitStore {
                     window,
                     retry_after: Duration::from_micros(retry_us),
                 }),
+                Err(e) if closed => Err(e),
                 Err(_) => Ok(fallback.decide_with(&key, plan.as_deref(), detailed)),
             }
         })
@@ -108,5 +111,9 @@ impl RateLimitStore for RedisRateLimitStore {
 
     fn quotas(&self) -> &PlanQuotas {
         &self.quotas
+    }
+
+    fn fails_closed(&self) -> bool {
+        self.client.fails_closed()
     }
 }

@@ -107,10 +107,14 @@ impl RedisServer {
         }
     }
 
-    /// `redis-cli` against this server: its trimmed output.
+    /// `redis-cli` against this server (with its password, if it has one): its trimmed output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+        if let Some(at) = self.extra.iter().position(|a| a == "--requirepass") {
+            command.args(["--no-auth-warning", "-a", &self.extra[at + 1]]);
+        }
+        let output = command
             .args(args)
             .output()
             .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
