@@ -13,10 +13,13 @@ pub(crate) enum Connection {
     Single(ConnectionManager),
     /// A cluster, connected on first use (so an application starts while it is down) and
     /// tried again on the next call when that fails.
-    Cluster {
-        client: ClusterClient,
-        connection: tokio::sync::OnceCell<ClusterConnection>,
-    },
+    Cluster(Box<Cluster>),
+}
+
+/// A cluster's client and its connection once made.
+pub(crate) struct Cluster {
+    pub(crate) client: ClusterClient,
+    pub(crate) connection: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 /// A handle for one call.
@@ -31,8 +34,9 @@ impl Connection {
     pub(crate) async fn handle(&self) -> RedisResult<Handle> {
         match self {
             Self::Single(manager) => Ok(Handle::Single(manager.clone())),
-            Self::Cluster { client, connection } => connection
-                .get_or_try_init(|| client.get_async_connection())
+            Self::Cluster(cluster) => cluster
+                .connection
+                .get_or_try_init(|| cluster.client.get_async_connection())
                 .await
                 .map(|c| Handle::Cluster(c.clone())),
         }

@@ -463,10 +463,10 @@ impl RedisClientBuilder {
                     .retries(1)
                     .build()
                     .map_err(|_| RedisConfigError("the Redis cluster's URLs are not usable"))?;
-            Connection::Cluster {
+            Connection::Cluster(Box::new(connection::Cluster {
                 client: cluster,
                 connection: tokio::sync::OnceCell::new(),
-            }
+            }))
         } else {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(self.timeout))

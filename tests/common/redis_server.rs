@@ -23,7 +23,11 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--requirepass", "x"]`).
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts a server on `port` with extra arguments.
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("tjg-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for redis-server");
         let mut server = Self {
@@ -159,6 +163,84 @@ impl RedisServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A real 3-node Redis Cluster (no replicas) on loopback: three `redis-server
+/// --cluster-enabled yes` joined by `redis-cli --cluster create`, every slot covered.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let port = cluster_port();
+                let dir =
+                    std::env::temp_dir().join(format!("tjg-redis-{}-{port}", std::process::id()));
+                let conf = dir.join("nodes.conf");
+                RedisServer::start_on(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().expect("a UTF-8 temporary directory"),
+                        "--cluster-node-timeout",
+                        "2000",
+                    ],
+                )
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        // Ready when every node sees every slot assigned.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for node in &nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster never became ready");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// `redis://127.0.0.1:<port>` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://{}", n.addr))
+            .collect()
+    }
+}
+
+/// A free port whose cluster bus port (port + 10 000) is free too.
+fn cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    // Ephemeral ports are usually above 55 000 minus 10 000; fall back to a fixed range.
+    (20_000..30_000)
+        .find(|p| {
+            TcpListener::bind(("127.0.0.1", *p)).is_ok()
+                && TcpListener::bind(("127.0.0.1", *p + 10_000)).is_ok()
+        })
+        .expect("a free port pair for a cluster node")
 }
 
 impl Drop for RedisServer {
