@@ -207,17 +207,31 @@ impl RevocationList {
     /// # Errors
     /// [`RevocationError::Full`] or [`RevocationError::Empty`].
     pub fn revoke_token(&self, jti: &str, expires_at: Option<u64>) -> Result<(), RevocationError> {
+        self.revoke_token_until(jti, self.token_entry_until(expires_at))
+    }
+
+    /// Until when the entry of a token whose `exp` is `expires_at` is kept.
+    pub(crate) fn token_entry_until(&self, expires_at: Option<u64>) -> u64 {
+        let inner = &self.inner;
+        match expires_at {
+            Some(exp) => exp.saturating_add(inner.leeway),
+            None => self
+                .now()
+                .saturating_add(inner.lifetime)
+                .saturating_add(inner.leeway.saturating_mul(2)),
+        }
+    }
+
+    /// Revokes the token whose `jti` is `jti` until `until` (for revocations made elsewhere,
+    /// which carry their entry's end).
+    pub(crate) fn revoke_token_until(&self, jti: &str, until: u64) -> Result<(), RevocationError> {
         if jti.is_empty() {
             return Err(RevocationError::Empty);
         }
-        let now = self.now();
+        if until <= self.now() {
+            return Ok(());
+        }
         let inner = &self.inner;
-        let until = match expires_at {
-            Some(exp) => exp.saturating_add(inner.leeway),
-            None => now
-                .saturating_add(inner.lifetime)
-                .saturating_add(inner.leeway.saturating_mul(2)),
-        };
         let jti: Arc<str> = Arc::from(jti);
         let (_, changed) = self.record(&inner.tokens, Arc::clone(&jti), until)?;
         inner.next_expiry.fetch_min(until, Ordering::AcqRel);
@@ -225,6 +239,11 @@ impl RevocationList {
             self.notify(&Revoked::Token { jti });
         }
         Ok(())
+    }
+
+    /// Whether a subject entry made at `at` covers no token any more.
+    pub(crate) fn subject_entry_expired(&self, at: u64) -> bool {
+        self.subject_expired(at, self.now())
     }
 
     /// Whether the token described by `context` is revoked: its subject was revoked at or after

@@ -113,3 +113,30 @@ async fn after_a_redis_restart_the_subscriber_comes_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_token_revoked_by_jti_reaches_the_others_and_stale_entries_are_pruned() {
+    let redis = RedisServer::start();
+    // Entries that cover no token any more, as left by instances long gone.
+    redis.cli(&["HSET", "tjg:revocations", "old-subject", "1000"]);
+    redis.cli(&["HSET", "tjg:revoked-tokens", "old-jti", "1000"]);
+    let a = instance(&redis.url(0));
+    let b = instance(&redis.url(0));
+    redis.await_subscribers("tjg:revoked-token", 2).await;
+    let exp = b.revocations.now() + 600;
+    a.fanout.revoke_token("jti-1", Some(exp)).await.unwrap();
+    assert_eq!(a.revocations.len(), 1);
+    within(Duration::from_secs(2), || b.revocations.len() == 1).await;
+    // The hash holds it until exp + leeway; a later instance loads it.
+    let until: u64 = redis
+        .cli(&["HGET", "tjg:revoked-tokens", "jti-1"])
+        .parse()
+        .unwrap();
+    assert_eq!(until, exp + 10);
+    let c = instance(&redis.url(0));
+    within(Duration::from_secs(2), || c.revocations.len() == 1).await;
+    // The stale entries were deleted by the reloads, and revoke nothing.
+    assert_eq!(redis.cli(&["HEXISTS", "tjg:revocations", "old-subject"]), "0");
+    assert_eq!(redis.cli(&["HEXISTS", "tjg:revoked-tokens", "old-jti"]), "0");
+    assert_eq!(c.revocations.subject_revoked_at("old-subject"), None);
+}

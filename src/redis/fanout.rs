@@ -5,8 +5,12 @@
 //! Checking a token never waits on Redis: each instance keeps the revocations in memory, fed by
 //! pub/sub. A revocation reaches the other instances in the time a Redis `PUBLISH` takes to be
 //! delivered (milliseconds on one network); an instance that was disconnected reloads every
-//! live revocation from the hash `<prefix>:revocations` when it reconnects (within about a
-//! second of Redis answering again), so none is lost to a dropped message.
+//! live revocation from the hashes `<prefix>:revocations` (subjects → `at`) and
+//! `<prefix>:revoked-tokens` (`jti` → the entry's end) when it reconnects (within about a
+//! second of Redis answering again), and every minute besides, so none is lost to a dropped
+//! message. Each reload also deletes from the hashes the entries that cover no token any more
+//! (by this instance's list: give every instance the same maximum token lifetime and leeway),
+//! so they hold only live revocations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,9 @@ type NotifyHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// How often the subscriber checks that its connection is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How often the subscriber reloads (and prunes) the revocation hashes.
+const RELOAD_EVERY: Duration = Duration::from_secs(60);
 
 /// How long the subscriber waits before connecting again.
 const RETRY: Duration = Duration::from_millis(250);
@@ -198,6 +205,24 @@ impl RedisFanout {
         Ok(at)
     }
 
+    /// Revokes the token whose `jti` is `jti` (`expires_at`: its `exp` when known), here at once
+    /// and on every instance.
+    ///
+    /// # Errors
+    /// As [`revoke_subject`](Self::revoke_subject).
+    pub async fn revoke_token(&self, jti: &str, expires_at: Option<u64>) -> Result<(), FanoutError> {
+        let until = self.revocations.token_entry_until(expires_at);
+        self.revocations
+            .revoke_token_until(jti, until)
+            .map_err(FanoutError::Revocation)?;
+        let hash = self.client.plain_key("revoked-tokens");
+        let channel = self.client.plain_key("revoked-token");
+        self.client
+            .publish_revocation(&hash, &channel, jti, until)
+            .await
+            .map_err(FanoutError::Redis)
+    }
+
     /// Hands `message` for `subject` to every instance's notification hook, this one's
     /// included (through Redis, so in the same order as everyone's).
     ///
@@ -212,43 +237,53 @@ impl RedisFanout {
     }
 }
 
+/// The channels and hashes of the fan-out.
+struct Names {
+    subjects_channel: String,
+    tokens_channel: String,
+    notify_channel: String,
+    subjects_hash: String,
+    tokens_hash: String,
+}
+
 /// The subscriber: (re)connects, reloads the live revocations, then applies messages until the
-/// connection drops; waits a moment between attempts.
+/// connection drops (reloading every minute); waits a moment between attempts.
 async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: NotifyHook) {
-    let revoked_channel = client.plain_key("revoked");
-    let notify_channel = client.plain_key("notify");
-    let hash = client.plain_key("revocations");
+    let names = Names {
+        subjects_channel: client.plain_key("revoked"),
+        tokens_channel: client.plain_key("revoked-token"),
+        notify_channel: client.plain_key("notify"),
+        subjects_hash: client.plain_key("revocations"),
+        tokens_hash: client.plain_key("revoked-tokens"),
+    };
+    let channels = [
+        names.subjects_channel.as_str(),
+        names.tokens_channel.as_str(),
+        names.notify_channel.as_str(),
+    ];
     loop {
         if let Ok(mut pubsub) = client.pubsub().await
             && matches!(
-                tokio::time::timeout(
-                    HEARTBEAT,
-                    pubsub.subscribe(&[revoked_channel.as_str(), notify_channel.as_str()])
-                )
-                .await,
+                tokio::time::timeout(HEARTBEAT, pubsub.subscribe(&channels)).await,
                 Ok(Ok(()))
             )
         {
             // Subscribed first, then reloaded: nothing published in between is missed. Without
             // the reload, messages published while this instance was away would be: start
             // over until it succeeds.
-            let Ok(all) = client.hash_all(&hash).await else {
+            if reload(&client, &revocations, &names).await.is_err() {
                 tokio::time::sleep(RETRY).await;
                 continue;
-            };
-            // The list drops the entries that cover no token any more (its own expiry rule), and
-            // hooks hear only of those it did not hold yet.
-            for (subject, at) in all {
-                let _ = revocations.revoke_subject_at(&subject, at);
             }
             let (mut sink, mut messages) = pubsub.split();
             let mut heartbeat = tokio::time::interval(HEARTBEAT);
             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reloaded = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     message = messages.next() => {
                         let Some(message) = message else { break };
-                        apply(&message, &revoked_channel, &revocations, &*on_notify);
+                        apply(&message, &names, &revocations, &*on_notify);
                     }
                     _ = heartbeat.tick() => {
                         // A dropped connection does not always end the stream: a ping that
@@ -256,6 +291,10 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
                         let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<::redis::Value>()).await;
                         if !matches!(ping, Ok(Ok(_))) {
                             break;
+                        }
+                        if reloaded.elapsed() >= RELOAD_EVERY {
+                            reloaded = tokio::time::Instant::now();
+                            let _ = reload(&client, &revocations, &names).await;
                         }
                     }
                 }
@@ -265,21 +304,60 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
     }
 }
 
-/// Applies one published message.
+/// Applies every revocation of the hashes to the list, and deletes from the hashes those that
+/// cover no token any more.
+async fn reload(
+    client: &RedisClient,
+    revocations: &RevocationList,
+    names: &Names,
+) -> Result<(), RedisError> {
+    let subjects = client.hash_all(&names.subjects_hash).await?;
+    let tokens = client.hash_all(&names.tokens_hash).await?;
+    // The list ignores the entries that cover no token any more (its own expiry rule), and
+    // hooks hear only of those it did not hold yet.
+    let mut stale = Vec::new();
+    for (subject, at) in subjects {
+        if revocations.subject_entry_expired(at) {
+            stale.push(subject);
+        } else {
+            let _ = revocations.revoke_subject_at(&subject, at);
+        }
+    }
+    client.hash_delete(&names.subjects_hash, &stale).await?;
+    let now = revocations.now();
+    let mut stale = Vec::new();
+    for (jti, until) in tokens {
+        if until <= now {
+            stale.push(jti);
+        } else {
+            let _ = revocations.revoke_token_until(&jti, until);
+        }
+    }
+    client.hash_delete(&names.tokens_hash, &stale).await
+}
+
+/// Applies one published message: `<at> <subject>`, `<until> <jti>`, or a notification.
 fn apply(
     message: &::redis::Msg,
-    revoked_channel: &str,
+    names: &Names,
     revocations: &RevocationList,
     on_notify: &(dyn Fn(&str, &str) + Send + Sync),
 ) {
     let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) else {
         return;
     };
-    if message.get_channel_name() == revoked_channel {
-        if let Some((at, subject)) = payload.split_once(' ')
-            && let Ok(at) = at.parse::<u64>()
-        {
+    let channel = message.get_channel_name();
+    let revocation = || {
+        let (value, name) = payload.split_once(' ')?;
+        Some((value.parse::<u64>().ok()?, name))
+    };
+    if channel == names.subjects_channel {
+        if let Some((at, subject)) = revocation() {
             let _ = revocations.revoke_subject_at(subject, at);
+        }
+    } else if channel == names.tokens_channel {
+        if let Some((until, jti)) = revocation() {
+            let _ = revocations.revoke_token_until(jti, until);
         }
     } else if let Ok(note) = serde_json::from_str::<serde_json::Value>(payload)
         && let (Some(subject), Some(text)) = (note["sub"].as_str(), note["message"].as_str())
