@@ -36,7 +36,6 @@ use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::redis::{RedisClient, RedisLockoutStore, RedisRateLimitStore};
 use tower_jwt_guard::validate::Validator;
 
-#[allow(dead_code)]
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
 
