@@ -136,7 +136,13 @@ async fn a_token_revoked_by_jti_reaches_the_others_and_stale_entries_are_pruned(
     let c = instance(&redis.url(0));
     within(Duration::from_secs(2), || c.revocations.len() == 1).await;
     // The stale entries were deleted by the reloads, and revoke nothing.
-    assert_eq!(redis.cli(&["HEXISTS", "tjg:revocations", "old-subject"]), "0");
-    assert_eq!(redis.cli(&["HEXISTS", "tjg:revoked-tokens", "old-jti"]), "0");
+    assert_eq!(
+        redis.cli(&["HEXISTS", "tjg:revocations", "old-subject"]),
+        "0"
+    );
+    assert_eq!(
+        redis.cli(&["HEXISTS", "tjg:revoked-tokens", "old-jti"]),
+        "0"
+    );
     assert_eq!(c.revocations.subject_revoked_at("old-subject"), None);
 }

@@ -91,6 +91,7 @@ impl Drop for TaskGuard {
 }
 
 /// How often an instance writes its statistics, and how long they are kept.
+#[cfg(feature = "websocket")]
 const STATS_EVERY: Duration = Duration::from_secs(1);
 const STATS_KEPT: Duration = Duration::from_secs(3);
 
@@ -210,7 +211,11 @@ impl RedisFanout {
     ///
     /// # Errors
     /// As [`revoke_subject`](Self::revoke_subject).
-    pub async fn revoke_token(&self, jti: &str, expires_at: Option<u64>) -> Result<(), FanoutError> {
+    pub async fn revoke_token(
+        &self,
+        jti: &str,
+        expires_at: Option<u64>,
+    ) -> Result<(), FanoutError> {
         let until = self.revocations.token_entry_until(expires_at);
         self.revocations
             .revoke_token_until(jti, until)

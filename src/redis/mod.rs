@@ -162,6 +162,9 @@ pub struct RedisClientBuilder {
     timeout: Duration,
     prefix: String,
     outage: OutagePolicy,
+    /// The CA that signs the server's certificate (PEM), instead of the webpki roots.
+    #[cfg(feature = "redis-tls")]
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisClientBuilder {
@@ -176,9 +179,9 @@ impl fmt::Debug for RedisClientBuilder {
 }
 
 impl RedisClient {
-    /// A client of the server at `url`: `redis://[[user]:password@]host[:port][/db]`. (TLS,
-    /// `rediss://`, needs a TLS feature of the `redis` crate, which this crate does not turn
-    /// on yet.)
+    /// A client of the server at `url`: `redis://[[user]:password@]host[:port][/db]`, or
+    /// `rediss://…` for TLS (feature `redis-tls`; the server's certificate is checked against
+    /// the webpki roots, or [`RedisClientBuilder::tls_root_certificate`]).
     pub fn builder(url: impl Into<String>) -> RedisClientBuilder {
         RedisClientBuilder::new(vec![url.into()], false)
     }
@@ -295,6 +298,7 @@ impl RedisClient {
     }
 
     /// `HSET hash field value`.
+    #[cfg(feature = "websocket")]
     pub(crate) async fn hash_set(
         &self,
         hash: &str,
@@ -402,6 +406,21 @@ impl RedisClient {
     }
 }
 
+/// Installs a rustls provider for TLS to Redis unless the application installed one: aws-lc-rs
+/// with that backend (also when both backends are on), ring with RustCrypto.
+#[cfg(feature = "redis-tls")]
+fn install_rustls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return;
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    // Another thread may have installed one meanwhile: either is fine.
+    let _ = provider.install_default();
+}
+
 impl RedisClientBuilder {
     fn new(urls: Vec<String>, cluster: bool) -> Self {
         Self {
@@ -410,7 +429,52 @@ impl RedisClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             prefix: "tjg".to_owned(),
             outage: OutagePolicy::FailOpen,
+            #[cfg(feature = "redis-tls")]
+            root_certificate: None,
         }
+    }
+
+    /// For `rediss://` URLs: trust the CA certificate `pem` (PEM) for the server's certificate,
+    /// instead of the webpki roots (feature `redis-tls`).
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
+    /// A client of `url`: with the configured CA when there is one.
+    fn open(&self, url: &str) -> Result<::redis::Client, RedisConfigError> {
+        let tls = url.starts_with("rediss://");
+        if tls && !cfg!(feature = "redis-tls") {
+            return Err(RedisConfigError(
+                "a rediss:// URL needs the crate feature `redis-tls`",
+            ));
+        }
+        #[cfg(feature = "redis-tls")]
+        if tls {
+            install_rustls_provider();
+            if let Some(pem) = &self.root_certificate {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let mut certificates = CertificateDer::pem_slice_iter(pem);
+                if !matches!(certificates.next(), Some(Ok(_))) || certificates.any(|c| c.is_err()) {
+                    return Err(RedisConfigError(
+                        "the TLS root certificate for Redis must be PEM with a certificate",
+                    ));
+                }
+                return ::redis::Client::build_with_tls(
+                    url,
+                    ::redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    },
+                )
+                .map_err(|_| {
+                    RedisConfigError("the Redis URL or its TLS root certificate is not usable")
+                });
+            }
+        }
+        ::redis::Client::open(url).map_err(|_| RedisConfigError("the Redis URL is not usable"))
     }
 
     /// The bound on each call (default [`DEFAULT_TIMEOUT`]).
@@ -434,7 +498,8 @@ impl RedisClientBuilder {
     /// The client. Connects lazily: Redis need not be up yet. Must run inside a tokio runtime.
     ///
     /// # Errors
-    /// A URL the `redis` crate does not accept (`rediss://` included), no node for a cluster,
+    /// A URL the `redis` crate does not accept (`rediss://` without the feature `redis-tls`,
+    /// or a root certificate that is not PEM), no node for a cluster,
     /// an empty prefix, a zero timeout, or no tokio runtime to run in.
     pub fn build(self) -> Result<RedisClient, RedisConfigError> {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -453,16 +518,27 @@ impl RedisClientBuilder {
         let Some(first) = self.urls.first() else {
             return Err(RedisConfigError("a Redis cluster needs at least one node"));
         };
-        let client = ::redis::Client::open(first.as_str())
-            .map_err(|_| RedisConfigError("the Redis URL is not usable"))?;
+        let client = self.open(first)?;
         let connection = if self.cluster {
-            let cluster =
+            for url in &self.urls[1..] {
+                self.open(url)?;
+            }
+            #[allow(unused_mut)]
+            let mut cluster =
                 ::redis::cluster::ClusterClient::builder(self.urls.iter().map(String::as_str))
                     .connection_timeout(self.timeout)
                     .response_timeout(self.timeout)
-                    .retries(1)
-                    .build()
-                    .map_err(|_| RedisConfigError("the Redis cluster's URLs are not usable"))?;
+                    .retries(1);
+            #[cfg(feature = "redis-tls")]
+            if let Some(pem) = &self.root_certificate {
+                cluster = cluster.certs(::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                });
+            }
+            let cluster = cluster
+                .build()
+                .map_err(|_| RedisConfigError("the Redis cluster's URLs are not usable"))?;
             Connection::Cluster(Box::new(connection::Cluster {
                 client: cluster,
                 connection: tokio::sync::OnceCell::new(),

@@ -118,6 +118,9 @@ impl RedisServer {
         if let Some(at) = self.extra.iter().position(|a| a == "--requirepass") {
             command.args(["--no-auth-warning", "-a", &self.extra[at + 1]]);
         }
+        if let Some(at) = self.extra.iter().position(|a| a == "--tls-ca-cert-file") {
+            command.args(["--tls", "--cacert", &self.extra[at + 1]]);
+        }
         let output = command
             .args(args)
             .output()
@@ -163,6 +166,102 @@ impl RedisServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A server that speaks only TLS on its port, with a certificate for 127.0.0.1 signed by a CA
+/// made for it (by `openssl`); returns the server and the CA certificate (PEM).
+pub fn start_tls() -> (RedisServer, Vec<u8>) {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tjg-redis-tls-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+    let path = |name: &str| dir.join(name).to_str().expect("a UTF-8 path").to_owned();
+    std::fs::write(path("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (Debian's openssl package)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.crt"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tjg test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &path("server.key"),
+                "-out",
+                &path("server.csr"),
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.crt"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &path("server.crt"),
+        "-days",
+        "2",
+        "-extfile",
+        &path("san.ext"),
+    ]);
+    let ca = std::fs::read(path("ca.crt")).unwrap();
+    let server = RedisServer::start_on(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    (server, ca)
 }
 
 /// A real 3-node Redis Cluster (no replicas) on loopback: three `redis-server
