@@ -206,10 +206,45 @@ async fn two_instances_share_lockout_quota_revocations_and_notifications() {
     );
 }
 
+/// The 10 msg/s budget is one per user across instances: 12 messages sent at once, 6 on a
+/// socket on each instance, get at most 11 echoes (10, plus one more if the sending took over
+/// the 100 ms that refill one), where two unshared budgets would echo all 12.
+#[tokio::test]
+async fn a_users_message_budget_is_shared_across_instances() {
+    use futures_util::SinkExt;
+    let redis = RedisServer::start();
+    let a = demo::start_with_redis(SECRET, &redis.url(0)).await;
+    let b = demo::start_with_redis(SECRET, &redis.url(0)).await;
+    let mut on_a = connect(&a, &a.token("grace", 600)).await;
+    let mut on_b = connect(&b, &b.token("grace", 600)).await;
+    for i in 0..6 {
+        on_a.send(Message::text(format!("a{i}"))).await.unwrap();
+        on_b.send(Message::text(format!("b{i}"))).await.unwrap();
+    }
+    let (mut echoed, mut limited) = (0, 0);
+    for ws in [&mut on_a, &mut on_b] {
+        for _ in 0..6 {
+            let event = next_event(ws, Duration::from_secs(2)).await.unwrap();
+            match serde_json::from_str::<Value>(&event) {
+                Ok(v) if v["type"] == "rate_limited" => {
+                    assert_eq!(v["code"], "RATE_LIMITED");
+                    limited += 1;
+                }
+                _ => echoed += 1,
+            }
+        }
+    }
+    assert!(
+        (10..=11).contains(&echoed) && echoed + limited == 12,
+        "{echoed} echoed, {limited} refused"
+    );
+}
+
 #[tokio::test]
 async fn with_redis_down_every_request_is_answered_within_a_second() {
     let mut redis = RedisServer::start();
     let a = demo::start_with_redis(SECRET, &redis.url(0)).await;
+    let b = demo::start_with_redis(SECRET, &redis.url(0)).await;
     redis.kill();
     let erin = a.token("erin", 600);
     use reqwest::Method;
@@ -239,5 +274,29 @@ async fn with_redis_down_every_request_is_answered_within_a_second() {
     assert_eq!(
         call(&a, "127.0.0.71", Method::GET, "/me", &erin, None).await,
         (401, Some("TOKEN_REVOKED".to_owned()))
+    );
+
+    // Redis back on the same port: within 5 s, five failures on a lock the address on b too.
+    redis.restart();
+    let restarted = Instant::now();
+    let frank = a.token("frank", 600);
+    for n in 1u8.. {
+        let ip = format!("127.0.7.{n}");
+        for _ in 0..5 {
+            let (status, _) = call(&a, &ip, Method::GET, "/me", "bad", None).await;
+            assert!(status == 401 || status == 429, "{status}");
+        }
+        if call(&b, &ip, Method::GET, "/me", &frank, None).await.0 == 429 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "shared state did not resume within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "shared lockout back {:?} after the restart",
+        restarted.elapsed()
     );
 }
