@@ -1,0 +1,96 @@
+//! The lockout script on Redis against the in-memory store: the same pseudo-random sequence of
+//! checks, failures and resets, at the same moments, on a few addresses, with escalation; every
+//! answer must be the same. A real `redis-server` started by the test.
+#![cfg(feature = "redis")]
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use tower_jwt_guard::client_ip::IpKey;
+use tower_jwt_guard::lockout::{
+    Escalation, FailureOutcome, LockoutPolicy, LockoutStore, MemoryLockoutStore,
+};
+use tower_jwt_guard::redis::{RedisClient, RedisLockoutStore};
+
+use redis_server::RedisServer;
+
+/// A small deterministic generator (xorshift), so that a failure can be replayed.
+struct Steps(u64);
+
+impl Steps {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[tokio::test]
+async fn the_lua_script_answers_as_the_in_memory_store_does() {
+    let redis = RedisServer::start();
+    let client = RedisClient::builder(redis.url(0))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let policy = LockoutPolicy::new()
+        .max_failures(NonZeroU32::new(3).unwrap())
+        .window(Duration::from_secs(60))
+        .lock_duration(Duration::from_secs(30))
+        .escalation(Escalation {
+            factor: 2,
+            max: Duration::from_secs(300),
+        });
+    let on_redis = RedisLockoutStore::new(client, &policy);
+    let memory = MemoryLockoutStore::new(1_000);
+    let ips: Vec<IpKey> = (1..=4)
+        .map(|i| IpKey::new(IpAddr::V4(Ipv4Addr::new(10, 9, 0, i)), 64))
+        .collect();
+    let mut steps = Steps(0x9e37_79b9_7f4a_7c15);
+    // Whole milliseconds, from a fixed moment.
+    let mut now = Duration::from_millis(1_800_000_000_000);
+    let (mut locks, mut escalated) = (0, 0);
+    for step in 0..3_000 {
+        // Mostly small steps (failures in one window), sometimes past a lock or a window.
+        now += Duration::from_millis(match steps.next(10) {
+            0..=5 => steps.next(5_000),
+            6..=8 => steps.next(40_000),
+            _ => steps.next(400_000),
+        });
+        let ip = ips[steps.next(ips.len() as u64) as usize];
+        match steps.next(10) {
+            0..=3 => {
+                let (m, r) = (
+                    memory.check(ip, now).await.unwrap(),
+                    on_redis.check(ip, now).await.unwrap(),
+                );
+                assert_eq!(m, r, "step {step}: check of {ip} at {now:?}");
+            }
+            4..=8 => {
+                let m: FailureOutcome = memory.record_failure(ip, now, &policy).await.unwrap();
+                let r = on_redis.record_failure(ip, now, &policy).await.unwrap();
+                assert_eq!(m, r, "step {step}: failure of {ip} at {now:?}");
+                if let Some(d) = m.locked_for {
+                    locks += 1;
+                    if d > Duration::from_secs(30) {
+                        escalated += 1;
+                    }
+                }
+            }
+            _ => {
+                memory.reset(ip, now).await.unwrap();
+                on_redis.reset(ip, now).await.unwrap();
+            }
+        }
+    }
+    // The sequence went through locks and escalations, not only through open checks.
+    assert!(
+        locks > 50 && escalated > 5,
+        "{locks} locks, {escalated} escalated"
+    );
+    eprintln!("3 000 steps agreed: {locks} locks, {escalated} of them escalated");
+}
