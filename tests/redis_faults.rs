@@ -210,14 +210,7 @@ async fn a_sleeping_redis_hits_the_timeout_under_fail_closed() {
     .await;
     let token = redis_app_token(&clock, "sleepy");
     assert_eq!(ask(&app, "127.0.1.20", &token).await.status, 200);
-    let port = redis.addr.port().to_string();
-    let sleeper = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port, "DEBUG", "SLEEP", "2"])
-            .output()
-            .expect("redis-cli")
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sleeper = redis.sleep(2).await;
     let answer = ask(&app, "127.0.1.20", &token).await;
     assert_eq!(answer.status, 503, "{answer:?}");
     assert!(answer.took < Duration::from_millis(600), "{answer:?}");

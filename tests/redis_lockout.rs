@@ -6,90 +6,35 @@
 #![cfg(all(feature = "redis", feature = "axum"))]
 
 mod common;
+#[path = "common/redis_app.rs"]
+mod redis_app;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
-use serde_json::json;
-use tower::ServiceBuilder;
-use tower_jwt_guard::JwtAuthLayer;
-use tower_jwt_guard::clock::{Clock, FakeClock};
-use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
-use tower_jwt_guard::keys::Key;
-use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
-use tower_jwt_guard::redis::{RedisClient, RedisLockoutStore};
-use tower_jwt_guard::validate::Validator;
+use tower_jwt_guard::clock::FakeClock;
+use tower_jwt_guard::redis::RedisClient;
 
+use redis_app::{RedisApp, ask, redis_app, redis_app_token};
 use redis_server::RedisServer;
 
-const SECRET: &[u8] = b"redis-lockout-test-secret-0123456789abcdef";
-
-#[derive(Clone, serde::Deserialize)]
-struct Sub {
-    #[allow(dead_code)]
-    sub: String,
-}
-
-struct Instance {
-    base: String,
-    _server: common::TestServer,
-}
-
-/// One app instance on `redis_url`, on the shared `clock`.
-async fn instance(redis_url: &str, clock: &FakeClock) -> Instance {
-    tower_jwt_guard::crypto::install_crypto_provider();
-    let validator = Validator::<Sub>::builder()
-        .key(Key::hmac(SECRET).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let policy = LockoutPolicy::new();
+/// One app instance on `redis_url`, on the shared `clock` (a quota never reached).
+async fn instance(redis_url: &str, clock: &FakeClock) -> RedisApp {
     let client = RedisClient::builder(redis_url)
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let store = RedisLockoutStore::new(client, &policy);
-    let lockout = LockoutLayer::builder(policy)
-        .store(store)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let app = Router::new().route("/", get(|| async { "ok" })).layer(
-        ServiceBuilder::new()
-            .layer(lockout)
-            .layer(JwtAuthLayer::new(validator)),
-    );
-    let server = common::serve(app).await;
-    Instance {
-        base: server.url("/"),
-        _server: server,
-    }
+    redis_app(client, clock, 1_000_000).await
 }
 
 fn valid(clock: &FakeClock) -> String {
-    let now = clock.now().as_secs();
-    encode(
-        &Header::default(),
-        &json!({"sub": "u", "exp": now + 3600}),
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap()
+    redis_app_token(clock, "u")
 }
 
 /// The status of `GET /` from `from` with `token`, within 2 s.
-async fn status(instance: &Instance, from: &str, token: &str) -> u16 {
-    let client = common::client_from(from);
-    let reply = tokio::time::timeout(
-        Duration::from_secs(2),
-        client.get(&instance.base).bearer_auth(token).send(),
-    )
-    .await
-    .expect("answered within 2 s")
-    .unwrap();
-    reply.status().as_u16()
+async fn status(instance: &RedisApp, from: &str, token: &str) -> u16 {
+    ask(instance, from, token).await.status
 }
 
 #[tokio::test]
@@ -169,14 +114,7 @@ async fn a_slow_redis_hits_the_timeout_not_every_request() {
     let a = instance(&redis.url(0), &clock).await;
     let ok = valid(&clock);
     assert_eq!(status(&a, "127.0.0.41", &ok).await, 200);
-    let port = redis.addr.port().to_string();
-    let sleeper = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port, "DEBUG", "SLEEP", "3"])
-            .output()
-            .expect("redis-cli")
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sleeper = redis.sleep(3).await;
     let started = Instant::now();
     for _ in 0..10 {
         assert_eq!(status(&a, "127.0.0.41", &ok).await, 200);

@@ -4,97 +4,36 @@
 #![cfg(all(feature = "redis", feature = "axum"))]
 
 mod common;
+#[path = "common/redis_app.rs"]
+mod redis_app;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-use governor::Quota;
-use serde_json::json;
-use tower::ServiceBuilder;
-use tower_jwt_guard::JwtAuthLayer;
-use tower_jwt_guard::jsonwebtoken::{EncodingKey, Header, encode};
-use tower_jwt_guard::keys::Key;
-use tower_jwt_guard::rate_limit::{PlanQuotas, UserRateLimitLayer};
-use tower_jwt_guard::redis::{RedisClient, RedisRateLimitStore};
-use tower_jwt_guard::validate::Validator;
+use tower_jwt_guard::clock::FakeClock;
+use tower_jwt_guard::redis::RedisClient;
 
+use redis_app::{RedisApp, ask, redis_app, redis_app_token};
 use redis_server::RedisServer;
 
-const SECRET: &[u8] = b"redis-rate-limit-test-secret-0123456789abc";
-
-#[derive(Clone, serde::Deserialize)]
-struct Sub {
-    #[allow(dead_code)]
-    sub: String,
-}
-
-struct Instance {
-    base: String,
-    _server: common::TestServer,
-}
-
 /// An instance whose route allows 4 requests per minute per user, counted on `redis_url`.
-async fn instance(redis_url: &str) -> Instance {
-    tower_jwt_guard::crypto::install_crypto_provider();
-    let validator = Validator::<Sub>::builder()
-        .key(Key::hmac(SECRET).unwrap())
-        .build()
-        .unwrap();
-    let quotas = PlanQuotas::new(Quota::per_minute(NonZeroU32::new(4).unwrap()));
+async fn instance(redis_url: &str) -> RedisApp {
     let client = RedisClient::builder(redis_url)
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let limit = UserRateLimitLayer::builder(quotas.clone())
-        .store(RedisRateLimitStore::new(client, quotas))
-        .build()
-        .unwrap();
-    let app = Router::new().route("/", get(|| async { "ok" })).layer(
-        ServiceBuilder::new()
-            .layer(JwtAuthLayer::new(validator))
-            .layer(limit),
-    );
-    let server = common::serve(app).await;
-    Instance {
-        base: server.url("/"),
-        _server: server,
-    }
+    redis_app(client, &FakeClock::starting_now(), 4).await
 }
 
 fn token(sub: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    encode(
-        &Header::default(),
-        &json!({"sub": sub, "exp": now + 3600}),
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap()
+    redis_app_token(&FakeClock::starting_now(), sub)
 }
 
 /// Status and `Retry-After` of `GET /` with `token`, within 2 s.
-async fn request(instance: &Instance, token: &str) -> (u16, Option<u64>) {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(2),
-        common::client_from("127.0.0.1")
-            .get(&instance.base)
-            .bearer_auth(token)
-            .send(),
-    )
-    .await
-    .expect("answered within 2 s")
-    .unwrap();
-    let retry = reply
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    (reply.status().as_u16(), retry)
+async fn request(instance: &RedisApp, token: &str) -> (u16, Option<u64>) {
+    let answer = ask(instance, "127.0.0.1", token).await;
+    (answer.status, answer.retry_after)
 }
 
 #[tokio::test]

@@ -128,6 +128,29 @@ impl RedisServer {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Makes the server stop answering for `secs` seconds (`DEBUG SLEEP`, which needs
+    /// `--enable-debug-command yes`), from a blocking task; returns once the sleep has surely
+    /// begun, with the task to await at the end.
+    pub async fn sleep(&self, secs: u32) -> tokio::task::JoinHandle<()> {
+        let port = self.addr.port().to_string();
+        let task = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "DEBUG",
+                    "SLEEP",
+                    &secs.to_string(),
+                ])
+                .output()
+                .expect("redis-cli");
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        task
+    }
+
     /// Waits (up to 5 s) until `channel` has `n` subscribers, without blocking the runtime.
     pub async fn await_subscribers(&self, channel: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(5);
