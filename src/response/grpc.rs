@@ -285,6 +285,28 @@ mod tests {
     }
 
     #[test]
+    fn an_unavailable_store_is_unavailable_with_a_retry_time() {
+        let error = AuthError::unavailable("the lockout store is unavailable; try again shortly");
+        let mut request = parts(Some("application/grpc"));
+        let response = GrpcResponder::new().respond(&mut request, &error);
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["grpc-status"], "14");
+        let details = Status::from_header_map(response.headers())
+            .unwrap()
+            .get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "AUTH_FAILED");
+        assert_eq!(
+            details.retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(1))
+        );
+        // The same rejection for a plain HTTP request: 503 with Retry-After.
+        let mut request = parts(Some("application/json"));
+        let response = GrpcResponder::new().respond(&mut request, &error);
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    #[test]
     fn other_requests_go_to_the_fallback_unless_always() {
         let mut request = parts(Some("application/json"));
         let response = GrpcResponder::new().respond(&mut request, &AuthError::missing_token());
