@@ -254,3 +254,62 @@ async fn a_password_and_a_database_in_the_url() {
     );
     assert!(text.contains("Redis is not answering"), "{text}");
 }
+
+/// WebSocket messages with Redis down: fail-open keeps counting in memory (10 pass, the 11th
+/// is refused), fail-closed refuses every message until Redis answers again.
+#[tokio::test]
+async fn messages_with_redis_down_under_each_policy() {
+    use std::num::NonZeroU32;
+    use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, RateDecision};
+    use tower_jwt_guard::redis::RedisRateLimitStore;
+
+    let mut redis = RedisServer::start();
+    let quotas = PlanQuotas::new(Quota::per_minute(NonZeroU32::new(10).unwrap()));
+    let limiter = |policy| {
+        MessageLimiter::builder(quotas.clone())
+            .store(RedisRateLimitStore::new(
+                client(&redis.url(0), policy),
+                quotas.clone(),
+            ))
+            .build()
+            .unwrap()
+    };
+    let (open, closed) = (
+        limiter(OutagePolicy::FailOpen),
+        limiter(OutagePolicy::FailClosed),
+    );
+    let user: Arc<str> = Arc::from("mallory");
+    assert!(matches!(
+        closed.check(&user, None).await,
+        RateDecision::Allowed { .. }
+    ));
+    redis.kill();
+    let mut passed = 0;
+    for _ in 0..11 {
+        if matches!(open.check(&user, None).await, RateDecision::Allowed { .. }) {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 10, "fail-open: the fallback counts");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let decision = closed.check(&user, None).await;
+        assert!(
+            matches!(decision, RateDecision::Limited { retry_after, .. } if retry_after == Duration::from_secs(1)),
+            "fail-closed refuses: {decision:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(600));
+    }
+    redis.restart();
+    let restarted = Instant::now();
+    while !matches!(
+        closed.check(&user, None).await,
+        RateDecision::Allowed { .. }
+    ) {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "not back within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
