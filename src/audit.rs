@@ -110,6 +110,12 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
         };
     }
     match err.code() {
+        // A store that does not answer, under fail-closed: the store logs its outage once;
+        // each refusal only at DEBUG, and a count.
+        code @ ErrorCode::AuthFailed if err.retry_after().is_some() => {
+            emit!(tracing::Level::DEBUG);
+            SUMMARY.count(code, summary_clock());
+        }
         ErrorCode::AuthFailed => emit!(tracing::Level::WARN),
         code @ (ErrorCode::MissingToken | ErrorCode::LockedOut | ErrorCode::RateLimited) => {
             // The refusals a flood is made of: one line each only at DEBUG, and a count.
@@ -170,6 +176,7 @@ struct Summary {
     missing_token: AtomicU64,
     locked_out: AtomicU64,
     rate_limited: AtomicU64,
+    unavailable: AtomicU64,
     /// When the last summary was written (ms on [`summary_clock`]).
     written_at: AtomicU64,
 }
@@ -178,6 +185,7 @@ static SUMMARY: Summary = Summary {
     missing_token: AtomicU64::new(0),
     locked_out: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
+    unavailable: AtomicU64::new(0),
     written_at: AtomicU64::new(0),
 };
 
@@ -189,6 +197,7 @@ impl Summary {
         let counter = match code {
             ErrorCode::MissingToken => &self.missing_token,
             ErrorCode::LockedOut => &self.locked_out,
+            ErrorCode::AuthFailed => &self.unavailable,
             _ => &self.rate_limited,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -201,10 +210,11 @@ impl Summary {
         {
             return;
         }
-        let (missing_token, locked_out, rate_limited) = (
+        let (missing_token, locked_out, rate_limited, store_unavailable) = (
             self.missing_token.swap(0, Ordering::Relaxed),
             self.locked_out.swap(0, Ordering::Relaxed),
             self.rate_limited.swap(0, Ordering::Relaxed),
+            self.unavailable.swap(0, Ordering::Relaxed),
         );
         tracing::info!(
             target: AUDIT_TARGET,
@@ -212,9 +222,11 @@ impl Summary {
             missing_token,
             locked_out,
             rate_limited,
+            store_unavailable,
             period_secs = now_ms.saturating_sub(last) / 1000,
-            "requests refused without a token, from locked addresses or over a rate limit \
-             since the last summary (each one is logged at DEBUG)"
+            "requests refused without a token, from locked addresses, over a rate limit or \
+             with a fail-closed store unavailable since the last summary (each one is logged \
+             at DEBUG)"
         );
     }
 }
@@ -229,6 +241,7 @@ mod tests {
             missing_token: AtomicU64::new(0),
             locked_out: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             written_at: AtomicU64::new(0),
         };
         for _ in 0..1000 {

@@ -260,7 +260,9 @@ async fn a_password_and_a_database_in_the_url() {
 #[tokio::test]
 async fn messages_with_redis_down_under_each_policy() {
     use std::num::NonZeroU32;
-    use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, RateDecision};
+    use tower_jwt_guard::rate_limit::{
+        MessageLimiter, MessageVerdict, PlanQuotas, Quota, RateDecision,
+    };
     use tower_jwt_guard::redis::RedisRateLimitStore;
 
     let mut redis = RedisServer::start();
@@ -299,6 +301,17 @@ async fn messages_with_redis_down_under_each_policy() {
             "fail-closed refuses: {decision:?}"
         );
         assert!(started.elapsed() < Duration::from_millis(600));
+    }
+    // A connection's gate refuses each message, and never closes it as flooding: the client
+    // is not to blame.
+    let mut gate = closed.gate(Arc::clone(&user), None);
+    for _ in 0..50 {
+        assert_eq!(
+            gate.check().await,
+            MessageVerdict::Reject {
+                retry_after: Duration::from_secs(1)
+            }
+        );
     }
     redis.restart();
     let restarted = Instant::now();

@@ -14,7 +14,7 @@ use tower_jwt_guard::client_ip::IpKey;
 use tower_jwt_guard::lockout::{
     Escalation, FailureOutcome, LockoutPolicy, LockoutStore, MemoryLockoutStore,
 };
-use tower_jwt_guard::redis::{RedisClient, RedisLockoutStore};
+use tower_jwt_guard::redis::{OutagePolicy, RedisClient, RedisLockoutStore};
 
 use redis_server::RedisServer;
 
@@ -35,6 +35,9 @@ async fn the_lua_script_answers_as_the_in_memory_store_does() {
     let redis = RedisServer::start();
     let client = RedisClient::builder(redis.url(0))
         .timeout(Duration::from_secs(2))
+        // Any Redis error is a test failure, never a silent answer from the fallback (which
+        // is the in-memory store this test compares with).
+        .outage_policy(OutagePolicy::FailClosed)
         .build()
         .unwrap();
     let policy = LockoutPolicy::new()
@@ -87,6 +90,9 @@ async fn the_lua_script_answers_as_the_in_memory_store_does() {
             }
         }
     }
+    // The answers came from Redis: the addresses' keys are there.
+    let keys: u64 = redis.cli(&["DBSIZE"]).parse().unwrap();
+    assert!(keys > 0, "no key on Redis");
     // The sequence went through locks and escalations, not only through open checks.
     assert!(
         locks > 50 && escalated > 5,

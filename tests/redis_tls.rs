@@ -20,7 +20,8 @@ use redis_app::{ask, redis_app, redis_app_token};
 #[tokio::test]
 async fn rediss_with_the_servers_ca_shares_state_and_an_untrusted_certificate_is_refused() {
     let (redis, ca) = redis_server::start_tls();
-    let url = format!("rediss://{}/0", redis.addr);
+    // The scheme in capitals: still TLS (schemes are case-insensitive).
+    let url = format!("REDISS://{}/0", redis.addr);
     let clock = FakeClock::starting_now();
     let trusted = || {
         RedisClient::builder(url.as_str())
@@ -87,4 +88,11 @@ fn a_root_certificate_that_is_not_pem_is_a_configuration_error() {
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("TLS"), "{error}");
+    // A CA for a plaintext URL: refused, never a plaintext connection the user did not mean.
+    let pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec();
+    let error = RedisClient::builder("redis://127.0.0.1:1/0")
+        .tls_root_certificate(pem)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("not rediss://"), "{error}");
 }

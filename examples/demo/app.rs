@@ -204,7 +204,7 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     let sessions = match &config.redis {
         Some(client) => sessions.message_limiter(
             messages_limit
-                .store(RedisRateLimitStore::new(client.clone(), messages))
+                .store(RedisRateLimitStore::new(client.clone(), messages).namespace("messages"))
                 .build()?,
         ),
         None => sessions.message_limiter(messages_limit.build()?),
@@ -221,7 +221,7 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
     let (orders_route, grpc_demo) = match &config.redis {
         Some(client) => order_routes(
             orders_limit
-                .store(RedisRateLimitStore::new(client.clone(), orders))
+                .store(RedisRateLimitStore::new(client.clone(), orders).namespace("orders"))
                 .build()?,
         ),
         None => order_routes(orders_limit.build()?),

@@ -187,11 +187,23 @@ impl<St: RateLimitStore> MessageLimiter<St> {
     }
 
     /// Counts one message of `subject` (shared across connections). A store that fails lets
-    /// the message through, as the layer lets a request through.
+    /// the message through, as the layer lets a request through, unless it fails closed: then
+    /// the answer is `Limited`, retry after a second.
     pub async fn check(&self, subject: &Arc<str>, plan: Option<&str>) -> RateDecision {
-        match self.inner.check_now(subject, plan) {
-            Some(decision) => decision,
+        let checked = match self.inner.check_now(subject, plan) {
+            Some(checked) => checked,
             None => self.inner.check_later(subject, plan).await,
+        };
+        match checked {
+            Checked::Decided(decision) => decision,
+            Checked::Unavailable => {
+                let quota = self.inner.store.quotas().quota_for(plan);
+                RateDecision::Limited {
+                    limit: quota.burst_size().get(),
+                    window: super::quota::window_of(&quota),
+                    retry_after: UNAVAILABLE_RETRY,
+                }
+            }
         }
     }
 
@@ -206,50 +218,57 @@ impl<St: RateLimitStore> MessageLimiter<St> {
     }
 }
 
-type Later = std::pin::Pin<Box<dyn std::future::Future<Output = RateDecision> + Send>>;
+type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Checked> + Send>>;
+
+/// A check's answer: the store's decision, or none from a fail-closed store that failed (the
+/// message is refused, but is no sign of flooding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Decided(RateDecision),
+    Unavailable,
+}
+
+/// How long a client is told to wait when the store is unavailable.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
 /// What a gate needs from its limiter, whatever the store: object safe, so that gates (and the
 /// WebSocket sessions holding them) are not generic over the store. A store that answers at
 /// once ([`RateLimitStore::check_now`]) is never boxed.
 trait Gates: Send + Sync {
-    fn check_now(&self, subject: &Arc<str>, plan: Option<&str>) -> Option<RateDecision>;
+    fn check_now(&self, subject: &Arc<str>, plan: Option<&str>) -> Option<Checked>;
     fn check_later(&self, subject: &Arc<str>, plan: Option<&str>) -> Later;
     fn flood_threshold(&self, plan: Option<&str>) -> u32;
     fn flood_window(&self) -> Duration;
     fn now(&self) -> Duration;
 }
 
-/// A store that failed lets the message through, or refuses it as over quota (retry after a
-/// second) when the store fails closed.
+/// A store that failed lets the message through, or, when the store fails closed, refuses it.
 fn decision_on_error<E: std::error::Error>(
     quotas: &PlanQuotas,
     plan: Option<&str>,
     e: &E,
     fails_closed: bool,
-) -> RateDecision {
+) -> Checked {
     store_failed(e, fails_closed);
-    let quota = quotas.quota_for(plan);
-    let (limit, window) = (quota.burst_size().get(), super::quota::window_of(&quota));
     if fails_closed {
-        RateDecision::Limited {
-            limit,
-            window,
-            retry_after: Duration::from_secs(1),
-        }
-    } else {
-        RateDecision::Allowed {
-            limit,
-            remaining: None,
-            window,
-        }
+        return Checked::Unavailable;
     }
+    let quota = quotas.quota_for(plan);
+    Checked::Decided(RateDecision::Allowed {
+        limit: quota.burst_size().get(),
+        remaining: None,
+        window: super::quota::window_of(&quota),
+    })
 }
 
 impl<St: RateLimitStore> Gates for LimiterInner<St> {
-    fn check_now(&self, subject: &Arc<str>, plan: Option<&str>) -> Option<RateDecision> {
+    fn check_now(&self, subject: &Arc<str>, plan: Option<&str>) -> Option<Checked> {
         let result = self.store.check_now(subject, plan, false)?;
         let closed = self.store.fails_closed();
-        Some(result.unwrap_or_else(|e| decision_on_error(self.store.quotas(), plan, &e, closed)))
+        Some(result.map_or_else(
+            |e| decision_on_error(self.store.quotas(), plan, &e, closed),
+            Checked::Decided,
+        ))
     }
 
     fn check_later(&self, subject: &Arc<str>, plan: Option<&str>) -> Later {
@@ -258,9 +277,10 @@ impl<St: RateLimitStore> Gates for LimiterInner<St> {
         let plan = plan.map(Box::<str>::from);
         let closed = self.store.fails_closed();
         Box::pin(async move {
-            future
-                .await
-                .unwrap_or_else(|e| decision_on_error(&quotas, plan.as_deref(), &e, closed))
+            future.await.map_or_else(
+                |e| decision_on_error(&quotas, plan.as_deref(), &e, closed),
+                Checked::Decided,
+            )
         })
     }
 
@@ -379,13 +399,23 @@ impl MessageGate {
     ///
     /// A store that fails lets the message through (fail-open, as the layer does for requests;
     /// an `ERROR` event at most every 10 s says so), and while it fails no message is refused,
-    /// so the flood close (1008) cannot trigger either.
+    /// so the flood close (1008) cannot trigger either. A store that fails closed
+    /// ([`RateLimitStore::fails_closed`]) refuses the message instead (`Reject`, retry after a
+    /// second), without counting it toward the flood close: the client is not flooding.
     pub async fn check(&mut self) -> MessageVerdict {
         let limiter = &self.limiter.0;
         let plan = self.plan.as_deref();
-        let decision = match limiter.check_now(&self.subject, plan) {
-            Some(decision) => decision,
+        let checked = match limiter.check_now(&self.subject, plan) {
+            Some(checked) => checked,
             None => limiter.check_later(&self.subject, plan).await,
+        };
+        let decision = match checked {
+            Checked::Decided(decision) => decision,
+            Checked::Unavailable => {
+                return MessageVerdict::Reject {
+                    retry_after: UNAVAILABLE_RETRY,
+                };
+            }
         };
         match decision {
             RateDecision::Allowed { .. } => MessageVerdict::Deliver,

@@ -13,6 +13,7 @@
 //! so they hold only live revocations.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -70,6 +71,10 @@ pub struct FleetStats {
 pub struct RedisFanout {
     client: RedisClient,
     revocations: RevocationList,
+    synced: Arc<AtomicBool>,
+    /// Set by the first `share_stats`.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    sharing_stats: Arc<AtomicBool>,
     _task: Arc<TaskGuard>,
 }
 
@@ -99,10 +104,15 @@ impl RedisFanout {
     /// Writes this instance's session statistics (its connection count and its users' subjects)
     /// to the hash `<prefix>:stats` every second, for [`fleet_stats`](Self::fleet_stats); a
     /// report older than 3 s no longer counts (instances' clocks are assumed to agree within
-    /// a second). The task ends with the last clone of this fan-out.
+    /// a second). The task ends with the last clone of this fan-out; every 10 s it also deletes
+    /// the reports of instances gone, so the hash holds live instances only. A second call does
+    /// nothing (one report per instance).
     #[cfg(feature = "websocket")]
     pub fn share_stats(&self, registry: crate::ws::SessionRegistry) {
         use std::hash::{BuildHasher, Hasher};
+        if self.sharing_stats.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let instance = format!(
             "{:016x}",
             std::collections::hash_map::RandomState::new()
@@ -114,8 +124,13 @@ impl RedisFanout {
         let task = Arc::downgrade(&self._task);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(STATS_EVERY);
+            let mut ticks = 0u32;
             while task.strong_count() > 0 {
                 every.tick().await;
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(10) {
+                    let _ = read_stats(&client).await;
+                }
                 let stats = registry.stats();
                 let users: Vec<&str> = stats.per_user.keys().map(|u| &**u).collect();
                 let value = serde_json::json!({
@@ -135,34 +150,7 @@ impl RedisFanout {
     /// # Errors
     /// [`FanoutError::Redis`] when Redis did not answer.
     pub async fn fleet_stats(&self) -> Result<FleetStats, FanoutError> {
-        let hash = self.client.plain_key("stats");
-        let reports = self
-            .client
-            .hash_all_raw(&hash)
-            .await
-            .map_err(FanoutError::Redis)?;
-        let now = unix_ms();
-        let kept = u64::try_from(STATS_KEPT.as_millis()).unwrap_or(u64::MAX);
-        let mut stats = FleetStats::default();
-        let mut users = std::collections::HashSet::new();
-        let mut stale = Vec::new();
-        for (instance, value) in reports {
-            let report = serde_json::from_str::<serde_json::Value>(&value).unwrap_or_default();
-            let at = report["t"].as_u64().unwrap_or(0);
-            if now.saturating_sub(at) > kept {
-                stale.push(instance);
-                continue;
-            }
-            stats.instances += 1;
-            stats.connections +=
-                usize::try_from(report["connections"].as_u64().unwrap_or(0)).unwrap_or(usize::MAX);
-            if let Some(list) = report["users"].as_array() {
-                users.extend(list.iter().filter_map(|u| u.as_str().map(str::to_owned)));
-            }
-        }
-        stats.users = users.len();
-        let _ = self.client.hash_delete(&hash, &stale).await;
-        Ok(stats)
+        read_stats(&self.client).await
     }
 
     /// Starts the subscriber: revocations published by any instance are applied to
@@ -174,16 +162,27 @@ impl RedisFanout {
         revocations: RevocationList,
         on_notify: impl Fn(&str, &str) + Send + Sync + 'static,
     ) -> Self {
+        let synced = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(subscribe(
             client.clone(),
             revocations.clone(),
             Arc::new(on_notify),
+            Arc::clone(&synced),
         ));
         Self {
             client,
             revocations,
+            synced,
+            sharing_stats: Arc::new(AtomicBool::new(false)),
             _task: Arc::new(TaskGuard(task)),
         }
+    }
+
+    /// Whether the subscriber is listening and has loaded the shared revocations: while it is
+    /// not, revocations made on other instances do not reach this one (a `WARN` says so once;
+    /// for a readiness check).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 
     /// Revokes every token of `subject` issued at or before now, here at once and on every
@@ -242,6 +241,37 @@ impl RedisFanout {
     }
 }
 
+/// The live instances' reports, summed; the reports of instances gone are deleted.
+async fn read_stats(client: &RedisClient) -> Result<FleetStats, FanoutError> {
+    let hash = client.plain_key("stats");
+    let reports = client
+        .hash_all_raw(&hash)
+        .await
+        .map_err(FanoutError::Redis)?;
+    let now = unix_ms();
+    let kept = u64::try_from(STATS_KEPT.as_millis()).unwrap_or(u64::MAX);
+    let mut stats = FleetStats::default();
+    let mut users = std::collections::HashSet::new();
+    let mut stale = Vec::new();
+    for (instance, value) in reports {
+        let report = serde_json::from_str::<serde_json::Value>(&value).unwrap_or_default();
+        let at = report["t"].as_u64().unwrap_or(0);
+        if now.saturating_sub(at) > kept {
+            stale.push(instance);
+            continue;
+        }
+        stats.instances += 1;
+        stats.connections +=
+            usize::try_from(report["connections"].as_u64().unwrap_or(0)).unwrap_or(usize::MAX);
+        if let Some(list) = report["users"].as_array() {
+            users.extend(list.iter().filter_map(|u| u.as_str().map(str::to_owned)));
+        }
+    }
+    stats.users = users.len();
+    let _ = client.hash_delete(&hash, &stale).await;
+    Ok(stats)
+}
+
 /// The channels and hashes of the fan-out.
 struct Names {
     subjects_channel: String,
@@ -253,7 +283,12 @@ struct Names {
 
 /// The subscriber: (re)connects, reloads the live revocations, then applies messages until the
 /// connection drops (reloading every minute); waits a moment between attempts.
-async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: NotifyHook) {
+async fn subscribe(
+    client: RedisClient,
+    revocations: RevocationList,
+    on_notify: NotifyHook,
+    synced: Arc<AtomicBool>,
+) {
     let names = Names {
         subjects_channel: client.plain_key("revoked"),
         tokens_channel: client.plain_key("revoked-token"),
@@ -266,6 +301,8 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
         names.tokens_channel.as_str(),
         names.notify_channel.as_str(),
     ];
+    // Whether the loss of the subscription has been logged (once per run of failures).
+    let mut warned = false;
     loop {
         if let Ok(mut pubsub) = client.pubsub().await
             && matches!(
@@ -277,8 +314,17 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
             // the reload, messages published while this instance was away would be: start
             // over until it succeeds.
             if reload(&client, &revocations, &names).await.is_err() {
+                lost(&synced, &mut warned);
                 tokio::time::sleep(RETRY).await;
                 continue;
+            }
+            synced.store(true, Ordering::Release);
+            if std::mem::take(&mut warned) {
+                tracing::info!(
+                    target: crate::audit::AUDIT_TARGET,
+                    "revocation subscriber connected and reloaded: revocations made elsewhere \
+                     reach this instance again"
+                );
             }
             let (mut sink, mut messages) = pubsub.split();
             let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -305,12 +351,25 @@ async fn subscribe(client: RedisClient, revocations: RevocationList, on_notify: 
                 }
             }
         }
+        lost(&synced, &mut warned);
         tokio::time::sleep(RETRY).await;
     }
 }
 
+/// Notes that the subscriber is not (or no longer) listening: one `WARN` per run of failures.
+fn lost(synced: &AtomicBool, warned: &mut bool) {
+    synced.store(false, Ordering::Release);
+    if !std::mem::replace(warned, true) {
+        tracing::warn!(
+            target: crate::audit::AUDIT_TARGET,
+            "revocation subscriber cannot listen on Redis: revocations and notifications made \
+             on other instances do not reach this one until it can (it keeps trying)"
+        );
+    }
+}
+
 /// Applies every revocation of the hashes to the list, and deletes from the hashes those that
-/// cover no token any more.
+/// cover no token any more (unless made again meanwhile).
 async fn reload(
     client: &RedisClient,
     revocations: &RevocationList,
@@ -323,22 +382,42 @@ async fn reload(
     let mut stale = Vec::new();
     for (subject, at) in subjects {
         if revocations.subject_entry_expired(at) {
-            stale.push(subject);
+            stale.push((subject, at));
         } else {
-            let _ = revocations.revoke_subject_at(&subject, at);
+            apply_subject(revocations, &subject, at);
         }
     }
-    client.hash_delete(&names.subjects_hash, &stale).await?;
+    client
+        .hash_delete_unchanged(&names.subjects_hash, &stale)
+        .await?;
     let now = revocations.now();
     let mut stale = Vec::new();
     for (jti, until) in tokens {
         if until <= now {
-            stale.push(jti);
+            stale.push((jti, until));
         } else {
-            let _ = revocations.revoke_token_until(&jti, until);
+            apply_token(revocations, &jti, until);
         }
     }
-    client.hash_delete(&names.tokens_hash, &stale).await
+    client
+        .hash_delete_unchanged(&names.tokens_hash, &stale)
+        .await
+}
+
+/// Applies a subject revocation made elsewhere, dated at most a leeway ahead of this
+/// instance's clock: a publisher's clock far ahead (or a forged entry) must not refuse the
+/// subject's future tokens for long.
+fn apply_subject(revocations: &RevocationList, subject: &str, at: u64) {
+    let latest = revocations
+        .now()
+        .saturating_add(revocations.leeway().as_secs());
+    let _ = revocations.revoke_subject_at(subject, at.min(latest));
+}
+
+/// Applies a `jti` revocation made elsewhere, kept at most as long as a token can live.
+fn apply_token(revocations: &RevocationList, jti: &str, until: u64) {
+    let longest = revocations.token_entry_until(None);
+    let _ = revocations.revoke_token_until(jti, until.min(longest));
 }
 
 /// Applies one published message: `<at> <subject>`, `<until> <jti>`, or a notification.
@@ -358,11 +437,11 @@ fn apply(
     };
     if channel == names.subjects_channel {
         if let Some((at, subject)) = revocation() {
-            let _ = revocations.revoke_subject_at(subject, at);
+            apply_subject(revocations, subject, at);
         }
     } else if channel == names.tokens_channel {
         if let Some((until, jti)) = revocation() {
-            let _ = revocations.revoke_token_until(jti, until);
+            apply_token(revocations, jti, until);
         }
     } else if let Ok(note) = serde_json::from_str::<serde_json::Value>(payload)
         && let (Some(subject), Some(text)) = (note["sub"].as_str(), note["message"].as_str())

@@ -68,7 +68,7 @@ return {locked > 0 and 1 or 0, locked, reported, lo}
 pub type RedisFuture<T> = Pin<Box<dyn Future<Output = Result<T, RedisError>> + Send>>;
 
 /// The lockout store on Redis, with this instance's in-memory store as its fallback while Redis
-/// does not answer, or refusing then, as the client's [`OutagePolicy`](super::OutagePolicy)
+/// does not answer (and a lock earned there holds until it ends, Redis back or not), or refusing then, as the client's [`OutagePolicy`](super::OutagePolicy)
 /// says (see the [module docs](super)). With fail-closed, a failure that cannot be recorded
 /// is logged (at most once per 10 s) and lost: the request it belongs to is refused anyway, and
 /// every further request is refused until Redis answers.
@@ -103,6 +103,14 @@ impl RedisLockoutStore {
     }
 }
 
+/// What the fallback says of `key`.
+fn local(fallback: &MemoryLockoutStore, key: IpKey, now: Duration) -> LockStatus {
+    match fallback.check(key, now).into_inner() {
+        Ok(status) => status,
+        Err(never) => match never {},
+    }
+}
+
 /// Milliseconds, at most 2^52 (about 140 000 years): Lua numbers are doubles, exact to 2^53,
 /// and the script adds two of these.
 fn ms(d: Duration) -> u64 {
@@ -126,12 +134,11 @@ impl LockoutStore for RedisLockoutStore {
                 Ok([1, retry, _, _]) => Ok(LockStatus::Locked {
                     retry_after: Duration::from_millis(retry),
                 }),
-                Ok(_) => Ok(LockStatus::Open),
+                // A lock earned in the fallback during an outage still holds once Redis is
+                // back (a lookup in memory, nothing for an address that never failed then).
+                Ok(_) => Ok(local(&fallback, key, now)),
                 Err(e) if closed => Err(e),
-                Err(_) => Ok(match fallback.check(key, now).into_inner() {
-                    Ok(status) => status,
-                    Err(never) => match never {},
-                }),
+                Err(_) => Ok(local(&fallback, key, now)),
             }
         })
     }

@@ -118,9 +118,10 @@ impl fmt::Display for RedisConfigError {
 impl std::error::Error for RedisConfigError {}
 
 struct Inner {
-    /// For the subscriber's own connection (to the first node of a cluster: a cluster
-    /// delivers every `PUBLISH` on every node).
-    client: ::redis::Client,
+    /// For the subscriber's own connection: the server, or each node of a cluster in turn (a
+    /// cluster delivers every `PUBLISH` on every node). Never empty.
+    subscribers: Vec<::redis::Client>,
+    next_subscriber: std::sync::atomic::AtomicUsize,
     connection: Connection,
     timeout: Duration,
     prefix: Box<str>,
@@ -131,6 +132,22 @@ struct Inner {
     last_try: AtomicU64,
     started: std::time::Instant,
 }
+
+/// `script` on `key` with `args`.
+fn invocation<'a>(
+    script: &'a ::redis::Script,
+    key: &str,
+    args: &[impl ::redis::ToRedisArgs + Sync],
+) -> ::redis::ScriptInvocation<'a> {
+    let mut invocation = script.key(key);
+    for arg in args {
+        invocation.arg(arg);
+    }
+    invocation
+}
+
+/// The bound on the fan-out's background calls (at least the client's timeout).
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// During an outage, one call a second goes to Redis (to notice it is back); the others fall
 /// back at once instead of each waiting for the timeout.
@@ -218,7 +235,8 @@ impl RedisClient {
         format!("{}:{kind}", self.inner.prefix)
     }
 
-    /// Runs `f` on the shared connection within the timeout, and notes an outage.
+    /// Runs `f` on the shared connection within the timeout, and notes an outage: the stores'
+    /// calls, on the request path.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, RedisError>
     where
         F: FnOnce(Handle) -> Fut,
@@ -227,22 +245,44 @@ impl RedisClient {
         if self.skip() {
             return Err(RedisError::SKIPPED);
         }
+        // Not skipped while down: this call is the probe.
+        let probe = self.inner.down.load(Ordering::Acquire);
+        let outcome = self.call(self.inner.timeout, f).await;
+        self.note(outcome.as_ref().err(), probe);
+        outcome
+    }
+
+    /// Runs `f` within `timeout`, leaving the outage state alone: the fan-out's calls, in the
+    /// background (reloads of whole hashes, statistics), which must neither wait for the probe
+    /// nor make the request path believe Redis is down.
+    async fn run_background<T, F, Fut>(&self, f: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
+        self.call(self.inner.timeout.max(BACKGROUND_TIMEOUT), f)
+            .await
+    }
+
+    async fn call<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
         let call = async {
             let handle = self.inner.connection.handle().await?;
             f(handle).await
         };
-        let outcome = match tokio::time::timeout(self.inner.timeout, call).await {
+        match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(RedisError::TIMEOUT),
             Ok(Err(e)) => Err(RedisError::from_redis(&e)),
             Ok(Ok(value)) => Ok(value),
-        };
-        self.note(outcome.as_ref().err());
-        outcome
+        }
     }
 
     /// `PUBLISH channel payload`.
     pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<(), RedisError> {
-        self.run(|mut c| async move {
+        self.run_background(|mut c| async move {
             ::redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(payload)
@@ -253,39 +293,48 @@ impl RedisClient {
         .await
     }
 
-    /// Records `subject` revoked at `at` in `hash` and publishes it on `channel`, atomically
-    /// (one script on the hash's slot: a cluster takes no transaction across a `PUBLISH`).
+    /// Records `field` (a subject or a `jti`) as revoked with `value` (its `at`, or its
+    /// entry's end) in `hash`, unless the hash holds a later value already, and publishes the
+    /// value kept on `channel` as `<value> <field>`: atomically, one script on the hash's slot
+    /// (a cluster takes no transaction across a `PUBLISH`).
     pub(crate) async fn publish_revocation(
         &self,
         hash: &str,
         channel: &str,
-        subject: &str,
-        at: u64,
+        field: &str,
+        value: u64,
     ) -> Result<(), RedisError> {
         static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
             ::redis::Script::new(
-                "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) \
-                 redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' ' .. ARGV[1]) return 1",
+                "local v = tonumber(ARGV[2]) \
+                 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) \
+                 if old and old > v then v = old else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end \
+                 redis.call('PUBLISH', ARGV[3], string.format('%d', v) .. ' ' .. ARGV[1]) return 1",
             )
         });
-        let at = at.to_string();
-        self.eval::<i64>(&SCRIPT, hash, &[subject, &at, channel])
+        let value = value.to_string();
+        self.eval_background::<i64>(&SCRIPT, hash, &[field, &value, channel])
             .await
             .map(|_| ())
     }
 
-    /// `HGETALL hash`.
+    /// `HGETALL hash`; fields and values that are not UTF-8 are skipped.
     pub(crate) async fn hash_all_raw(
         &self,
         hash: &str,
     ) -> Result<Vec<(String, String)>, RedisError> {
-        self.run(|mut c| async move {
-            ::redis::cmd("HGETALL")
-                .arg(hash)
-                .query_async::<Vec<(String, String)>>(&mut c)
-                .await
-        })
-        .await
+        let all = self
+            .run_background(|mut c| async move {
+                ::redis::cmd("HGETALL")
+                    .arg(hash)
+                    .query_async::<Vec<(Vec<u8>, Vec<u8>)>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(k, v)| Some((String::from_utf8(k).ok()?, String::from_utf8(v).ok()?)))
+            .collect())
     }
 
     /// `HGETALL hash`, values as numbers (others skipped).
@@ -305,7 +354,7 @@ impl RedisClient {
         field: &str,
         value: &str,
     ) -> Result<(), RedisError> {
-        self.run(|mut c| async move {
+        self.run_background(|mut c| async move {
             ::redis::cmd("HSET")
                 .arg(hash)
                 .arg(field)
@@ -326,7 +375,7 @@ impl RedisClient {
         if fields.is_empty() {
             return Ok(());
         }
-        self.run(|mut c| async move {
+        self.run_background(|mut c| async move {
             ::redis::cmd("HDEL")
                 .arg(hash)
                 .arg(fields)
@@ -337,29 +386,75 @@ impl RedisClient {
         .await
     }
 
-    /// A connection of its own for pub/sub, within the timeout.
+    /// Deletes each `(field, value)` of `entries` from `hash` if the field still holds that
+    /// value (one script: a revocation made again meanwhile, with a new value, stays).
+    pub(crate) async fn hash_delete_unchanged(
+        &self,
+        hash: &str,
+        entries: &[(String, u64)],
+    ) -> Result<(), RedisError> {
+        static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+            ::redis::Script::new(
+                "for i = 1, #ARGV, 2 do \
+                   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+                     redis.call('HDEL', KEYS[1], ARGV[i]) end end return 1",
+            )
+        });
+        // In batches, so that no one script holds Redis for long.
+        for batch in entries.chunks(500) {
+            let args: Vec<String> = batch
+                .iter()
+                .flat_map(|(field, value)| [field.clone(), value.to_string()])
+                .collect();
+            self.eval_background::<i64>(&SCRIPT, hash, &args).await?;
+        }
+        Ok(())
+    }
+
+    /// A connection of its own for pub/sub, within the timeout: to the next node in turn after
+    /// a failure (a cluster's nodes all receive every `PUBLISH`).
     pub(crate) async fn pubsub(&self) -> Result<::redis::aio::PubSub, RedisError> {
-        match tokio::time::timeout(self.inner.timeout, self.inner.client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
+        let nodes = &self.inner.subscribers;
+        let at = self.inner.next_subscriber.load(Ordering::Relaxed) % nodes.len();
+        let outcome = match tokio::time::timeout(
+            self.inner.timeout.max(BACKGROUND_TIMEOUT),
+            nodes[at].get_async_pubsub(),
+        )
+        .await
+        {
+            Ok(Ok(pubsub)) => return Ok(pubsub),
             Ok(Err(_)) => Err(RedisError::FAILED),
             Err(_) => Err(RedisError::TIMEOUT),
-        }
+        };
+        self.inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        outcome
     }
 
     /// Runs `script` on `key` with `args`, within the timeout; `EVALSHA`, loading the script
-    /// on `NOSCRIPT`.
+    /// on `NOSCRIPT`. On the request path: notes outages.
     pub(crate) async fn eval<T: ::redis::FromRedisValue>(
         &self,
         script: &::redis::Script,
         key: &str,
         args: &[impl ::redis::ToRedisArgs + Sync],
     ) -> Result<T, RedisError> {
-        let mut invocation = script.key(key);
-        for arg in args {
-            invocation.arg(arg);
-        }
+        let invocation = invocation(script, key, args);
         self.run(|mut handle| async move { invocation.invoke_async::<T>(&mut handle).await })
             .await
+    }
+
+    /// [`eval`](Self::eval) for the fan-out, in the background.
+    async fn eval_background<T: ::redis::FromRedisValue>(
+        &self,
+        script: &::redis::Script,
+        key: &str,
+        args: &[impl ::redis::ToRedisArgs + Sync],
+    ) -> Result<T, RedisError> {
+        let invocation = invocation(script, key, args);
+        self.run_background(
+            |mut handle| async move { invocation.invoke_async::<T>(&mut handle).await },
+        )
+        .await
     }
 
     /// Whether to skip Redis for this call: during an outage, all but one call a second.
@@ -381,29 +476,28 @@ impl RedisClient {
             .is_err()
     }
 
-    /// Logs an outage's start (`WARN`) and end (`INFO`), once each.
-    fn note(&self, error: Option<&RedisError>) {
+    /// Logs an outage's start (`WARN`) and end (`INFO`), once each. Only the probe ends an
+    /// outage: a call that was under way when it began and succeeds late does not.
+    fn note(&self, error: Option<&RedisError>, probe: bool) {
         let down = &self.inner.down;
         match error {
-            Some(e) => {
-                if !down.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(
-                        target: crate::audit::AUDIT_TARGET,
-                        error = %e,
-                        "Redis is not answering: shared state is unavailable until it does"
-                    );
-                }
+            Some(e) if !down.swap(true, Ordering::AcqRel) => {
+                tracing::warn!(
+                    target: crate::audit::AUDIT_TARGET,
+                    error = %e,
+                    "Redis is not answering: shared state is unavailable until it does"
+                );
             }
-            None => {
-                if down.swap(false, Ordering::AcqRel) {
-                    tracing::info!(
-                        target: crate::audit::AUDIT_TARGET,
-                        "Redis answers again: shared state resumed"
-                    );
-                }
+            None if probe && down.swap(false, Ordering::AcqRel) => {
+                tracing::info!(
+                    target: crate::audit::AUDIT_TARGET,
+                    "Redis answers again: shared state resumed"
+                );
             }
+            _ => {}
         }
     }
+
 }
 
 /// Installs a rustls provider for TLS to Redis unless the application installed one: aws-lc-rs
@@ -444,10 +538,20 @@ impl RedisClientBuilder {
 
     /// A client of `url`: with the configured CA when there is one.
     fn open(&self, url: &str) -> Result<::redis::Client, RedisConfigError> {
-        let tls = url.starts_with("rediss://");
+        // Schemes are case-insensitive (RFC 3986 §3.1).
+        let tls = url
+            .get(..9)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
         if tls && !cfg!(feature = "redis-tls") {
             return Err(RedisConfigError(
                 "a rediss:// URL needs the crate feature `redis-tls`",
+            ));
+        }
+        #[cfg(feature = "redis-tls")]
+        if !tls && self.root_certificate.is_some() {
+            // The user expects TLS: never a plaintext connection instead.
+            return Err(RedisConfigError(
+                "a TLS root certificate was given for a Redis URL that is not rediss://",
             ));
         }
         #[cfg(feature = "redis-tls")]
@@ -519,9 +623,10 @@ impl RedisClientBuilder {
             return Err(RedisConfigError("a Redis cluster needs at least one node"));
         };
         let client = self.open(first)?;
+        let mut subscribers = vec![client.clone()];
         let connection = if self.cluster {
             for url in &self.urls[1..] {
-                self.open(url)?;
+                subscribers.push(self.open(url)?);
             }
             #[allow(unused_mut)]
             let mut cluster =
@@ -555,7 +660,8 @@ impl RedisClientBuilder {
         };
         Ok(RedisClient {
             inner: Arc::new(Inner {
-                client,
+                subscribers,
+                next_subscriber: std::sync::atomic::AtomicUsize::new(0),
                 connection,
                 timeout: self.timeout,
                 prefix: self.prefix.into_boxed_str(),

@@ -42,6 +42,7 @@ pub struct RedisRateLimitStore {
     script: Arc<::redis::Script>,
     fallback: Arc<MemoryRateLimitStore>,
     quotas: PlanQuotas,
+    namespace: Arc<str>,
 }
 
 impl RedisRateLimitStore {
@@ -52,7 +53,17 @@ impl RedisRateLimitStore {
             script: Arc::new(::redis::Script::new(SCRIPT)),
             fallback: Arc::new(MemoryRateLimitStore::new(quotas.clone())),
             quotas,
+            namespace: Arc::from(""),
         }
+    }
+
+    /// Counts in buckets of their own, apart from other stores' (default: none). Two stores
+    /// on one Redis with the same quotas and namespace share their users' buckets: give each
+    /// budget its name (`"orders"`, `"messages"`), and the same name to the stores that must
+    /// share one (a route over HTTP and the same call over gRPC).
+    pub fn namespace(mut self, namespace: impl Into<Arc<str>>) -> Self {
+        self.namespace = namespace.into();
+        self
     }
 
     fn call(
@@ -81,9 +92,17 @@ impl RateLimitStore for RedisRateLimitStore {
         let interval = u64::try_from(quota.replenish_interval().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        // One key per user and quota: a user on another plan starts a bucket of its own, and two
-        // stores with different quotas (requests, WebSocket messages) never share one.
-        let id = format!("{key}:{}:{interval}:{limit}", self.quotas.policy_name(plan));
+        // One key per user, namespace and quota: a user on another plan starts a bucket of its
+        // own, and two stores with other quotas or namespaces never share one. The user's and
+        // the namespace's lengths come first, so that no subject (which may hold `:`) can
+        // spell another's key.
+        let name = &*self.namespace;
+        let id = format!(
+            "{}:{}:{key}:{name}:{}:{interval}:{limit}",
+            key.len(),
+            name.len(),
+            self.quotas.policy_name(plan)
+        );
         let call = self.call(&self.client.key("rate", id), interval, u64::from(limit));
         let (fallback, key, plan) = (
             Arc::clone(&self.fallback),
