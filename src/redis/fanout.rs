@@ -8,7 +8,8 @@
 //! live revocation from the hashes `<prefix>:revocations` (subjects → `at`) and
 //! `<prefix>:revoked-tokens` (`jti` → the entry's end) when it reconnects (within about a
 //! second of Redis answering again), and every minute besides, so none is lost to a dropped
-//! message. Each reload also deletes from the hashes the entries that cover no token any more
+//! message (a Redis restarted without persistence has lost them all, though: see the
+//! README). Each reload also deletes from the hashes the entries that cover no token any more
 //! (by this instance's list: give every instance the same maximum token lifetime and leeway),
 //! so they hold only live revocations.
 
