@@ -31,11 +31,13 @@ impl<St: LockoutStore> Recorder for LockoutConfig<St> {
                 Ok(LockStatus::Locked { retry_after }) => Some(retry_after),
                 Ok(LockStatus::Open) => None,
                 Err(e) => {
-                    // A failing store lets the re-authentication through to validation, even
-                    // when the store fails closed (the token is still verified; only the
-                    // address's lock could not be read).
                     store_failed(&e, "check");
-                    None
+                    // As for requests: a failing store lets the client through, unless it fails
+                    // closed, and then the unreadable lock counts as a lock of a second (the
+                    // re-authentication is refused with `LOCKED_OUT`, retry after 1 s).
+                    self.store
+                        .fails_closed()
+                        .then_some(Duration::from_secs(1))
                 }
             }
         })
@@ -93,7 +95,8 @@ impl FailureReport {
     }
 
     /// Whether the client address is locked now, and for how long. A locked address is refused
-    /// on every protocol, so a live socket's re-authentication is refused too.
+    /// on every protocol, so a live socket's re-authentication is refused too. When a
+    /// fail-closed store cannot answer, the address counts as locked for a second.
     pub async fn locked(&self) -> Option<Duration> {
         Arc::clone(&self.recorder).check(self.key).await
     }

@@ -28,7 +28,7 @@ if allow_at > now then
   return {0, 0, allow_at - now}
 end
 local ttl = math.ceil((new_tat - now) / 1000)
-redis.call('SET', k, new_tat, 'PX', math.max(ttl, 1))
+redis.call('SET', k, string.format('%d', new_tat), 'PX', math.min(math.max(ttl, 1), 1125899906842624))
 local remaining = math.floor((t * burst - (new_tat - now)) / t)
 return {1, remaining, 0}
 ";
@@ -89,9 +89,11 @@ impl RateLimitStore for RedisRateLimitStore {
         let quota = self.quotas.quota_for(plan);
         let limit = quota.burst_size().get();
         let window = quota.burst_size_replenished_in();
+        // At least 1 µs (the script's unit) and at most about a year, so that the script's
+        // doubles stay exact and its expiry in range.
         let interval = u64::try_from(quota.replenish_interval().as_micros())
             .unwrap_or(u64::MAX)
-            .max(1);
+            .clamp(1, 1 << 45);
         // One key per user, namespace and quota: a user on another plan starts a bucket of its
         // own, and two stores with other quotas or namespaces never share one. The user's and
         // the namespace's lengths come first, so that no subject (which may hold `:`) can
