@@ -326,3 +326,36 @@ async fn messages_with_redis_down_under_each_policy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An outage under fail-closed writes one `WARN` (Redis is not answering), not one per refused
+/// request: those are at `DEBUG`, counted in the periodic summary.
+#[tokio::test]
+async fn a_fail_closed_outage_logs_one_warning_not_one_per_request() {
+    let (logs, _guard) = common::capture_logs();
+    let mut redis = RedisServer::start();
+    let clock = FakeClock::starting_now();
+    let app = redis_app(
+        client(&redis.url(0), OutagePolicy::FailClosed),
+        &clock,
+        1_000_000,
+    )
+    .await;
+    let token = redis_app_token(&clock, "quiet");
+    assert_eq!(ask(&app, "127.0.1.40", &token).await.status, 200);
+    redis.kill();
+    for _ in 0..30 {
+        assert_eq!(ask(&app, "127.0.1.40", &token).await.status, 503);
+    }
+    let text = logs.text();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("Redis is not answering"),
+        "{warnings:#?}"
+    );
+    let refused = text
+        .lines()
+        .filter(|l| l.contains("DEBUG") && l.contains("AUTH_FAILED"))
+        .count();
+    assert_eq!(refused, 30, "each refusal at DEBUG");
+}

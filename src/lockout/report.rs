@@ -35,9 +35,7 @@ impl<St: LockoutStore> Recorder for LockoutConfig<St> {
                     // As for requests: a failing store lets the client through, unless it fails
                     // closed, and then the unreadable lock counts as a lock of a second (the
                     // re-authentication is refused with `LOCKED_OUT`, retry after 1 s).
-                    self.store
-                        .fails_closed()
-                        .then_some(Duration::from_secs(1))
+                    self.store.fails_closed().then_some(Duration::from_secs(1))
                 }
             }
         })

@@ -497,7 +497,6 @@ impl RedisClient {
             _ => {}
         }
     }
-
 }
 
 /// Installs a rustls provider for TLS to Redis unless the application installed one: aws-lc-rs
