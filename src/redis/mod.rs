@@ -133,17 +133,12 @@ struct Inner {
     started: std::time::Instant,
 }
 
-/// `script` on `key` with `args`.
-fn invocation<'a>(
-    script: &'a ::redis::Script,
-    key: &str,
-    args: &[impl ::redis::ToRedisArgs + Sync],
-) -> ::redis::ScriptInvocation<'a> {
-    let mut invocation = script.key(key);
-    for arg in args {
-        invocation.arg(arg);
-    }
-    invocation
+/// Where a call is made: on the request path (the probe and the outage state apply), or in
+/// the fan-out's background.
+#[derive(Clone, Copy)]
+enum Path {
+    Request,
+    Background,
 }
 
 /// The bound on the fan-out's background calls (at least the client's timeout).
@@ -313,7 +308,7 @@ impl RedisClient {
             )
         });
         let value = value.to_string();
-        self.eval_background::<i64>(&SCRIPT, hash, &[field, &value, channel])
+        self.eval_on::<i64>(Path::Background, &SCRIPT, hash, &[field, &value, channel])
             .await
             .map(|_| ())
     }
@@ -406,7 +401,8 @@ impl RedisClient {
                 .iter()
                 .flat_map(|(field, value)| [field.clone(), value.to_string()])
                 .collect();
-            self.eval_background::<i64>(&SCRIPT, hash, &args).await?;
+            self.eval_on::<i64>(Path::Background, &SCRIPT, hash, &args)
+                .await?;
         }
         Ok(())
     }
@@ -438,23 +434,27 @@ impl RedisClient {
         key: &str,
         args: &[impl ::redis::ToRedisArgs + Sync],
     ) -> Result<T, RedisError> {
-        let invocation = invocation(script, key, args);
-        self.run(|mut handle| async move { invocation.invoke_async::<T>(&mut handle).await })
-            .await
+        self.eval_on(Path::Request, script, key, args).await
     }
 
-    /// [`eval`](Self::eval) for the fan-out, in the background.
-    async fn eval_background<T: ::redis::FromRedisValue>(
+    /// [`eval`](Self::eval) on `path`.
+    async fn eval_on<T: ::redis::FromRedisValue>(
         &self,
+        path: Path,
         script: &::redis::Script,
         key: &str,
         args: &[impl ::redis::ToRedisArgs + Sync],
     ) -> Result<T, RedisError> {
-        let invocation = invocation(script, key, args);
-        self.run_background(
-            |mut handle| async move { invocation.invoke_async::<T>(&mut handle).await },
-        )
-        .await
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let call =
+            |mut handle: Handle| async move { invocation.invoke_async::<T>(&mut handle).await };
+        match path {
+            Path::Request => self.run(call).await,
+            Path::Background => self.run_background(call).await,
+        }
     }
 
     /// Whether to skip Redis for this call: during an outage, all but one call a second.
