@@ -112,7 +112,7 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
     match err.code() {
         // A store that does not answer, under fail-closed: the store logs its outage once;
         // each refusal only at DEBUG, and a count.
-        code @ ErrorCode::AuthFailed if err.retry_after().is_some() => {
+        code @ ErrorCode::AuthFailed if err.is_unavailable() => {
             emit!(tracing::Level::DEBUG);
             SUMMARY.count(code, summary_clock());
         }

@@ -105,6 +105,8 @@ pub struct AuthError {
     code: ErrorCode,
     message: &'static str,
     retry_after: Option<Duration>,
+    /// Made by [`AuthError::unavailable`]: a store that does not answer.
+    unavailable: bool,
 }
 
 impl AuthError {
@@ -114,6 +116,7 @@ impl AuthError {
             code,
             message,
             retry_after: None,
+            unavailable: false,
         }
     }
 
@@ -156,7 +159,15 @@ impl AuthError {
     /// that does not answer, with the fail-closed policy): HTTP `503` with `Retry-After: 1`, gRPC
     /// 14 `UNAVAILABLE` with a `RetryInfo`. Not a failed attempt.
     pub const fn unavailable(message: &'static str) -> Self {
-        Self::new(ErrorCode::AuthFailed, message).with_retry_after(Duration::from_secs(1))
+        let mut error =
+            Self::new(ErrorCode::AuthFailed, message).with_retry_after(Duration::from_secs(1));
+        error.unavailable = true;
+        error
+    }
+
+    /// Whether this is an [`AuthError::unavailable`] refusal.
+    pub const fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// Sets the time after which the client may retry (sent as `Retry-After`).
@@ -175,12 +186,13 @@ impl AuthError {
         self.message
     }
 
-    /// The HTTP status for this rejection: the code's, except `503` for an `AUTH_FAILED` that
-    /// carries a retry time ([`AuthError::unavailable`]).
+    /// The HTTP status for this rejection: the code's, except `503` for
+    /// [`AuthError::unavailable`].
     pub const fn status(&self) -> StatusCode {
-        match (self.code, self.retry_after) {
-            (ErrorCode::AuthFailed, Some(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            (code, _) => code.status(),
+        if self.unavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            self.code.status()
         }
     }
 
@@ -275,6 +287,10 @@ mod tests {
             AuthError::auth_failed("x").status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        // An application's own AUTH_FAILED with a retry time is not taken for one.
+        let own = AuthError::auth_failed("x").with_retry_after(Duration::from_secs(5));
+        assert!(!own.is_unavailable());
+        assert_eq!(own.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

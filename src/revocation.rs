@@ -213,13 +213,22 @@ impl RevocationList {
     /// Until when the entry of a token whose `exp` is `expires_at` is kept.
     pub(crate) fn token_entry_until(&self, expires_at: Option<u64>) -> u64 {
         let inner = &self.inner;
-        match expires_at {
-            Some(exp) => exp.saturating_add(inner.leeway),
-            None => self
-                .now()
-                .saturating_add(inner.lifetime)
-                .saturating_add(inner.leeway.saturating_mul(2)),
-        }
+        // No token accepted with the list can live longer than this (the validator enforces
+        // the lifetime), so no entry needs to.
+        let longest = self
+            .now()
+            .saturating_add(inner.lifetime)
+            .saturating_add(inner.leeway.saturating_mul(2));
+        expires_at.map_or(longest, |exp| exp.saturating_add(inner.leeway).min(longest))
+    }
+
+    /// Until when the token whose `jti` is `jti` is revoked, if it is.
+    pub(crate) fn token_revoked_until(&self, jti: &str) -> Option<u64> {
+        let now = self.now();
+        self.read(&self.inner.tokens)
+            .get(jti)
+            .copied()
+            .filter(|until| *until > now)
     }
 
     /// Revokes the token whose `jti` is `jti` until `until` (for revocations made elsewhere,

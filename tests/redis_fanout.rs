@@ -146,3 +146,62 @@ async fn a_token_revoked_by_jti_reaches_the_others_and_stale_entries_are_pruned(
     );
     assert_eq!(c.revocations.subject_revoked_at("old-subject"), None);
 }
+
+/// The fan-out's background calls have their own, longer bound: a Redis that stalls for a
+/// second (longer than the client's 200 ms, shorter than 2 s) delays `fleet_stats`, it does
+/// not fail it, and the stores' outage state is untouched.
+#[tokio::test]
+async fn background_calls_outlast_the_request_timeout() {
+    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let a = instance(&redis.url(0));
+    redis.await_subscribers("tjg:revoked", 1).await;
+    let sleeper = redis.sleep(1).await;
+    let started = Instant::now();
+    let stats = a.fanout.fleet_stats().await;
+    assert!(stats.is_ok(), "{stats:?}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    sleeper.await.unwrap();
+}
+
+/// A revocation dated ahead of this instance's clock (by more than the leeway) waits until
+/// the clock reaches it, instead of refusing new tokens early; an entry applied once is not
+/// heard of again at the next reload (a reconnection here), so hooks fire once.
+#[tokio::test]
+async fn future_dated_revocations_wait_and_hooks_fire_once() {
+    let mut redis = RedisServer::start();
+    let list = RevocationList::builder(Duration::from_secs(3600)).build();
+    let now = list.now();
+    redis.cli(&[
+        "HSET",
+        "tjg:revocations",
+        "ahead",
+        &(now + 3600).to_string(),
+    ]);
+    redis.cli(&["HSET", "tjg:revocations", "bob", &now.to_string()]);
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&fired);
+    list.on_revoke(move |r| sink.lock().unwrap().push(format!("{r:?}")));
+    let client = RedisClient::builder(redis.url(0))
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let fanout = RedisFanout::start(client, list.clone(), |_, _| {});
+    within(Duration::from_secs(2), || fanout.is_synced()).await;
+    assert_eq!(list.subject_revoked_at("bob"), Some(now));
+    assert_eq!(
+        list.subject_revoked_at("ahead"),
+        None,
+        "not before its time"
+    );
+    // A reload after a reconnection applies nothing new.
+    redis.restart();
+    within(Duration::from_secs(3), || !fanout.is_synced()).await;
+    within(Duration::from_secs(5), || fanout.is_synced()).await;
+    assert_eq!(
+        fired.lock().unwrap().len(),
+        1,
+        "{:?}",
+        fired.lock().unwrap()
+    );
+    assert_eq!(list.subject_revoked_at("ahead"), None);
+}

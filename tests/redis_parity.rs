@@ -100,3 +100,51 @@ async fn the_lua_script_answers_as_the_in_memory_store_does() {
     );
     eprintln!("3 000 steps agreed: {locks} locks, {escalated} of them escalated");
 }
+
+/// A lock earned in the in-memory fallback while Redis was down still holds once Redis
+/// answers again (which knows nothing of it).
+#[tokio::test]
+async fn a_lock_earned_during_an_outage_holds_after_it() {
+    let mut redis = RedisServer::start();
+    let client = RedisClient::builder(redis.url(0))
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let policy = LockoutPolicy::new();
+    let store = RedisLockoutStore::new(client, &policy);
+    let ip = IpKey::new(IpAddr::V4(Ipv4Addr::new(10, 9, 1, 1)), 64);
+    let now = Duration::from_millis(1_800_000_000_000);
+    redis.kill();
+    let mut locked = None;
+    for _ in 0..5 {
+        locked = store
+            .record_failure(ip, now, &policy)
+            .await
+            .unwrap()
+            .locked_for;
+    }
+    assert!(locked.is_some(), "the fallback locks");
+    redis.restart();
+    // Until a check has reached the restarted Redis (one probe a second during an outage),
+    // and once it has: locked, by the fallback's lock.
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = store.check(ip, now).await.unwrap();
+        assert!(
+            matches!(status, tower_jwt_guard::lockout::LockStatus::Locked { .. }),
+            "{status:?}"
+        );
+        if redis
+            .cli(&["INFO", "commandstats"])
+            .contains("cmdstat_evalsha")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Redis never answered"
+        );
+    }
+    assert_eq!(redis.cli(&["DBSIZE"]), "0", "Redis itself knows of no lock");
+}

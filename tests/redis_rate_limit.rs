@@ -67,3 +67,35 @@ async fn with_redis_down_every_request_is_answered_by_the_fallback() {
     }
     assert_eq!(request(&a, &carol).await.0, 429);
 }
+
+/// Two stores with the same quotas share their users' buckets only under the same namespace.
+#[tokio::test]
+async fn namespaces_keep_equal_quotas_apart() {
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+    use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, RateDecision, RateLimitStore};
+    use tower_jwt_guard::redis::RedisRateLimitStore;
+
+    let redis = RedisServer::start();
+    let client = RedisClient::builder(redis.url(0))
+        .timeout(Duration::from_millis(500))
+        .outage_policy(tower_jwt_guard::redis::OutagePolicy::FailClosed)
+        .build()
+        .unwrap();
+    let quotas = PlanQuotas::new(Quota::per_minute(NonZeroU32::new(2).unwrap()));
+    let store =
+        |name: &str| RedisRateLimitStore::new(client.clone(), quotas.clone()).namespace(name);
+    let (orders, also_orders, messages) = (store("orders"), store("orders"), store("messages"));
+    let user: Arc<str> = Arc::from("a:b}c{d");
+    let allowed = |d: RateDecision| matches!(d, RateDecision::Allowed { .. });
+    assert!(allowed(orders.check(&user, None, false).await.unwrap()));
+    assert!(allowed(
+        also_orders.check(&user, None, false).await.unwrap()
+    ));
+    // The third in the minute, on the shared "orders" bucket: refused.
+    assert!(!allowed(orders.check(&user, None, false).await.unwrap()));
+    // "messages" has a bucket of its own.
+    assert!(allowed(messages.check(&user, None, false).await.unwrap()));
+    assert!(allowed(messages.check(&user, None, false).await.unwrap()));
+    assert_eq!(redis.cli(&["DBSIZE"]), "2");
+}

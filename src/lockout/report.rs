@@ -32,10 +32,11 @@ impl<St: LockoutStore> Recorder for LockoutConfig<St> {
                 Ok(LockStatus::Open) => None,
                 Err(e) => {
                     store_failed(&e, "check");
-                    // As for requests: a failing store lets the client through, unless it fails
-                    // closed, and then the unreadable lock counts as a lock of a second (the
-                    // re-authentication is refused with `LOCKED_OUT`, retry after 1 s).
-                    self.store.fails_closed().then_some(Duration::from_secs(1))
+                    // The re-authentication goes on to validation, even with a store that fails
+                    // closed: its token is still verified, and closing every socket that
+                    // re-authenticates during a blip of the store (as "locked out") would
+                    // punish clients for the store. Only the address's lock went unread.
+                    None
                 }
             }
         })
@@ -93,8 +94,9 @@ impl FailureReport {
     }
 
     /// Whether the client address is locked now, and for how long. A locked address is refused
-    /// on every protocol, so a live socket's re-authentication is refused too. When a
-    /// fail-closed store cannot answer, the address counts as locked for a second.
+    /// on every protocol, so a live socket's re-authentication is refused too. When the store
+    /// cannot answer (even one that fails closed), the address counts as not locked: the
+    /// re-authentication's token is verified all the same.
     pub async fn locked(&self) -> Option<Duration> {
         Arc::clone(&self.recorder).check(self.key).await
     }

@@ -105,8 +105,8 @@ impl RedisFanout {
     /// Writes this instance's session statistics (its connection count and its users' subjects)
     /// to the hash `<prefix>:stats` every second, for [`fleet_stats`](Self::fleet_stats); a
     /// report older than 3 s no longer counts (instances' clocks are assumed to agree within
-    /// a second). The task ends with the last clone of this fan-out; every 10 s it also deletes
-    /// the reports of instances gone, so the hash holds live instances only. A second call does
+    /// a second). The task ends with the last clone of this fan-out; every minute it also
+    /// deletes the reports of instances gone, so the hash holds live instances only. A second call does
     /// nothing (one report per instance).
     #[cfg(feature = "websocket")]
     pub fn share_stats(&self, registry: crate::ws::SessionRegistry) {
@@ -129,7 +129,7 @@ impl RedisFanout {
             while task.strong_count() > 0 {
                 every.tick().await;
                 ticks = ticks.wrapping_add(1);
-                if ticks.is_multiple_of(10) {
+                if ticks.is_multiple_of(60) {
                     let _ = read_stats(&client).await;
                 }
                 let stats = registry.stats();
@@ -258,7 +258,7 @@ async fn read_stats(client: &RedisClient) -> Result<FleetStats, FanoutError> {
         let report = serde_json::from_str::<serde_json::Value>(&value).unwrap_or_default();
         let at = report["t"].as_u64().unwrap_or(0);
         if now.saturating_sub(at) > kept {
-            stale.push(instance);
+            stale.push((instance, value));
             continue;
         }
         stats.instances += 1;
@@ -269,7 +269,8 @@ async fn read_stats(client: &RedisClient) -> Result<FleetStats, FanoutError> {
         }
     }
     stats.users = users.len();
-    let _ = client.hash_delete(&hash, &stale).await;
+    // Only the reports unchanged since they were read: one rewritten meanwhile is live.
+    let _ = client.hash_delete_unchanged(&hash, &stale).await;
     Ok(stats)
 }
 
@@ -383,41 +384,52 @@ async fn reload(
     let mut stale = Vec::new();
     for (subject, at) in subjects {
         if revocations.subject_entry_expired(at) {
-            stale.push((subject, at));
+            stale.push((subject, at.to_string()));
         } else {
             apply_subject(revocations, &subject, at);
         }
     }
-    client
-        .hash_delete_unchanged(&names.subjects_hash, &stale)
-        .await?;
     let now = revocations.now();
-    let mut stale = Vec::new();
+    let mut stale_tokens = Vec::new();
     for (jti, until) in tokens {
         if until <= now {
-            stale.push((jti, until));
+            stale_tokens.push((jti, until.to_string()));
         } else {
             apply_token(revocations, &jti, until);
         }
     }
-    client
-        .hash_delete_unchanged(&names.tokens_hash, &stale)
-        .await
+    // Every entry is applied: pruning is housekeeping, and its failure is no failure to sync.
+    let _ = client
+        .hash_delete_unchanged(&names.subjects_hash, &stale)
+        .await;
+    let _ = client
+        .hash_delete_unchanged(&names.tokens_hash, &stale_tokens)
+        .await;
+    Ok(())
 }
 
-/// Applies a subject revocation made elsewhere, dated at most a leeway ahead of this
-/// instance's clock: a publisher's clock far ahead (or a forged entry) must not refuse the
-/// subject's future tokens for long.
+/// Applies a subject revocation made elsewhere. One dated more than a leeway ahead of this
+/// instance's clock (a publisher's clock ahead, or a forged entry) waits: a reload applies it
+/// once this clock has reached it. Applied early it would refuse the subject's tokens issued
+/// until then; clamped to now, later reloads would raise it again and again (and the hooks
+/// would close new sessions each time).
 fn apply_subject(revocations: &RevocationList, subject: &str, at: u64) {
     let latest = revocations
         .now()
         .saturating_add(revocations.leeway().as_secs());
-    let _ = revocations.revoke_subject_at(subject, at.min(latest));
+    if at <= latest {
+        let _ = revocations.revoke_subject_at(subject, at);
+    }
 }
 
-/// Applies a `jti` revocation made elsewhere, kept at most as long as a token can live.
+/// Applies a `jti` revocation made elsewhere, kept at most as long as a token can live. An
+/// entry already here is not raised by a remote one beyond that bound (no token accepted here
+/// outlives the entry it has).
 fn apply_token(revocations: &RevocationList, jti: &str, until: u64) {
     let longest = revocations.token_entry_until(None);
+    if until > longest && revocations.token_revoked_until(jti).is_some() {
+        return;
+    }
     let _ = revocations.revoke_token_until(jti, until.min(longest));
 }
 

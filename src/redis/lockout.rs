@@ -131,8 +131,14 @@ impl LockoutStore for RedisLockoutStore {
         let closed = self.client.fails_closed();
         Box::pin(async move {
             match call.await {
+                // The longer of the shared lock and one earned in the fallback.
                 Ok([1, retry, _, _]) => Ok(LockStatus::Locked {
-                    retry_after: Duration::from_millis(retry),
+                    retry_after: match local(&fallback, key, now) {
+                        LockStatus::Locked { retry_after } => {
+                            retry_after.max(Duration::from_millis(retry))
+                        }
+                        LockStatus::Open => Duration::from_millis(retry),
+                    },
                 }),
                 // A lock earned in the fallback during an outage still holds once Redis is
                 // back (a lookup in memory, nothing for an address that never failed then).
@@ -195,9 +201,10 @@ impl LockoutStore for RedisLockoutStore {
         let call = self.call(key, [2, ms(now), 0, 0, 0, 0, 0, 0]);
         let fallback = std::sync::Arc::clone(&self.fallback);
         Box::pin(async move {
-            if call.await.is_err() {
-                let _ = fallback.reset(key, now).into_inner();
-            }
+            // Both: failures counted in the fallback during an outage must not lock early in
+            // the next one.
+            let _ = fallback.reset(key, now).into_inner();
+            let _ = call.await;
             Ok(())
         })
     }

@@ -123,6 +123,8 @@ struct Inner {
     subscribers: Vec<::redis::Client>,
     next_subscriber: std::sync::atomic::AtomicUsize,
     connection: Connection,
+    /// The fan-out's own connection, with the longer bound.
+    background: Connection,
     timeout: Duration,
     prefix: Box<str>,
     outage: OutagePolicy,
@@ -131,6 +133,13 @@ struct Inner {
     /// When a call last went to Redis during an outage (ms since `started`).
     last_try: AtomicU64,
     started: std::time::Instant,
+}
+
+/// What [`RedisClient::admit`] decided for a call.
+enum Admit {
+    Call,
+    Probe,
+    Skip,
 }
 
 /// Where a call is made: on the request path (the probe and the outage state apply), or in
@@ -237,12 +246,14 @@ impl RedisClient {
         F: FnOnce(Handle) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
-        if self.skip() {
-            return Err(RedisError::SKIPPED);
-        }
-        // Not skipped while down: this call is the probe.
-        let probe = self.inner.down.load(Ordering::Acquire);
-        let outcome = self.call(self.inner.timeout, f).await;
+        let probe = match self.admit() {
+            Admit::Skip => return Err(RedisError::SKIPPED),
+            Admit::Call => false,
+            Admit::Probe => true,
+        };
+        let outcome = self
+            .call(&self.inner.connection, self.inner.timeout, f)
+            .await;
         self.note(outcome.as_ref().err(), probe);
         outcome
     }
@@ -255,17 +266,22 @@ impl RedisClient {
         F: FnOnce(Handle) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
-        self.call(self.inner.timeout.max(BACKGROUND_TIMEOUT), f)
-            .await
+        let timeout = self.inner.timeout.max(BACKGROUND_TIMEOUT);
+        self.call(&self.inner.background, timeout, f).await
     }
 
-    async fn call<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, RedisError>
+    async fn call<T, F, Fut>(
+        &self,
+        connection: &Connection,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, RedisError>
     where
         F: FnOnce(Handle) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
         let call = async {
-            let handle = self.inner.connection.handle().await?;
+            let handle = connection.handle().await?;
             f(handle).await
         };
         match tokio::time::timeout(timeout, call).await {
@@ -361,32 +377,12 @@ impl RedisClient {
         .await
     }
 
-    /// `HDEL hash fields…` (nothing when `fields` is empty).
-    pub(crate) async fn hash_delete(
-        &self,
-        hash: &str,
-        fields: &[String],
-    ) -> Result<(), RedisError> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        self.run_background(|mut c| async move {
-            ::redis::cmd("HDEL")
-                .arg(hash)
-                .arg(fields)
-                .query_async::<i64>(&mut c)
-                .await
-                .map(|_| ())
-        })
-        .await
-    }
-
     /// Deletes each `(field, value)` of `entries` from `hash` if the field still holds that
     /// value (one script: a revocation made again meanwhile, with a new value, stays).
     pub(crate) async fn hash_delete_unchanged(
         &self,
         hash: &str,
-        entries: &[(String, u64)],
+        entries: &[(String, String)],
     ) -> Result<(), RedisError> {
         static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
             ::redis::Script::new(
@@ -399,7 +395,7 @@ impl RedisClient {
         for batch in entries.chunks(500) {
             let args: Vec<String> = batch
                 .iter()
-                .flat_map(|(field, value)| [field.clone(), value.to_string()])
+                .flat_map(|(field, value)| [field.clone(), value.clone()])
                 .collect();
             self.eval_on::<i64>(Path::Background, &SCRIPT, hash, &args)
                 .await?;
@@ -457,23 +453,29 @@ impl RedisClient {
         }
     }
 
-    /// Whether to skip Redis for this call: during an outage, all but one call a second.
-    fn skip(&self) -> bool {
+    /// Whether this call goes to Redis: always when Redis is up; during an outage, one call a
+    /// second, the probe, and the others are skipped. Decided from one reading of the state,
+    /// so that a call that began before an outage is never taken for its probe.
+    fn admit(&self) -> Admit {
         let inner = &self.inner;
         if !inner.down.load(Ordering::Acquire) {
-            return false;
+            return Admit::Call;
         }
         let now = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = inner.last_try.load(Ordering::Acquire);
         let every = u64::try_from(PROBE_EVERY.as_millis()).unwrap_or(u64::MAX);
-        if now.saturating_sub(last) < every {
-            return true;
+        // `last` starts at zero: an outage in the first second gets its probe at once.
+        if last != 0 && now.saturating_sub(last) < every {
+            return Admit::Skip;
         }
         // One caller wins the probe; the others skip.
-        inner
+        match inner
             .last_try
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+            .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Admit::Probe,
+            Err(_) => Admit::Skip,
+        }
     }
 
     /// Logs an outage's start (`WARN`) and end (`INFO`), once each. Only the probe ends an
@@ -515,6 +517,44 @@ fn install_rustls_provider() {
 }
 
 impl RedisClientBuilder {
+    /// A connection (made on first use) whose commands are each bounded by `timeout`.
+    fn connection(
+        &self,
+        client: &::redis::Client,
+        timeout: Duration,
+    ) -> Result<Connection, RedisConfigError> {
+        if !self.cluster {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(|_| RedisConfigError("the Redis connection could not be set up"))?;
+            return Ok(Connection::Single(manager));
+        }
+        #[allow(unused_mut)]
+        let mut cluster =
+            ::redis::cluster::ClusterClient::builder(self.urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1);
+        #[cfg(feature = "redis-tls")]
+        if let Some(pem) = &self.root_certificate {
+            cluster = cluster.certs(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        let cluster = cluster
+            .build()
+            .map_err(|_| RedisConfigError("the Redis cluster's URLs are not usable"))?;
+        Ok(Connection::Cluster(Box::new(connection::Cluster {
+            client: cluster,
+            connection: tokio::sync::OnceCell::new(),
+        })))
+    }
+
     fn new(urls: Vec<String>, cluster: bool) -> Self {
         Self {
             urls,
@@ -623,45 +663,22 @@ impl RedisClientBuilder {
         };
         let client = self.open(first)?;
         let mut subscribers = vec![client.clone()];
-        let connection = if self.cluster {
+        if self.cluster {
             for url in &self.urls[1..] {
                 subscribers.push(self.open(url)?);
             }
-            #[allow(unused_mut)]
-            let mut cluster =
-                ::redis::cluster::ClusterClient::builder(self.urls.iter().map(String::as_str))
-                    .connection_timeout(self.timeout)
-                    .response_timeout(self.timeout)
-                    .retries(1);
-            #[cfg(feature = "redis-tls")]
-            if let Some(pem) = &self.root_certificate {
-                cluster = cluster.certs(::redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                });
-            }
-            let cluster = cluster
-                .build()
-                .map_err(|_| RedisConfigError("the Redis cluster's URLs are not usable"))?;
-            Connection::Cluster(Box::new(connection::Cluster {
-                client: cluster,
-                connection: tokio::sync::OnceCell::new(),
-            }))
-        } else {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
-                .map_err(|_| RedisConfigError("the Redis connection could not be set up"))?;
-            Connection::Single(manager)
-        };
+        }
+        // One connection for the stores' calls, bounded by the client's timeout, and one for
+        // the fan-out's background calls (whole hashes), bounded by a longer one: a connection
+        // bounds each of its commands by its own response timeout.
+        let connection = self.connection(&client, self.timeout)?;
+        let background = self.connection(&client, self.timeout.max(BACKGROUND_TIMEOUT))?;
         Ok(RedisClient {
             inner: Arc::new(Inner {
                 subscribers,
                 next_subscriber: std::sync::atomic::AtomicUsize::new(0),
                 connection,
+                background,
                 timeout: self.timeout,
                 prefix: self.prefix.into_boxed_str(),
                 outage: self.outage,
