@@ -139,12 +139,14 @@ pub(crate) fn summary_clock() -> u64 {
 
 /// At most one event per period for a process-wide condition (a store that fails on every
 /// request): [`ready`](Self::ready) says when to write one, and for how many occurrences.
+#[cfg(any(feature = "lockout", feature = "rate-limit"))]
 pub(crate) struct Throttle {
     /// When the last event was written (ms on [`summary_clock`], offset by one period).
     last_ms: AtomicU64,
     since: AtomicU64,
 }
 
+#[cfg(any(feature = "lockout", feature = "rate-limit"))]
 impl Throttle {
     pub(crate) const fn new() -> Self {
         Self {

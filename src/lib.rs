@@ -10,6 +10,7 @@
 //! | [`extract`] | finds the token: `Authorization: Bearer`, query, header, cookie, WebSocket subprotocol (upgrades only); ordered, size-capped, conflicts refused | [`TokenExtractor`](extract::TokenExtractor), [`TokenSource`](extract::TokenSource), [`TokenSourceKind`](extract::TokenSourceKind), [`ExtractedToken`](extract::ExtractedToken), [`ExtractError`](extract::ExtractError), [`application_protocols`](extract::application_protocols), [`is_application_protocol`](extract::is_application_protocol), [`is_websocket_upgrade`](extract::is_websocket_upgrade), [`is_websocket_upgrade_parts`](extract::is_websocket_upgrade_parts), `DEFAULT_MAX_TOKEN_LEN`, `DEFAULT_WEBSOCKET_PROTOCOL_PREFIX`, `MAX_APPLICATION_PROTOCOL_LEN` |
 //! | [`keys`] | verification keys bound to their algorithm family and `kid`: secrets, PEM, JWK, JWKS | [`Key`](keys::Key), [`keys_from_jwks`](keys::keys_from_jwks), `MIN_HMAC_SECRET_LEN` |
 //! | [`jwks`] | JWK sets from an identity provider, read key by key and strictly (`use`, `key_ops`, `kty`, curve, `alg`, RSA size, no `oct` unless allowed, duplicate `kid`s, a bound): one bad key never discards the others | [`RemoteJwks`](jwks::RemoteJwks), [`JwksPolicy`](jwks::JwksPolicy), [`SkippedJwk`](jwks::SkippedJwk) |
+//! | `remote_keys` (feature `remote-keys`) | a JWKS fetched from a URL and kept fresh: lock-free reads, one shared fetch at a time, one per cooldown for unknown kids, stale-if-error with a maximum staleness, your own fetcher; not yet wired into the validator | `RemoteKeySet`, `RemoteKeySetBuilder`, `JwksFetcher`, `FetchFuture`, `FetchError`, `KeySnapshot`, `RemoteKeyStats` |
 //! | [`validate`] | verifies the token with `jsonwebtoken` and checks `exp`/`nbf` (with leeway), `iss`, `aud`, required claims, typed predicates, revocation | [`Validator`](validate::Validator), [`ValidatorBuilder`](validate::ValidatorBuilder), [`Verified`](validate::Verified), [`Revocation`](validate::Revocation), [`RevocationFuture`](validate::RevocationFuture), `DEFAULT_LEEWAY` |
 //! | [`auth`] | the authentication layer | [`JwtAuthLayer`], [`JwtAuth`], [`JwtAuthBuilder`](auth::JwtAuthBuilder), [`ResponseFuture`](auth::ResponseFuture), `DEFAULT_VERIFIED_CACHE`, `MAX_CACHED_TOKEN` |
 //! | [`outcome`] | the contract between an authentication layer and the layers around it | [`AuthRejection`](outcome::AuthRejection), [`SuccessSignal`](outcome::SuccessSignal), [`Unauthenticated`](outcome::Unauthenticated), [`authenticated`](outcome::authenticated) |
@@ -113,6 +114,8 @@ pub mod peer;
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "remote-keys")]
+pub mod remote_keys;
 pub mod response;
 pub mod revocation;
 mod scaffold;

@@ -223,6 +223,7 @@ impl RevocationList {
     }
 
     /// Until when the token whose `jti` is `jti` is revoked, if it is.
+    #[cfg(feature = "redis")]
     pub(crate) fn token_revoked_until(&self, jti: &str) -> Option<u64> {
         let now = self.now();
         self.read(&self.inner.tokens)
@@ -251,6 +252,7 @@ impl RevocationList {
     }
 
     /// Whether a subject entry made at `at` covers no token any more.
+    #[cfg(feature = "redis")]
     pub(crate) fn subject_entry_expired(&self, at: u64) -> bool {
         self.subject_expired(at, self.now())
     }

@@ -1,0 +1,602 @@
+//! A key set fetched from a JWKS URL and kept fresh (feature `remote-keys`): the core of remote
+//! keys, whatever carries the bytes.
+//!
+//! - **Readers never wait.** The keys are an immutable snapshot behind an `arc-swap`: reading
+//!   them is an atomic load, and no lock is ever held across a fetch.
+//! - **One fetch at a time.** Callers that ask for a refresh while one is under way wait for
+//!   that one and share its outcome; none starts a second.
+//! - **An unknown `kid` refetches at most once per cooldown** (30 s by default), however many
+//!   tokens name unknown kids: a flood of random kids is not a flood of fetches.
+//! - **Stale-if-error.** A fetch that fails, times out, or brings a document with no usable
+//!   key keeps the keys already known, counts a failure, and logs a `WARN` (once per run of
+//!   failures); the background refresher then retries with a backoff (1 s doubling to 60 s).
+//!   Keys older than the maximum staleness (24 h by default) are no longer used: tokens that
+//!   need them are refused until a fetch succeeds.
+//! - **One bad key never discards the others**: documents are read by
+//!   [`RemoteJwks::parse`](crate::jwks::RemoteJwks::parse).
+//! - **Bring your own HTTP client**: a [`JwksFetcher`] is one method returning the body.
+//!
+//! Time (the age of the keys, the cooldown) comes from the set's [`Clock`], so tests drive it;
+//! the refresher's sleeps are tokio's.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::jwks::{JwksPolicy, RemoteJwks};
+use crate::keys::Key;
+
+/// What a fetch failed with (no body text, no URL: either may carry secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError(pub &'static str);
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fetching the key set failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// The future of [`JwksFetcher::fetch`]: a fetch costs far more than the box.
+pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, FetchError>> + Send>>;
+
+/// Brings the bytes of a JWK set document: the crate's HTTP client, or yours (a `reqwest`
+/// client behind a proxy, a file, a test double). It must bound its own time and body size.
+pub trait JwksFetcher: Send + Sync + 'static {
+    /// The body of `url`.
+    fn fetch(&self, url: &str) -> FetchFuture;
+}
+
+/// The keys as last fetched.
+#[derive(Debug, Default)]
+pub struct KeySnapshot {
+    /// The usable keys.
+    pub keys: Vec<Key>,
+    /// When they were fetched (the clock's time since the epoch); `None` before the first
+    /// successful fetch.
+    pub fetched_at: Option<Duration>,
+}
+
+/// Counters to export: fetches made, failures among them, the keys' age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteKeyStats {
+    /// Fetches made (successful or not).
+    pub fetches: u64,
+    /// Fetches that failed (and kept the keys known).
+    pub failures: u64,
+    /// Usable keys now.
+    pub keys: usize,
+    /// Time since the last successful fetch.
+    pub age: Option<Duration>,
+}
+
+/// A JWK set fetched from a URL, kept fresh; cheap to clone (see the [module docs](self)).
+#[derive(Clone)]
+pub struct RemoteKeySet {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: Box<str>,
+    fetcher: Arc<dyn JwksFetcher>,
+    policy: JwksPolicy,
+    clock: Arc<dyn Clock>,
+    refresh_every: Duration,
+    cooldown: Duration,
+    max_stale: Duration,
+    snapshot: ArcSwap<KeySnapshot>,
+    /// Held during a fetch; its value counts the fetches made, so that a caller who waited
+    /// can tell that one ran meanwhile.
+    fetching: tokio::sync::Mutex<u64>,
+    /// When an unknown kid last caused a fetch (ms on the clock, offset by one so that zero
+    /// means never).
+    unknown_kid_fetch: AtomicU64,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    /// A run of failures has been logged.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for RemoteKeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may carry a token or a password.
+        f.debug_struct("RemoteKeySet")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RemoteKeySet`].
+pub struct RemoteKeySetBuilder {
+    url: String,
+    fetcher: Arc<dyn JwksFetcher>,
+    policy: JwksPolicy,
+    clock: Arc<dyn Clock>,
+    refresh_every: Duration,
+    cooldown: Duration,
+    max_stale: Duration,
+}
+
+impl std::fmt::Debug for RemoteKeySetBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteKeySetBuilder")
+            .field("refresh_every", &self.refresh_every)
+            .field("cooldown", &self.cooldown)
+            .field("max_stale", &self.max_stale)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default refresh interval (as Envoy's).
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
+/// The default shortest time between two fetches caused by unknown kids.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+/// The default age after which keys that could not be refreshed are no longer used.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+impl RemoteKeySet {
+    /// A set fetched from `url` by `fetcher`. Nothing is fetched until [`refresh`](Self::refresh)
+    /// or the refresher ([`spawn_refresher`](Self::spawn_refresher)) runs.
+    pub fn builder(url: impl Into<String>, fetcher: impl JwksFetcher) -> RemoteKeySetBuilder {
+        RemoteKeySetBuilder {
+            url: url.into(),
+            fetcher: Arc::new(fetcher),
+            policy: JwksPolicy::default(),
+            clock: Arc::new(SystemClock),
+            refresh_every: DEFAULT_REFRESH,
+            cooldown: DEFAULT_COOLDOWN,
+            max_stale: DEFAULT_MAX_STALE,
+        }
+    }
+
+    /// The keys to verify with now: `None` before the first successful fetch, or once the
+    /// keys are older than the maximum staleness. An atomic load, never a wait.
+    pub fn current(&self) -> Option<Arc<KeySnapshot>> {
+        let snapshot = self.inner.snapshot.load_full();
+        let fetched = snapshot.fetched_at?;
+        let age = self.inner.clock.now().saturating_sub(fetched);
+        (age <= self.inner.max_stale).then_some(snapshot)
+    }
+
+    /// Fetches the set now, unless a fetch is under way: then waits for that one and shares
+    /// its outcome. On failure the keys already known stay.
+    ///
+    /// # Errors
+    /// The fetch's error, or a document with no usable key.
+    pub async fn refresh(&self) -> Result<(), FetchError> {
+        let inner = &self.inner;
+        let seen = match inner.fetching.try_lock() {
+            Ok(guard) => return self.fetch_holding(guard).await,
+            // Under way: the number of fetches before it ends.
+            Err(_) => inner.fetches.load(Ordering::Acquire),
+        };
+        let guard = inner.fetching.lock().await;
+        if *guard > seen {
+            // The fetch we waited for ran: share its outcome.
+            return if inner.warned.load(Ordering::Acquire) {
+                Err(FetchError("the shared fetch failed"))
+            } else {
+                Ok(())
+            };
+        }
+        self.fetch_holding(guard).await
+    }
+
+    /// A token named `kid`, which the keys lack: refetches when the cooldown allows (and waits
+    /// for a fetch under way otherwise); returns whether the keys now hold `kid`.
+    pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> bool {
+        let inner = &self.inner;
+        let now = ms(inner.clock.now()).saturating_add(1);
+        let last = inner.unknown_kid_fetch.load(Ordering::Acquire);
+        let cooldown = ms(inner.cooldown);
+        let due = last == 0 || now.saturating_sub(last) >= cooldown;
+        if due
+            && inner
+                .unknown_kid_fetch
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let _ = self.refresh().await;
+        } else if inner.fetching.try_lock().is_err() {
+            // A fetch is under way (ours or the refresher's): wait for it, start none.
+            drop(inner.fetching.lock().await);
+        }
+        self.current()
+            .is_some_and(|s| s.keys.iter().any(|k| k.kid() == kid))
+    }
+
+    /// Fetches, counters and the keys' age.
+    pub fn stats(&self) -> RemoteKeyStats {
+        let inner = &self.inner;
+        let snapshot = inner.snapshot.load();
+        RemoteKeyStats {
+            fetches: inner.fetches.load(Ordering::Relaxed),
+            failures: inner.failures.load(Ordering::Relaxed),
+            keys: snapshot.keys.len(),
+            age: snapshot
+                .fetched_at
+                .map(|at| inner.clock.now().saturating_sub(at)),
+        }
+    }
+
+    /// Starts the background refresher on the current tokio runtime: a fetch now, then one
+    /// every refresh interval; after a failure, retries at 1 s doubling to 60 s. It ends when
+    /// the last clone of this set is dropped.
+    pub fn spawn_refresher(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut backoff = BACKOFF_FIRST;
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let set = RemoteKeySet { inner };
+                let wait = match set.refresh().await {
+                    Ok(()) => {
+                        backoff = BACKOFF_FIRST;
+                        set.inner.refresh_every
+                    }
+                    Err(_) => {
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        wait
+                    }
+                };
+                drop(set);
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
+    /// One fetch, holding the fetch lock.
+    async fn fetch_holding(
+        &self,
+        mut guard: tokio::sync::MutexGuard<'_, u64>,
+    ) -> Result<(), FetchError> {
+        let inner = &self.inner;
+        let outcome = match inner.fetcher.fetch(&inner.url).await {
+            Ok(body) => match RemoteJwks::parse(&body, &inner.policy) {
+                Ok(set) if !set.keys.is_empty() => Ok(set),
+                Ok(_) => Err(FetchError("the document holds no usable key")),
+                Err(_) => Err(FetchError("the document is not a JWK set")),
+            },
+            Err(e) => Err(e),
+        };
+        let result = match outcome {
+            Ok(set) => {
+                self.install(set);
+                if inner.warned.swap(false, Ordering::AcqRel) {
+                    tracing::info!(
+                        target: crate::audit::AUDIT_TARGET,
+                        "the remote key set was fetched again"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                inner.failures.fetch_add(1, Ordering::Relaxed);
+                if !inner.warned.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        target: crate::audit::AUDIT_TARGET,
+                        error = %e,
+                        keys_kept = inner.snapshot.load().keys.len(),
+                        "the remote key set could not be refreshed; the keys known are kept"
+                    );
+                }
+                Err(e)
+            }
+        };
+        *guard += 1;
+        inner.fetches.fetch_add(1, Ordering::Release);
+        result
+    }
+
+    /// Swaps in the new keys, and says which kids came and went.
+    fn install(&self, set: RemoteJwks) {
+        let inner = &self.inner;
+        let old = inner.snapshot.load();
+        let kids = |keys: &[Key]| -> Vec<String> {
+            keys.iter()
+                .filter_map(|k| k.kid().map(str::to_owned))
+                .collect()
+        };
+        let (before, after) = (kids(&old.keys), kids(&set.keys));
+        let added: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+        let removed: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(
+                target: crate::audit::AUDIT_TARGET,
+                added = ?added,
+                removed = ?removed,
+                skipped = set.skipped.len(),
+                "remote key set changed"
+            );
+        }
+        for skipped in &set.skipped {
+            tracing::debug!(
+                target: crate::audit::AUDIT_TARGET,
+                index = skipped.index,
+                kid = ?skipped.kid,
+                reason = skipped.reason,
+                "a JWK of the remote set was skipped"
+            );
+        }
+        inner.snapshot.store(Arc::new(KeySnapshot {
+            keys: set.keys,
+            fetched_at: Some(inner.clock.now()),
+        }));
+    }
+}
+
+impl RemoteKeySetBuilder {
+    /// The policy for the set's JWKs (default [`JwksPolicy::default`]).
+    pub fn policy(mut self, policy: JwksPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The clock for the keys' age and the cooldown.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often the refresher fetches (default [`DEFAULT_REFRESH`]).
+    pub fn refresh_every(mut self, every: Duration) -> Self {
+        self.refresh_every = every;
+        self
+    }
+
+    /// The shortest time between two fetches caused by unknown kids (default
+    /// [`DEFAULT_COOLDOWN`]).
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// How old keys that could not be refreshed may get before they are no longer used
+    /// (default [`DEFAULT_MAX_STALE`]).
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// The set.
+    ///
+    /// # Errors
+    /// An empty URL, a zero refresh interval, or a maximum staleness shorter than the refresh
+    /// interval (the keys would expire between two refreshes).
+    pub fn build(self) -> Result<RemoteKeySet, ConfigError> {
+        if self.url.is_empty() {
+            return Err(ConfigError::new("the key set URL is empty"));
+        }
+        if self.refresh_every.is_zero() {
+            return Err(ConfigError::new("the refresh interval must not be zero"));
+        }
+        if self.max_stale < self.refresh_every {
+            return Err(ConfigError::new(
+                "the maximum staleness must not be shorter than the refresh interval",
+            ));
+        }
+        Ok(RemoteKeySet {
+            inner: Arc::new(Inner {
+                url: self.url.into_boxed_str(),
+                fetcher: self.fetcher,
+                policy: self.policy,
+                clock: self.clock,
+                refresh_every: self.refresh_every,
+                cooldown: self.cooldown,
+                max_stale: self.max_stale,
+                snapshot: ArcSwap::from_pointee(KeySnapshot::default()),
+                fetching: tokio::sync::Mutex::new(0),
+                unknown_kid_fetch: AtomicU64::new(0),
+                fetches: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                warned: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use std::sync::Mutex;
+
+    const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn set_of(kids: &[&str]) -> Vec<u8> {
+        let keys: Vec<String> = kids
+            .iter()
+            .map(|k| {
+                format!(r#"{{"kty":"EC","kid":"{k}","crv":"P-256","x":"{EC_X}","y":"{EC_Y}"}}"#)
+            })
+            .collect();
+        format!(r#"{{"keys":[{}]}}"#, keys.join(",")).into_bytes()
+    }
+
+    /// Serves whatever the test puts in `body`, counting fetches; each fetch takes `delay`.
+    #[derive(Clone)]
+    struct Served {
+        body: Arc<Mutex<Result<Vec<u8>, FetchError>>>,
+        count: Arc<AtomicU64>,
+        delay: Duration,
+    }
+
+    impl Served {
+        fn new(body: Vec<u8>, delay: Duration) -> Self {
+            Self {
+                body: Arc::new(Mutex::new(Ok(body))),
+                count: Arc::new(AtomicU64::new(0)),
+                delay,
+            }
+        }
+        fn serve(&self, body: Result<Vec<u8>, FetchError>) {
+            *self.body.lock().unwrap() = body;
+        }
+        fn fetches(&self) -> u64 {
+            self.count.load(Ordering::SeqCst)
+        }
+    }
+
+    impl JwksFetcher for Served {
+        fn fetch(&self, _url: &str) -> FetchFuture {
+            self.count.fetch_add(1, Ordering::SeqCst);
+            let (body, delay) = (self.body.lock().unwrap().clone(), self.delay);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                body
+            })
+        }
+    }
+
+    fn build(served: &Served, clock: &FakeClock) -> RemoteKeySet {
+        RemoteKeySet::builder("https://idp.example/jwks", served.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    }
+
+    fn kids(set: &RemoteKeySet) -> Vec<String> {
+        set.current()
+            .map(|s| {
+                s.keys
+                    .iter()
+                    .filter_map(|k| k.kid().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn nothing_before_the_first_fetch_then_the_keys() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a", "b"]), Duration::ZERO);
+        let set = build(&served, &clock);
+        assert!(set.current().is_none());
+        set.refresh().await.unwrap();
+        assert_eq!(kids(&set), ["a", "b"]);
+        assert_eq!(set.stats().age, Some(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_refreshes_share_one_fetch() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::from_millis(100));
+        let set = build(&served, &clock);
+        let all: Vec<_> = (0..50).map(|_| set.refresh()).collect();
+        for r in futures_util::future::join_all(all).await {
+            assert!(r.is_ok());
+        }
+        assert_eq!(served.fetches(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_kids_refetch_at_most_once_per_cooldown() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::from_millis(10));
+        let set = build(&served, &clock);
+        set.refresh().await.unwrap();
+        // The IdP rotates: "b" appears; the first token naming it fetches once, at once.
+        served.serve(Ok(set_of(&["a", "b"])));
+        let burst: Vec<_> = (0..1_000)
+            .map(|_| set.refresh_for_unknown_kid(Some("b")))
+            .collect();
+        let found = futures_util::future::join_all(burst).await;
+        assert!(found.iter().all(|f| *f), "every waiter saw the new key");
+        assert_eq!(served.fetches(), 2, "one fetch for the whole burst");
+        // 10 000 random kids within the cooldown: no fetch.
+        for i in 0..10_000 {
+            assert!(!set.refresh_for_unknown_kid(Some(&format!("r{i}"))).await);
+        }
+        assert_eq!(served.fetches(), 2);
+        // After the cooldown, one more.
+        clock.advance(DEFAULT_COOLDOWN);
+        assert!(!set.refresh_for_unknown_kid(Some("zzz")).await);
+        assert_eq!(served.fetches(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_garbage_fetch_keeps_the_keys_until_they_are_too_old() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::ZERO);
+        let set = build(&served, &clock);
+        set.refresh().await.unwrap();
+        for body in [
+            Err(FetchError("timed out")),
+            Ok(b"<html>500</html>".to_vec()),
+            Ok(br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#.to_vec()),
+        ] {
+            served.serve(body);
+            assert!(set.refresh().await.is_err());
+            assert_eq!(kids(&set), ["a"], "kept");
+        }
+        assert_eq!(set.stats().failures, 3);
+        clock.advance(DEFAULT_MAX_STALE);
+        assert_eq!(kids(&set), ["a"], "still within the maximum staleness");
+        clock.advance(Duration::from_secs(1));
+        assert!(set.current().is_none(), "too old: no longer used");
+        // A successful fetch brings them back, and a removed key is gone.
+        served.serve(Ok(set_of(&["c"])));
+        set.refresh().await.unwrap();
+        assert_eq!(kids(&set), ["c"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refresher_fetches_every_interval_and_backs_off_after_failures() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::ZERO);
+        let set = RemoteKeySet::builder("https://idp.example/jwks", served.clone())
+            .clock(clock.clone())
+            .refresh_every(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let task = set.spawn_refresher();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(served.fetches(), 1);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(served.fetches(), 2);
+        // Failing from the fetch at 1 200 s on: retries 1, 2 and 4 s after each failure.
+        served.serve(Err(FetchError("down")));
+        tokio::time::sleep(Duration::from_millis(599_500)).await;
+        assert_eq!(served.fetches(), 3);
+        tokio::time::sleep(Duration::from_secs(1 + 2 + 4)).await;
+        assert_eq!(served.fetches(), 6);
+        assert_eq!(kids(&set), ["a"]);
+        drop(set);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(task.is_finished(), "ends with the last clone");
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        let served = Served::new(Vec::new(), Duration::ZERO);
+        assert!(RemoteKeySet::builder("", served.clone()).build().is_err());
+        assert!(
+            RemoteKeySet::builder("u", served.clone())
+                .refresh_every(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(
+            RemoteKeySet::builder("u", served)
+                .max_stale(Duration::from_secs(1))
+                .build()
+                .is_err()
+        );
+    }
+}
