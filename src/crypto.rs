@@ -16,6 +16,28 @@ compile_error!(
 
 use std::sync::OnceLock;
 
+/// The rustls provider of this crate's backend, for its TLS clients (Redis, key sets):
+/// aws-lc-rs's with the `aws-lc-rs` backend (also when both are on), ring's with RustCrypto
+/// (rustls has no RustCrypto provider of its own).
+#[cfg(any(feature = "redis-tls", feature = "remote-keys-http"))]
+pub(crate) fn rustls_provider() -> rustls::crypto::CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    provider
+}
+
+/// Installs [`rustls_provider`] as rustls's process-wide default, unless the application
+/// installed one: for clients (the `redis` crate's) that read the default.
+#[cfg(feature = "redis-tls")]
+pub(crate) fn install_rustls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may have installed one meanwhile: either is fine.
+        let _ = rustls_provider().install_default();
+    }
+}
+
 /// The name of the backend this build uses: `"aws-lc-rs"` or `"rust-crypto"`.
 pub const fn backend_name() -> &'static str {
     #[cfg(feature = "aws-lc-rs")]

@@ -501,21 +501,6 @@ impl RedisClient {
     }
 }
 
-/// Installs a rustls provider for TLS to Redis unless the application installed one: aws-lc-rs
-/// with that backend (also when both backends are on), ring with RustCrypto.
-#[cfg(feature = "redis-tls")]
-fn install_rustls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_some() {
-        return;
-    }
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = rustls::crypto::ring::default_provider();
-    // Another thread may have installed one meanwhile: either is fine.
-    let _ = provider.install_default();
-}
-
 impl RedisClientBuilder {
     /// A connection (made on first use) whose commands are each bounded by `timeout`.
     fn connection(
@@ -595,7 +580,7 @@ impl RedisClientBuilder {
         }
         #[cfg(feature = "redis-tls")]
         if tls {
-            install_rustls_provider();
+            crate::crypto::install_rustls_provider();
             if let Some(pem) = &self.root_certificate {
                 use rustls::pki_types::CertificateDer;
                 use rustls::pki_types::pem::PemObject;

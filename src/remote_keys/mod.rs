@@ -14,10 +14,35 @@
 //!   need them are refused until a fetch succeeds.
 //! - **One bad key never discards the others**: documents are read by
 //!   [`RemoteJwks::parse`](crate::jwks::RemoteJwks::parse).
-//! - **Bring your own HTTP client**: a [`JwksFetcher`] is one method returning the body.
+//! - **Bring your own HTTP client**: a [`JwksFetcher`] is one method returning the body; the
+//!   crate's own, `HttpFetcher` (feature `remote-keys-http`), is hyper-util's client over
+//!   rustls: https only (plain http to loopback addresses), a 5 s bound on the whole exchange,
+//!   a 1 MiB cap on the body, no redirects. To go through a proxy or reuse your `reqwest`
+//!   client, implement the trait with it:
+//!
+//! ```ignore
+//! struct Reqwest(reqwest::Client);
+//! impl JwksFetcher for Reqwest {
+//!     fn fetch(&self, url: &str) -> FetchFuture {
+//!         let request = self.0.get(url).timeout(Duration::from_secs(5)).send();
+//!         Box::pin(async move {
+//!             let response = request.await.map_err(|_| FetchError("request failed"))?;
+//!             if !response.status().is_success() { return Err(FetchError("not 200")); }
+//!             // Bound the body too (e.g. check `content_length`, or read chunks up to a cap).
+//!             response.bytes().await.map(|b| b.to_vec()).map_err(|_| FetchError("body"))
+//!         })
+//!     }
+//! }
+//! ```
 //!
 //! Time (the age of the keys, the cooldown) comes from the set's [`Clock`], so tests drive it;
 //! the refresher's sleeps are tokio's.
+
+#[cfg(feature = "remote-keys-http")]
+mod http;
+
+#[cfg(feature = "remote-keys-http")]
+pub use http::{DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BODY, HttpFetcher};
 
 use std::future::Future;
 use std::pin::Pin;
