@@ -1,5 +1,7 @@
-//! A key set fetched from a JWKS URL and kept fresh (feature `remote-keys`): the core of remote
-//! keys, whatever carries the bytes.
+//! A key set fetched from a JWKS URL, or found by OpenID Connect discovery from an issuer
+//! ([`RemoteKeySet::discover`]: the document's `issuer` must match exactly), and kept fresh
+//! (feature `remote-keys`): the core of remote keys, whatever carries the bytes. Not yet used
+//! by the validator (issue 14 goes on): build one and read [`RemoteKeySet::current`].
 //!
 //! - **Readers never wait.** The keys are an immutable snapshot behind an `arc-swap`: reading
 //!   them is an atomic load, and no lock is ever held across a fetch.
@@ -109,7 +111,9 @@ pub struct RemoteKeySet {
 }
 
 struct Inner {
-    url: Box<str>,
+    source: Source,
+    /// The JWKS URL found by discovery (under the fetch lock).
+    discovered: std::sync::Mutex<Option<Arc<str>>>,
     fetcher: Arc<dyn JwksFetcher>,
     policy: JwksPolicy,
     clock: Arc<dyn Clock>,
@@ -140,7 +144,7 @@ impl std::fmt::Debug for RemoteKeySet {
 
 /// Builds a [`RemoteKeySet`].
 pub struct RemoteKeySetBuilder {
-    url: String,
+    source: Source,
     fetcher: Arc<dyn JwksFetcher>,
     policy: JwksPolicy,
     clock: Arc<dyn Clock>,
@@ -173,8 +177,20 @@ impl RemoteKeySet {
     /// A set fetched from `url` by `fetcher`. Nothing is fetched until [`refresh`](Self::refresh)
     /// or the refresher ([`spawn_refresher`](Self::spawn_refresher)) runs.
     pub fn builder(url: impl Into<String>, fetcher: impl JwksFetcher) -> RemoteKeySetBuilder {
+        Self::with_source(Source::Jwks(url.into().into_boxed_str()), fetcher)
+    }
+
+    /// A set found by OpenID Connect discovery: `{issuer}/.well-known/openid-configuration`
+    /// is fetched first, its `issuer` must be `issuer` exactly (OpenID Connect Discovery
+    /// §4.3), and its `jwks_uri` is the set's URL. Discovery runs again at every refresh, so
+    /// a provider that moves its keys is followed; until it succeeds once there are no keys.
+    pub fn discover(issuer: impl Into<String>, fetcher: impl JwksFetcher) -> RemoteKeySetBuilder {
+        Self::with_source(Source::Issuer(issuer.into().into_boxed_str()), fetcher)
+    }
+
+    fn with_source(source: Source, fetcher: impl JwksFetcher) -> RemoteKeySetBuilder {
         RemoteKeySetBuilder {
-            url: url.into(),
+            source,
             fetcher: Arc::new(fetcher),
             policy: JwksPolicy::default(),
             clock: Arc::new(SystemClock),
@@ -287,7 +303,15 @@ impl RemoteKeySet {
         mut guard: tokio::sync::MutexGuard<'_, u64>,
     ) -> Result<(), FetchError> {
         let inner = &self.inner;
-        let outcome = match inner.fetcher.fetch(&inner.url).await {
+        let url = match &inner.source {
+            Source::Jwks(url) => Ok(Arc::<str>::from(&**url)),
+            Source::Issuer(issuer) => self.discover_jwks_uri(issuer).await,
+        };
+        let fetched = match url {
+            Ok(url) => inner.fetcher.fetch(&url).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match fetched {
             Ok(body) => match RemoteJwks::parse(&body, &inner.policy) {
                 Ok(set) if !set.keys.is_empty() => Ok(set),
                 Ok(_) => Err(FetchError("the document holds no usable key")),
@@ -322,6 +346,33 @@ impl RemoteKeySet {
         *guard += 1;
         inner.fetches.fetch_add(1, Ordering::Release);
         result
+    }
+
+    /// The `jwks_uri` of `issuer`'s discovery document; the last one found when the document
+    /// cannot be fetched now.
+    async fn discover_jwks_uri(&self, issuer: &str) -> Result<Arc<str>, FetchError> {
+        let inner = &self.inner;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let found = match inner.fetcher.fetch(&url).await {
+            Ok(body) => jwks_uri_of(&body, issuer),
+            Err(e) => Err(e),
+        };
+        let mut known = inner
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match found {
+            Ok(uri) => {
+                *known = Some(Arc::clone(&uri));
+                Ok(uri)
+            }
+            // A document that names another issuer is refused, whatever was found before.
+            Err(e @ FetchError(ISSUER_MISMATCH)) => Err(e),
+            Err(e) => known.clone().ok_or(e),
+        }
     }
 
     /// Swaps in the new keys, and says which kids came and went.
@@ -400,8 +451,9 @@ impl RemoteKeySetBuilder {
     /// An empty URL, a zero refresh interval, or a maximum staleness shorter than the refresh
     /// interval (the keys would expire between two refreshes).
     pub fn build(self) -> Result<RemoteKeySet, ConfigError> {
-        if self.url.is_empty() {
-            return Err(ConfigError::new("the key set URL is empty"));
+        let (Source::Jwks(url) | Source::Issuer(url)) = &self.source;
+        if url.is_empty() {
+            return Err(ConfigError::new("the key set URL or issuer is empty"));
         }
         if self.refresh_every.is_zero() {
             return Err(ConfigError::new("the refresh interval must not be zero"));
@@ -413,7 +465,8 @@ impl RemoteKeySetBuilder {
         }
         Ok(RemoteKeySet {
             inner: Arc::new(Inner {
-                url: self.url.into_boxed_str(),
+                source: self.source,
+                discovered: std::sync::Mutex::new(None),
                 fetcher: self.fetcher,
                 policy: self.policy,
                 clock: self.clock,
@@ -429,6 +482,29 @@ impl RemoteKeySetBuilder {
             }),
         })
     }
+}
+
+/// Where the set's URL comes from.
+enum Source {
+    Jwks(Box<str>),
+    Issuer(Box<str>),
+}
+
+const ISSUER_MISMATCH: &str = "the discovery document names another issuer";
+
+/// The `jwks_uri` of a discovery document whose `issuer` is `issuer`.
+fn jwks_uri_of(body: &[u8], issuer: &str) -> Result<Arc<str>, FetchError> {
+    #[derive(serde::Deserialize)]
+    struct Discovery {
+        issuer: String,
+        jwks_uri: String,
+    }
+    let document: Discovery = serde_json::from_slice(body)
+        .map_err(|_| FetchError("the discovery document lacks issuer or jwks_uri"))?;
+    if document.issuer != issuer {
+        return Err(FetchError(ISSUER_MISMATCH));
+    }
+    Ok(Arc::from(document.jwks_uri))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -605,6 +681,63 @@ mod tests {
         drop(set);
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(task.is_finished(), "ends with the last clone");
+    }
+
+    /// Serves a discovery document at the well-known path and a key set elsewhere.
+    struct Provider {
+        discovery: Mutex<String>,
+        jwks: Vec<u8>,
+        urls: Mutex<Vec<String>>,
+    }
+
+    impl JwksFetcher for Arc<Provider> {
+        fn fetch(&self, url: &str) -> FetchFuture {
+            self.urls.lock().unwrap().push(url.to_owned());
+            let body = if url.ends_with("/.well-known/openid-configuration") {
+                self.discovery.lock().unwrap().clone().into_bytes()
+            } else if url == "https://idp.example/keys" {
+                self.jwks.clone()
+            } else {
+                b"not found".to_vec()
+            };
+            Box::pin(async move { Ok(body) })
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_finds_the_keys_and_checks_the_issuer() {
+        let provider = Arc::new(Provider {
+            discovery: Mutex::new(
+                r#"{"issuer":"https://idp.example/realm","jwks_uri":"https://idp.example/keys"}"#
+                    .to_owned(),
+            ),
+            jwks: set_of(&["a"]),
+            urls: Mutex::new(Vec::new()),
+        });
+        let set = RemoteKeySet::discover("https://idp.example/realm", Arc::clone(&provider))
+            .build()
+            .unwrap();
+        set.refresh().await.unwrap();
+        assert_eq!(kids(&set), ["a"]);
+        assert_eq!(
+            *provider.urls.lock().unwrap(),
+            [
+                "https://idp.example/realm/.well-known/openid-configuration",
+                "https://idp.example/keys"
+            ]
+        );
+        // A document naming another issuer is refused, and the keys known stay.
+        *provider.discovery.lock().unwrap() =
+            r#"{"issuer":"https://evil.example","jwks_uri":"https://idp.example/keys"}"#.to_owned();
+        let error = set.refresh().await.unwrap_err();
+        assert_eq!(error.0, ISSUER_MISMATCH);
+        assert_eq!(kids(&set), ["a"]);
+        // A set that never saw a matching document has no keys.
+        let other = RemoteKeySet::discover("https://idp.example/other", Arc::clone(&provider))
+            .build()
+            .unwrap();
+        assert!(other.refresh().await.is_err());
+        assert!(other.current().is_none());
     }
 
     #[test]
