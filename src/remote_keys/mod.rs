@@ -321,6 +321,12 @@ impl RemoteKeySet {
         };
         let result = match outcome {
             Ok(set) => {
+                tracing::debug!(
+                    target: crate::audit::AUDIT_TARGET,
+                    keys = set.keys.len(),
+                    skipped = set.skipped.len(),
+                    "remote key set fetched"
+                );
                 self.install(set);
                 if inner.warned.swap(false, Ordering::AcqRel) {
                     tracing::info!(
