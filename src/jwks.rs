@@ -15,7 +15,14 @@
 //!   and curve;
 //! - a second key with the same `kid` is skipped (a token naming it would be ambiguous);
 //! - `x5c`, `x5u` and `jku` are never fetched nor trusted: the key is the JWK's own parameters;
-//! - at most [`JwksPolicy::max_keys`] keys (64 by default) are read.
+//! - the key material is checked: an RSA modulus of 2048 to 8192 bits and an odd public
+//!   exponent from 3 to 2^32 − 1, EC coordinates of their curve's size, an Ed25519 key of 32
+//!   bytes (so that a truncated or broken document never replaces good keys); whether an EC
+//!   point lies on its curve is left to the verification;
+//! - a JWK that carries private parameters (`d`, `p`, `q`…) is skipped: a published private
+//!   key is a compromised one; so is a `kid` over 256 bytes;
+//! - at most [`JwksPolicy::max_keys`] keys (64 by default) are kept, and at most four times
+//!   as many entries read.
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations};
 
@@ -77,7 +84,16 @@ impl RemoteJwks {
         let document: Document = serde_json::from_slice(json)
             .map_err(|_| ConfigError::new("the JWK set is not a JSON object with a keys array"))?;
         let mut out = Self::default();
+        let readable = policy.max_keys.saturating_mul(4).max(1);
         for (index, value) in document.keys.into_iter().enumerate() {
+            if index >= readable {
+                out.skipped.push(SkippedJwk {
+                    index,
+                    kid: None,
+                    reason: "more entries than are read (the rest were not read)",
+                });
+                break;
+            }
             let kid = value
                 .get("kid")
                 .and_then(serde_json::Value::as_str)
@@ -116,6 +132,21 @@ fn key_of(value: serde_json::Value, policy: &JwksPolicy) -> Result<Key, &'static
         }
         Some(_) => return Err("a use other than sig"),
     }
+    let is_oct = value.get("kty").and_then(serde_json::Value::as_str) == Some("oct");
+    if !is_oct
+        && ["d", "p", "q", "dp", "dq", "qi"]
+            .iter()
+            .any(|private| value.get(private).is_some())
+    {
+        return Err("a private key published in the set");
+    }
+    if value
+        .get("kid")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|kid| kid.len() > 256)
+    {
+        return Err("a kid over 256 bytes");
+    }
     let kty = match value.get("kty").and_then(serde_json::Value::as_str) {
         Some(kty @ ("RSA" | "EC" | "OKP")) => kty.to_owned(),
         Some("oct") if policy.allow_symmetric => "oct".to_owned(),
@@ -141,30 +172,65 @@ fn key_of(value: serde_json::Value, policy: &JwksPolicy) -> Result<Key, &'static
     {
         return Err("key_ops without verify");
     }
-    match &jwk.algorithm {
+    check_material(&jwk.algorithm)?;
+    Key::from_jwk(&jwk).map_err(
+        |_| "unusable: its alg does not match its type or curve, or its parameters are invalid",
+    )
+}
+
+/// The key material is what its type and curve need (see the module docs).
+fn check_material(parameters: &AlgorithmParameters) -> Result<(), &'static str> {
+    use base64::Engine;
+    let decode = |text: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| "key parameters that are not base64url")
+    };
+    match parameters {
         AlgorithmParameters::RSA(rsa) => {
-            // The modulus, base64url without padding: 2048 bits are 342 characters or more
-            // (leading zero bytes aside, which a canonical encoding does not have).
-            if rsa.n.trim_start_matches('A').len() < 342 {
+            let n = decode(&rsa.n)?;
+            let n = strip_zeros(&n);
+            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            if bits < 2048 {
                 return Err("an RSA key shorter than 2048 bits");
+            }
+            if bits > 8192 {
+                return Err("an RSA key longer than 8192 bits");
+            }
+            let e = decode(&rsa.e)?;
+            let e = strip_zeros(&e);
+            let value = (e.len() <= 4).then(|| e.iter().fold(0u64, |v, b| v << 8 | u64::from(*b)));
+            if !value.is_some_and(|e| e >= 3 && e % 2 == 1) {
+                return Err("an RSA exponent that is not an odd number from 3 to 2^32 - 1");
             }
         }
         AlgorithmParameters::EllipticCurve(ec) => {
-            if !matches!(ec.curve, EllipticCurve::P256 | EllipticCurve::P384) {
-                return Err("an EC curve other than P-256 and P-384");
+            let size = match ec.curve {
+                EllipticCurve::P256 => 32,
+                EllipticCurve::P384 => 48,
+                _ => return Err("an EC curve other than P-256 and P-384"),
+            };
+            if decode(&ec.x)?.len() != size || decode(&ec.y)?.len() != size {
+                return Err("EC coordinates that are not of its curve's size");
             }
         }
         AlgorithmParameters::OctetKeyPair(okp) => {
             if !matches!(okp.curve, EllipticCurve::Ed25519) {
                 return Err("an OKP curve other than Ed25519");
             }
+            if decode(&okp.x)?.len() != 32 {
+                return Err("an Ed25519 key that is not 32 bytes");
+            }
         }
         AlgorithmParameters::OctetKey(_) => {}
         _ => return Err("a key type or curve that does not verify signatures"),
     }
-    Key::from_jwk(&jwk).map_err(
-        |_| "unusable: its alg does not match its type or curve, or its parameters are invalid",
-    )
+    Ok(())
+}
+
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 #[cfg(test)]
@@ -177,6 +243,8 @@ mod tests {
     const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
     const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
     const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    /// 48 zero bytes: a P-384 coordinate's size.
+    const LONG: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0";
 
     fn parse(keys: &str) -> RemoteJwks {
@@ -227,6 +295,10 @@ mod tests {
                {{"kty":"OKP","kid":"x25519","crv":"X25519","x":"{ED_X}"}},
                {{"kty":"RSA","kid":"no-e","n":"{RSA_N}"}},
                {{"kty":"RSA","kid":"ec-in-rsa","crv":"P-256","x":"{EC_X}","y":"{EC_Y}"}},
+               {{"kty":"RSA","kid":"private","n":"{RSA_N}","e":"AQAB","d":"AQAB"}},
+               {{"kty":"RSA","kid":"even-e","n":"{RSA_N}","e":"AQAA"}},
+               {{"kty":"EC","kid":"p256-long","crv":"P-256","x":"{LONG}","y":"{LONG}"}},
+               {{"kty":"OKP","kid":"ed-short","crv":"Ed25519","x":"AAAAAAA"}},
                {{"kty":"RSA","kid":"good","alg":"RS256","n":"{RSA_N}","e":"AQAB"}},
                {{"kty":"EC","kid":"good","crv":"P-256","x":"{EC_X}","y":"{EC_Y}"}}"#
         ));
@@ -248,6 +320,10 @@ mod tests {
                 "parameters that are not those of its kty",
                 "parameters that are not those of its kty",
                 "parameters that are not those of its kty",
+                "a private key published in the set",
+                "an RSA exponent that is not an odd number from 3 to 2^32 - 1",
+                "EC coordinates that are not of its curve's size",
+                "an Ed25519 key that is not 32 bytes",
                 "a second key with the same kid",
             ]
         );
@@ -272,6 +348,14 @@ mod tests {
         let set = parse(&many.join(","));
         assert_eq!(set.keys.len(), 64);
         assert_eq!(set.skipped.len(), 6);
+        // A document of 100 000 entries: 256 read, one entry says the rest were not.
+        let junk = vec!["{}"; 100_000].join(",");
+        let set = parse(&junk);
+        assert_eq!(set.skipped.len(), 257);
+        assert_eq!(
+            set.skipped.last().unwrap().reason,
+            "more entries than are read (the rest were not read)"
+        );
     }
 
     #[test]

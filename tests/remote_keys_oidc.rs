@@ -43,10 +43,15 @@ fn start_idp(port: u16, kids: &str, keys_dir: &std::path::Path) -> Idp {
         .env("KIDS", kids)
         .env("KEYS_DIR", keys_dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("node (Node.js) to run the test identity provider");
     let stdout = child.stdout.take().expect("its stdout");
+    // Owned from here: killed even if it never says it is ready.
+    let mut idp = Idp {
+        child,
+        issuer: String::new(),
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -55,10 +60,10 @@ fn start_idp(port: u16, kids: &str, keys_dir: &std::path::Path) -> Idp {
             }
         }
     });
-    let issuer = rx
+    idp.issuer = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the identity provider did not start within 20 s");
-    Idp { child, issuer }
+    idp
 }
 
 fn free_port() -> u16 {

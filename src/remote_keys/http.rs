@@ -87,8 +87,8 @@ fn allowed(uri: &http::Uri, allow_plain_http: bool) -> Result<(), FetchError> {
         Some("http") => {
             let host = uri.host().unwrap_or("");
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            // By address only: a name (even `localhost`) is resolved elsewhere.
+            let loopback = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if loopback || allow_plain_http {
                 Ok(())
             } else {
@@ -142,7 +142,10 @@ mod tests {
         assert!(ok("http://127.0.0.1:8080/jwks", false));
         assert!(ok("http://127.9.9.9/jwks", false));
         assert!(ok("http://[::1]:80/jwks", false));
-        assert!(ok("http://localhost/jwks", false));
+        assert!(
+            !ok("http://localhost/jwks", false),
+            "names are resolved elsewhere"
+        );
         assert!(!ok("http://idp.example/jwks", false));
         assert!(!ok("http://10.0.0.1/jwks", false));
         assert!(ok("http://idp.example/jwks", true));

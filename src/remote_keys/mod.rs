@@ -86,9 +86,12 @@ pub trait JwksFetcher: Send + Sync + 'static {
 pub struct KeySnapshot {
     /// The usable keys.
     pub keys: Vec<Key>,
-    /// When they were fetched (the clock's time since the epoch); `None` before the first
-    /// successful fetch.
+    /// When they were fetched (the clock's time since the epoch, for reports); `None` before
+    /// the first successful fetch.
     pub fetched_at: Option<Duration>,
+    /// The same moment on tokio's monotonic clock, for the keys' age: a wall clock that jumps
+    /// must neither expire nor revive them.
+    fetched: Option<tokio::time::Instant>,
 }
 
 /// Counters to export: fetches made, failures among them, the keys' age.
@@ -120,17 +123,33 @@ struct Inner {
     refresh_every: Duration,
     cooldown: Duration,
     max_stale: Duration,
+    fetch_timeout: Duration,
     snapshot: ArcSwap<KeySnapshot>,
-    /// Held during a fetch; its value counts the fetches made, so that a caller who waited
-    /// can tell that one ran meanwhile.
-    fetching: tokio::sync::Mutex<u64>,
-    /// When an unknown kid last caused a fetch (ms on the clock, offset by one so that zero
-    /// means never).
-    unknown_kid_fetch: AtomicU64,
-    fetches: AtomicU64,
+    /// Which fetches were started and which are wanted (see [`Fetches`]).
+    fetches: std::sync::Mutex<Fetches>,
+    /// The number of fetches completed, for the callers waiting on one.
+    completed: tokio::sync::watch::Sender<u64>,
+    /// The last fetch's outcome.
+    last: std::sync::Mutex<Result<(), FetchError>>,
+    fetch_count: AtomicU64,
     failures: AtomicU64,
     /// A run of failures has been logged.
     warned: AtomicBool,
+    refresher: AtomicBool,
+}
+
+/// The fetches: one task runs them one after the other, so that no caller's cancellation
+/// (a client that hangs up) ever aborts one, and no two run at once.
+#[derive(Default)]
+struct Fetches {
+    /// The task is running a fetch.
+    running: bool,
+    /// Fetches started so far (the one running included).
+    started: u64,
+    /// The latest fetch some caller waits for (a number of `started`).
+    wanted: u64,
+    /// When an unknown kid last caused a fetch (tokio's monotonic clock).
+    last_unknown: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for RemoteKeySet {
@@ -151,6 +170,7 @@ pub struct RemoteKeySetBuilder {
     refresh_every: Duration,
     cooldown: Duration,
     max_stale: Duration,
+    fetch_timeout: Duration,
 }
 
 impl std::fmt::Debug for RemoteKeySetBuilder {
@@ -169,6 +189,12 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
 /// The default age after which keys that could not be refreshed are no longer used.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+
+/// The default bound the set puts on one fetch (each of discovery and the key set), whatever
+/// the fetcher does.
+pub const DEFAULT_SET_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest cooldown accepted.
+pub const MIN_COOLDOWN: Duration = Duration::from_secs(1);
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -197,6 +223,7 @@ impl RemoteKeySet {
             refresh_every: DEFAULT_REFRESH,
             cooldown: DEFAULT_COOLDOWN,
             max_stale: DEFAULT_MAX_STALE,
+            fetch_timeout: DEFAULT_SET_FETCH_TIMEOUT,
         }
     }
 
@@ -204,56 +231,57 @@ impl RemoteKeySet {
     /// keys are older than the maximum staleness. An atomic load, never a wait.
     pub fn current(&self) -> Option<Arc<KeySnapshot>> {
         let snapshot = self.inner.snapshot.load_full();
-        let fetched = snapshot.fetched_at?;
-        let age = self.inner.clock.now().saturating_sub(fetched);
-        (age <= self.inner.max_stale).then_some(snapshot)
+        (snapshot.fetched?.elapsed() <= self.inner.max_stale).then_some(snapshot)
     }
 
     /// Fetches the set now, unless a fetch is under way: then waits for that one and shares
-    /// its outcome. On failure the keys already known stay.
+    /// its outcome. On failure the keys already known stay. The fetch runs in a task of its
+    /// own: dropping this future does not abort it.
     ///
     /// # Errors
     /// The fetch's error, or a document with no usable key.
     pub async fn refresh(&self) -> Result<(), FetchError> {
-        let inner = &self.inner;
-        let seen = match inner.fetching.try_lock() {
-            Ok(guard) => return self.fetch_holding(guard).await,
-            // Under way: the number of fetches before it ends.
-            Err(_) => inner.fetches.load(Ordering::Acquire),
+        let target = {
+            let mut fetches = self.inner.lock_fetches();
+            self.inner.request(&mut fetches, false)
         };
-        let guard = inner.fetching.lock().await;
-        if *guard > seen {
-            // The fetch we waited for ran: share its outcome.
-            return if inner.warned.load(Ordering::Acquire) {
-                Err(FetchError("the shared fetch failed"))
-            } else {
-                Ok(())
-            };
-        }
-        self.fetch_holding(guard).await
+        self.inner.wait(target).await
     }
 
-    /// A token named `kid`, which the keys lack: refetches when the cooldown allows (and waits
-    /// for a fetch under way otherwise); returns whether the keys now hold `kid`.
+    /// A token named `kid`, which the keys may lack: when they do, one fetch that starts after
+    /// this call if the cooldown allows (any number of such calls within it share it), or a
+    /// wait for a fetch already wanted, or nothing; returns whether the keys now hold `kid`.
+    /// Every wait is bounded by the fetch timeout.
     pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> bool {
-        let inner = &self.inner;
-        let now = ms(inner.clock.now()).saturating_add(1);
-        let last = inner.unknown_kid_fetch.load(Ordering::Acquire);
-        let cooldown = ms(inner.cooldown);
-        let due = last == 0 || now.saturating_sub(last) >= cooldown;
-        if due
-            && inner
-                .unknown_kid_fetch
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            let _ = self.refresh().await;
-        } else if inner.fetching.try_lock().is_err() {
-            // A fetch is under way (ours or the refresher's): wait for it, start none.
-            drop(inner.fetching.lock().await);
+        let has = |set: &Self| {
+            set.current()
+                .is_some_and(|s| s.keys.iter().any(|k| k.kid() == kid))
+        };
+        if has(self) {
+            return true;
         }
-        self.current()
-            .is_some_and(|s| s.keys.iter().any(|k| k.kid() == kid))
+        let inner = &self.inner;
+        let target = {
+            let mut fetches = inner.lock_fetches();
+            let now = tokio::time::Instant::now();
+            let due = fetches
+                .last_unknown
+                .is_none_or(|last| now.duration_since(last) >= inner.cooldown);
+            if due {
+                fetches.last_unknown = Some(now);
+                Some(inner.request(&mut fetches, true))
+            } else if fetches.wanted > *inner.completed.borrow() {
+                // One is wanted (by the caller that started the cooldown, or the refresher):
+                // share it, start none.
+                Some(fetches.wanted)
+            } else {
+                None
+            }
+        };
+        if let Some(target) = target {
+            let _ = inner.wait(target).await;
+        }
+        has(self)
     }
 
     /// Fetches, counters and the keys' age.
@@ -261,21 +289,25 @@ impl RemoteKeySet {
         let inner = &self.inner;
         let snapshot = inner.snapshot.load();
         RemoteKeyStats {
-            fetches: inner.fetches.load(Ordering::Relaxed),
+            fetches: inner.fetch_count.load(Ordering::Relaxed),
             failures: inner.failures.load(Ordering::Relaxed),
             keys: snapshot.keys.len(),
-            age: snapshot
-                .fetched_at
-                .map(|at| inner.clock.now().saturating_sub(at)),
+            age: snapshot.fetched.map(|at| at.elapsed()),
         }
     }
 
     /// Starts the background refresher on the current tokio runtime: a fetch now, then one
     /// every refresh interval; after a failure, retries at 1 s doubling to 60 s. It ends when
-    /// the last clone of this set is dropped.
-    pub fn spawn_refresher(&self) -> tokio::task::JoinHandle<()> {
+    /// the last clone of this set is dropped. A second call starts nothing (`None`).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (as `tokio::spawn`).
+    pub fn spawn_refresher(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.inner.refresher.swap(true, Ordering::AcqRel) {
+            return None;
+        }
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let mut backoff = BACKOFF_FIRST;
             loop {
                 let Some(inner) = weak.upgrade() else { return };
@@ -294,32 +326,108 @@ impl RemoteKeySet {
                 drop(set);
                 tokio::time::sleep(wait).await;
             }
-        })
+        }))
+    }
+}
+
+impl Inner {
+    fn lock_fetches(&self) -> std::sync::MutexGuard<'_, Fetches> {
+        self.fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One fetch, holding the fetch lock.
-    async fn fetch_holding(
-        &self,
-        mut guard: tokio::sync::MutexGuard<'_, u64>,
-    ) -> Result<(), FetchError> {
-        let inner = &self.inner;
-        let url = match &inner.source {
+    /// Asks for a fetch and returns its number: the one running, or (`fresh`, or none running)
+    /// one that starts after now. Starts the fetch task when it is idle.
+    fn request(self: &Arc<Self>, fetches: &mut Fetches, fresh: bool) -> u64 {
+        let target = if fetches.running && !fresh {
+            fetches.started
+        } else {
+            fetches.started + 1
+        };
+        fetches.wanted = fetches.wanted.max(target);
+        if !fetches.running {
+            fetches.running = true;
+            fetches.started += 1;
+            tokio::spawn(Arc::clone(self).run_fetches());
+        }
+        target
+    }
+
+    /// The fetch task: fetches until none is wanted any more.
+    async fn run_fetches(self: Arc<Self>) {
+        loop {
+            let outcome = self.fetch_once().await;
+            *self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = outcome;
+            let (done, again) = {
+                let mut fetches = self.lock_fetches();
+                let done = fetches.started;
+                let again = fetches.wanted > done;
+                if again {
+                    fetches.started += 1;
+                } else {
+                    fetches.running = false;
+                }
+                (done, again)
+            };
+            self.completed.send_replace(done);
+            if !again {
+                return;
+            }
+        }
+    }
+
+    /// Waits (bounded) until fetch number `target` has completed; its outcome.
+    async fn wait(&self, target: u64) -> Result<(), FetchError> {
+        let mut completed = self.completed.subscribe();
+        // Discovery and the key set: two fetches, each bounded; a margin for the scheduler.
+        let bound = self.fetch_timeout * 2 + Duration::from_secs(1);
+        match tokio::time::timeout(bound, completed.wait_for(|done| *done >= target)).await {
+            Ok(Ok(_)) => self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            _ => Err(FetchError("timed out waiting for the fetch")),
+        }
+    }
+
+    /// One fetch (discovery first, for an issuer), bounded by the fetch timeout, and its
+    /// outcome applied.
+    async fn fetch_once(&self) -> Result<(), FetchError> {
+        let timeout = self.fetch_timeout;
+        let bounded = |future: FetchFuture| async move {
+            tokio::time::timeout(timeout, future)
+                .await
+                .unwrap_or(Err(FetchError("timed out")))
+        };
+        let url = match &self.source {
             Source::Jwks(url) => Ok(Arc::<str>::from(&**url)),
-            Source::Issuer(issuer) => self.discover_jwks_uri(issuer).await,
+            Source::Issuer(issuer) => {
+                let found = match bounded(self.fetcher.fetch(&discovery_url(issuer))).await {
+                    Ok(body) => jwks_uri_of(&body, issuer),
+                    Err(e) => Err(e),
+                };
+                self.discovered_uri(found)
+            }
         };
         let fetched = match url {
-            Ok(url) => inner.fetcher.fetch(&url).await,
+            Ok(url) => bounded(self.fetcher.fetch(&url)).await,
             Err(e) => Err(e),
         };
         let outcome = match fetched {
-            Ok(body) => match RemoteJwks::parse(&body, &inner.policy) {
+            Ok(body) => match RemoteJwks::parse(&body, &self.policy) {
                 Ok(set) if !set.keys.is_empty() => Ok(set),
                 Ok(_) => Err(FetchError("the document holds no usable key")),
                 Err(_) => Err(FetchError("the document is not a JWK set")),
             },
             Err(e) => Err(e),
         };
-        let result = match outcome {
+        self.fetch_count.fetch_add(1, Ordering::Relaxed);
+        match outcome {
             Ok(set) => {
                 tracing::debug!(
                     target: crate::audit::AUDIT_TARGET,
@@ -328,7 +436,7 @@ impl RemoteKeySet {
                     "remote key set fetched"
                 );
                 self.install(set);
-                if inner.warned.swap(false, Ordering::AcqRel) {
+                if self.warned.swap(false, Ordering::AcqRel) {
                     tracing::info!(
                         target: crate::audit::AUDIT_TARGET,
                         "the remote key set was fetched again"
@@ -337,36 +445,24 @@ impl RemoteKeySet {
                 Ok(())
             }
             Err(e) => {
-                inner.failures.fetch_add(1, Ordering::Relaxed);
-                if !inner.warned.swap(true, Ordering::AcqRel) {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if !self.warned.swap(true, Ordering::AcqRel) {
                     tracing::warn!(
                         target: crate::audit::AUDIT_TARGET,
                         error = %e,
-                        keys_kept = inner.snapshot.load().keys.len(),
+                        keys_kept = self.snapshot.load().keys.len(),
                         "the remote key set could not be refreshed; the keys known are kept"
                     );
                 }
                 Err(e)
             }
-        };
-        *guard += 1;
-        inner.fetches.fetch_add(1, Ordering::Release);
-        result
+        }
     }
 
-    /// The `jwks_uri` of `issuer`'s discovery document; the last one found when the document
-    /// cannot be fetched now.
-    async fn discover_jwks_uri(&self, issuer: &str) -> Result<Arc<str>, FetchError> {
-        let inner = &self.inner;
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let found = match inner.fetcher.fetch(&url).await {
-            Ok(body) => jwks_uri_of(&body, issuer),
-            Err(e) => Err(e),
-        };
-        let mut known = inner
+    /// Remembers a `jwks_uri` found by discovery, or falls back to the last one found when
+    /// the document cannot be had now (never when it names another issuer).
+    fn discovered_uri(&self, found: Result<Arc<str>, FetchError>) -> Result<Arc<str>, FetchError> {
+        let mut known = self
             .discovered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -375,16 +471,14 @@ impl RemoteKeySet {
                 *known = Some(Arc::clone(&uri));
                 Ok(uri)
             }
-            // A document that names another issuer is refused, whatever was found before.
-            Err(e @ FetchError(ISSUER_MISMATCH)) => Err(e),
+            Err(e) if e.0 == ISSUER_MISMATCH || e.0 == BAD_JWKS_URI => Err(e),
             Err(e) => known.clone().ok_or(e),
         }
     }
 
     /// Swaps in the new keys, and says which kids came and went.
     fn install(&self, set: RemoteJwks) {
-        let inner = &self.inner;
-        let old = inner.snapshot.load();
+        let old = self.snapshot.load();
         let kids = |keys: &[Key]| -> Vec<String> {
             keys.iter()
                 .filter_map(|k| k.kid().map(str::to_owned))
@@ -402,18 +496,21 @@ impl RemoteKeySet {
                 "remote key set changed"
             );
         }
-        for skipped in &set.skipped {
+        if let Some(first) = set.skipped.first() {
+            // One event, however many were skipped: a document may hold many bad entries.
             tracing::debug!(
                 target: crate::audit::AUDIT_TARGET,
-                index = skipped.index,
-                kid = ?skipped.kid,
-                reason = skipped.reason,
-                "a JWK of the remote set was skipped"
+                skipped = set.skipped.len(),
+                first_index = first.index,
+                first_kid = ?first.kid,
+                first_reason = first.reason,
+                "JWKs of the remote set were skipped"
             );
         }
-        inner.snapshot.store(Arc::new(KeySnapshot {
+        self.snapshot.store(Arc::new(KeySnapshot {
             keys: set.keys,
-            fetched_at: Some(inner.clock.now()),
+            fetched_at: Some(self.clock.now()),
+            fetched: Some(tokio::time::Instant::now()),
         }));
     }
 }
@@ -444,6 +541,13 @@ impl RemoteKeySetBuilder {
         self
     }
 
+    /// The bound the set puts on each fetch, whatever the fetcher does (default
+    /// [`DEFAULT_SET_FETCH_TIMEOUT`]); a caller waits for at most two (discovery and the set).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
     /// How old keys that could not be refreshed may get before they are no longer used
     /// (default [`DEFAULT_MAX_STALE`]).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
@@ -464,9 +568,28 @@ impl RemoteKeySetBuilder {
         if self.refresh_every.is_zero() {
             return Err(ConfigError::new("the refresh interval must not be zero"));
         }
-        if self.max_stale < self.refresh_every {
+        if self.max_stale < self.refresh_every * 2 {
             return Err(ConfigError::new(
-                "the maximum staleness must not be shorter than the refresh interval",
+                "the maximum staleness must be at least twice the refresh interval",
+            ));
+        }
+        if self.cooldown < MIN_COOLDOWN {
+            return Err(ConfigError::new(
+                "the cooldown must be at least a second (each unknown kid would fetch)",
+            ));
+        }
+        if self.fetch_timeout.is_zero() {
+            return Err(ConfigError::new("the fetch timeout must not be zero"));
+        }
+        let uri = url
+            .parse::<::http::Uri>()
+            .map_err(|_| ConfigError::new("the key set URL or issuer is not a valid URL"))?;
+        if !matches!(uri.scheme_str(), Some("https" | "http"))
+            || uri.host().is_none()
+            || uri.query().is_some()
+        {
+            return Err(ConfigError::new(
+                "the key set URL or issuer must be an absolute http(s) URL without a query",
             ));
         }
         Ok(RemoteKeySet {
@@ -479,12 +602,15 @@ impl RemoteKeySetBuilder {
                 refresh_every: self.refresh_every,
                 cooldown: self.cooldown,
                 max_stale: self.max_stale,
+                fetch_timeout: self.fetch_timeout,
                 snapshot: ArcSwap::from_pointee(KeySnapshot::default()),
-                fetching: tokio::sync::Mutex::new(0),
-                unknown_kid_fetch: AtomicU64::new(0),
-                fetches: AtomicU64::new(0),
+                fetches: std::sync::Mutex::new(Fetches::default()),
+                completed: tokio::sync::watch::Sender::new(0),
+                last: std::sync::Mutex::new(Err(FetchError("no fetch yet"))),
+                fetch_count: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 warned: AtomicBool::new(false),
+                refresher: AtomicBool::new(false),
             }),
         })
     }
@@ -498,7 +624,28 @@ enum Source {
 
 const ISSUER_MISMATCH: &str = "the discovery document names another issuer";
 
-/// The `jwks_uri` of a discovery document whose `issuer` is `issuer`.
+const BAD_JWKS_URI: &str = "the discovery document's jwks_uri is not allowed";
+
+/// `{issuer}/.well-known/openid-configuration`.
+fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// Whether `uri` names a loopback host by address.
+fn is_loopback(uri: &::http::Uri) -> bool {
+    let host = uri.host().unwrap_or("");
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `jwks_uri` of a discovery document whose `issuer` is `issuer`: an absolute `https`
+/// URL, or plain `http` to a loopback address when the issuer is one too (a test provider);
+/// at most 2 KiB.
 fn jwks_uri_of(body: &[u8], issuer: &str) -> Result<Arc<str>, FetchError> {
     #[derive(serde::Deserialize)]
     struct Discovery {
@@ -510,11 +657,20 @@ fn jwks_uri_of(body: &[u8], issuer: &str) -> Result<Arc<str>, FetchError> {
     if document.issuer != issuer {
         return Err(FetchError(ISSUER_MISMATCH));
     }
+    let uri = (document.jwks_uri.len() <= 2048)
+        .then(|| document.jwks_uri.parse::<::http::Uri>().ok())
+        .flatten()
+        .ok_or(FetchError(BAD_JWKS_URI))?;
+    let issuer_uri = issuer.parse::<::http::Uri>().ok();
+    let allowed = match uri.scheme_str() {
+        Some("https") => uri.host().is_some(),
+        Some("http") => is_loopback(&uri) && issuer_uri.as_ref().is_some_and(is_loopback),
+        _ => false,
+    };
+    if !allowed {
+        return Err(FetchError(BAD_JWKS_URI));
+    }
     Ok(Arc::from(document.jwks_uri))
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -589,7 +745,7 @@ mod tests {
             .unwrap_or_default()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn nothing_before_the_first_fetch_then_the_keys() {
         let clock = FakeClock::at_unix_secs(1_800_000_000);
         let served = Served::new(set_of(&["a", "b"]), Duration::ZERO);
@@ -631,13 +787,13 @@ mod tests {
             assert!(!set.refresh_for_unknown_kid(Some(&format!("r{i}"))).await);
         }
         assert_eq!(served.fetches(), 2);
-        // After the cooldown, one more.
-        clock.advance(DEFAULT_COOLDOWN);
+        // After the cooldown (tokio's monotonic clock), one more.
+        tokio::time::advance(DEFAULT_COOLDOWN).await;
         assert!(!set.refresh_for_unknown_kid(Some("zzz")).await);
         assert_eq!(served.fetches(), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_or_garbage_fetch_keeps_the_keys_until_they_are_too_old() {
         let clock = FakeClock::at_unix_secs(1_800_000_000);
         let served = Served::new(set_of(&["a"]), Duration::ZERO);
@@ -653,9 +809,12 @@ mod tests {
             assert_eq!(kids(&set), ["a"], "kept");
         }
         assert_eq!(set.stats().failures, 3);
-        clock.advance(DEFAULT_MAX_STALE);
+        tokio::time::advance(DEFAULT_MAX_STALE).await;
         assert_eq!(kids(&set), ["a"], "still within the maximum staleness");
-        clock.advance(Duration::from_secs(1));
+        // The wall clock jumping does not matter; tokio's monotonic clock does.
+        clock.advance(Duration::from_secs(10 * 86_400));
+        assert_eq!(kids(&set), ["a"]);
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(set.current().is_none(), "too old: no longer used");
         // A successful fetch brings them back, and a removed key is gone.
         served.serve(Ok(set_of(&["c"])));
@@ -672,7 +831,8 @@ mod tests {
             .refresh_every(Duration::from_secs(600))
             .build()
             .unwrap();
-        let task = set.spawn_refresher();
+        let task = set.spawn_refresher().expect("the first refresher");
+        assert!(set.spawn_refresher().is_none(), "one refresher per set");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(served.fetches(), 1);
         tokio::time::sleep(Duration::from_secs(600)).await;
@@ -710,6 +870,42 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_gives_up_does_not_abort_the_fetch() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::from_secs(2));
+        let set = build(&served, &clock);
+        // The caller that started the fetch hangs up after 100 ms.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            set.refresh_for_unknown_kid(Some("a")),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        // Another request for the same kid, within the cooldown, waits for that fetch.
+        assert!(set.refresh_for_unknown_kid(Some("a")).await);
+        assert_eq!(served.fetches(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_kid_wants_a_fetch_that_starts_after_it() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::from_secs(1));
+        let set = build(&served, &clock);
+        // A periodic fetch is under way with the old document...
+        let periodic = tokio::spawn({
+            let set = set.clone();
+            async move { set.refresh().await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // ...when the IdP rotates and a token names the new kid: the answer comes from a fetch
+        // that starts after it, not from the one under way.
+        served.serve(Ok(set_of(&["a", "b"])));
+        assert!(set.refresh_for_unknown_kid(Some("b")).await);
+        assert_eq!(served.fetches(), 2);
+        periodic.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn discovery_finds_the_keys_and_checks_the_issuer() {
         let provider = Arc::new(Provider {
@@ -738,6 +934,11 @@ mod tests {
         let error = set.refresh().await.unwrap_err();
         assert_eq!(error.0, ISSUER_MISMATCH);
         assert_eq!(kids(&set), ["a"]);
+        // A jwks_uri in plain http (to another host) is refused.
+        *provider.discovery.lock().unwrap() =
+            r#"{"issuer":"https://idp.example/realm","jwks_uri":"http://idp.example/keys"}"#
+                .to_owned();
+        assert_eq!(set.refresh().await.unwrap_err().0, BAD_JWKS_URI);
         // A set that never saw a matching document has no keys.
         let other = RemoteKeySet::discover("https://idp.example/other", Arc::clone(&provider))
             .build()
@@ -751,16 +952,38 @@ mod tests {
         let served = Served::new(Vec::new(), Duration::ZERO);
         assert!(RemoteKeySet::builder("", served.clone()).build().is_err());
         assert!(
-            RemoteKeySet::builder("u", served.clone())
+            RemoteKeySet::builder("https://idp.example/jwks", served.clone())
                 .refresh_every(Duration::ZERO)
                 .build()
                 .is_err()
         );
         assert!(
-            RemoteKeySet::builder("u", served)
-                .max_stale(Duration::from_secs(1))
+            RemoteKeySet::builder("https://idp.example/jwks", served.clone())
+                .max_stale(Duration::from_secs(1000))
+                .build()
+                .is_err(),
+            "less than twice the refresh interval"
+        );
+        assert!(
+            RemoteKeySet::builder("https://idp.example/jwks", served.clone())
+                .cooldown(Duration::ZERO)
                 .build()
                 .is_err()
+        );
+        for bad in [
+            "idp.example/jwks",
+            "ftp://idp.example/jwks",
+            "https://idp.example/j?x=1",
+        ] {
+            assert!(
+                RemoteKeySet::builder(bad, served.clone()).build().is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            RemoteKeySet::builder("https://idp.example/jwks", served)
+                .build()
+                .is_ok()
         );
     }
 }
