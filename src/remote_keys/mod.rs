@@ -37,8 +37,9 @@
 //! }
 //! ```
 //!
-//! Time (the age of the keys, the cooldown) comes from the set's [`Clock`], so tests drive it;
-//! the refresher's sleeps are tokio's.
+//! The keys' age, the cooldown and the refresher's sleeps run on tokio's monotonic clock (a
+//! wall clock that jumps neither expires nor revives keys; tests drive it with paused time);
+//! the set's [`Clock`] only dates the fetches it reports (`KeySnapshot::fetched_at`).
 
 #[cfg(feature = "remote-keys-http")]
 mod http;
@@ -522,7 +523,8 @@ impl RemoteKeySetBuilder {
         self
     }
 
-    /// The clock for the keys' age and the cooldown.
+    /// The clock that dates the fetches reported in [`KeySnapshot::fetched_at`] (the keys' age
+    /// and the cooldown run on tokio's monotonic clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
