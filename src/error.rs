@@ -107,6 +107,9 @@ pub struct AuthError {
     retry_after: Option<Duration>,
     /// Made by [`AuthError::unavailable`]: a store that does not answer.
     unavailable: bool,
+    /// A remote key set is fetching keys that may settle this token: the authentication
+    /// layer waits for the fetch and validates the token again, once.
+    awaiting_keys: bool,
 }
 
 impl AuthError {
@@ -117,6 +120,7 @@ impl AuthError {
             message,
             retry_after: None,
             unavailable: false,
+            awaiting_keys: false,
         }
     }
 
@@ -163,6 +167,18 @@ impl AuthError {
             Self::new(ErrorCode::AuthFailed, message).with_retry_after(Duration::from_secs(1));
         error.unavailable = true;
         error
+    }
+
+    /// Marks a refusal that a remote key set's fetch under way may turn into an acceptance.
+    #[cfg_attr(not(feature = "remote-keys"), allow(dead_code))]
+    pub(crate) const fn awaiting_keys(mut self) -> Self {
+        self.awaiting_keys = true;
+        self
+    }
+
+    /// Whether a fetch of keys under way may settle the token (see `awaiting_keys`).
+    pub(crate) const fn is_awaiting_keys(&self) -> bool {
+        self.awaiting_keys
     }
 
     /// Whether this is an [`AuthError::unavailable`] refusal.

@@ -18,6 +18,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
@@ -36,6 +37,20 @@ pub struct Key {
     /// Restriction to one algorithm (from a JWK's `alg`, or [`Key::with_algorithm`]).
     pub(crate) algorithm: Option<Algorithm>,
     pub(crate) decoding: DecodingKey,
+    /// Names this key material for the validator's per-thread verifier caches (clones share
+    /// it: same material, same verifiers).
+    pub(crate) slot: KeySlot,
+}
+
+/// Identifies one key's material for the per-thread verifier caches; never reused in a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeySlot(u64);
+
+impl KeySlot {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 fn config_err(what: &str) -> impl FnOnce(jsonwebtoken::errors::Error) -> ConfigError + '_ {
@@ -51,6 +66,7 @@ impl Key {
             family,
             algorithm: None,
             decoding,
+            slot: KeySlot::next(),
         }
     }
 

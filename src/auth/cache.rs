@@ -40,6 +40,10 @@ pub const MAX_CACHED_TOKEN: usize = 2048;
 struct Entry<C> {
     token: Box<str>,
     verified: Verified<C>,
+    /// The validator's [key generation](Validator::key_generation) before the token was
+    /// verified: once a remote set's keys change, the token is verified again (a key removed
+    /// by the issuer stops verifying cached tokens too).
+    generation: u64,
 }
 
 /// Shards of the map: a hit takes one shard's read lock, so concurrent requests rarely meet.
@@ -118,10 +122,11 @@ where
             return validator.validate_with_subject(token);
         };
         let shard = self.shard(sig);
+        let generation = validator.key_generation();
         let hit = {
             let map = shard.read().unwrap_or_else(PoisonError::into_inner);
             map.get(sig)
-                .filter(|entry| *entry.token == *token)
+                .filter(|entry| *entry.token == *token && entry.generation == generation)
                 .map(|entry| entry.verified.clone())
         };
         if let Some(verified) = hit {
@@ -140,17 +145,25 @@ where
                 .remove(sig);
         }
         let verified = validator.validate_with_subject(token)?;
-        self.insert(validator, sig, token, &verified);
+        self.insert(validator, sig, token, &verified, generation);
         Ok(verified)
     }
 
-    fn insert(&self, validator: &Validator<C>, sig: &str, token: &str, verified: &Verified<C>) {
+    fn insert(
+        &self,
+        validator: &Validator<C>,
+        sig: &str,
+        token: &str,
+        verified: &Verified<C>,
+        generation: u64,
+    ) {
         if token.len() > MAX_CACHED_TOKEN || verified.context.expires_at.is_none() {
             return;
         }
         let entry = Entry {
             token: token.into(),
             verified: verified.clone(),
+            generation,
         };
         let mut map = self
             .shard(sig)

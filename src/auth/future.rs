@@ -7,10 +7,12 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::{AuthConfig, authenticate};
+use super::layer::{AuthConfig, Outcome, authenticate};
+use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
+use crate::outcome::Unauthenticated;
 use crate::scaffold::Rejected;
-use crate::validate::{RevocationFuture, Verified};
+use crate::validate::{KeysWait, RevocationFuture, Verified};
 
 /// What the revocation state needs to go on once the hook has answered.
 struct Pending<S, ReqBody, C> {
@@ -44,6 +46,11 @@ pin_project! {
             check: RevocationFuture,
             pending: Option<Box<Pending<S, ReqBody, C>>>,
         },
+        // A remote key set is fetching keys the token may need (rare: a new or unknown `kid`).
+        AwaitingKeys {
+            wait: KeysWait,
+            pending: Option<Box<(S, Request<ReqBody>, Arc<AuthConfig<C>>)>>,
+        },
         Inner {
             #[pin]
             future: S::Future,
@@ -72,6 +79,60 @@ where
         }
     }
 
+    pub(crate) fn awaiting_keys(
+        wait: KeysWait,
+        inner: S,
+        request: Request<ReqBody>,
+        config: Arc<AuthConfig<C>>,
+    ) -> Self {
+        Self {
+            state: State::AwaitingKeys {
+                wait,
+                pending: Some(Box::new((inner, request, config))),
+            },
+        }
+    }
+
+    /// What to do with a validated request: refuse it, pass it on (`inner` is ready), or ask
+    /// the revocation hook first.
+    #[inline]
+    pub(crate) fn decide<ResBody>(
+        outcome: Outcome<C>,
+        mut req: Request<ReqBody>,
+        inner: &mut S,
+        config: &Arc<AuthConfig<C>>,
+    ) -> Self
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        match outcome {
+            Err((err, subject)) => Self::rejected(crate::response::reject(
+                &*config.responder,
+                req,
+                &err,
+                subject.as_deref(),
+            )),
+            Ok(None) => {
+                audit::anonymous(RequestInfo::of(&req));
+                req.extensions_mut().insert(Unauthenticated);
+                Self::inner(inner.call(req))
+            }
+            Ok(Some(verified)) => match config.validator.revocation_check(&verified.context) {
+                None => {
+                    authenticate(&mut req, verified);
+                    Self::inner(inner.call(req))
+                }
+                Some(check) => {
+                    // The ready service goes with the future; a clone takes its place.
+                    let clone = inner.clone();
+                    let ready = std::mem::replace(inner, clone);
+                    Self::revocation(check, ready, req, verified, Arc::clone(config))
+                }
+            },
+        }
+    }
+
     pub(crate) fn revocation(
         check: RevocationFuture,
         inner: S,
@@ -95,8 +156,8 @@ where
 
 impl<S, ReqBody, ResBody, C> Future for ResponseFuture<S, ReqBody, C>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    C: Clone + Send + Sync + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Output = Result<Response<GuardBody<ResBody>>, S::Error>;
 
@@ -132,6 +193,16 @@ where
                             });
                         }
                     }
+                }
+                StateProj::AwaitingKeys { wait, pending } => {
+                    ready!(wait.as_mut().poll(cx));
+                    let (mut inner, request, config) = *pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    // Once: a token still short of its key now is refused as it stands.
+                    let outcome = config.outcome(&request);
+                    let next = Self::decide(outcome, request, &mut inner, &config);
+                    state.set(next.state);
                 }
                 StateProj::Inner { future } => {
                     return future

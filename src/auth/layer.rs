@@ -12,6 +12,9 @@ use crate::extract::TokenExtractor;
 use crate::response::Responder;
 use crate::validate::{Validator, Verified};
 
+/// A validation result; on failure, the subject when the signature was good (for audit).
+pub(crate) type Outcome<C> = Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)>;
+
 /// Everything a [`JwtAuth`] service needs, built once and shared.
 pub(crate) struct AuthConfig<C> {
     pub(crate) validator: Validator<C>,
@@ -37,6 +40,20 @@ impl<C> AuthConfig<C>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    /// Extracts and validates the request's token: `Ok(None)` when it has none and the layer
+    /// is optional; on failure, the subject when the signature was good (for audit).
+    pub(crate) fn outcome<B>(&self, req: &Request<B>) -> Outcome<C> {
+        match self.extractor.extract_request(req) {
+            Err(e) => Err((e.into(), None)),
+            Ok(None) if self.optional => Ok(None),
+            Ok(None) => Err((AuthError::missing_token(), None)),
+            Ok(Some(token)) => self.validate(token.as_str()).map(|mut v| {
+                v.context.set_source(Some(token.source()));
+                Some(v)
+            }),
+        }
+    }
+
     /// Validates `token`, through the cache of verified tokens when it is on.
     pub(crate) fn validate(
         &self,

@@ -7,15 +7,8 @@ use tower_service::Service;
 
 use super::JwtAuth;
 use super::future::ResponseFuture;
-use super::layer::authenticate;
-use crate::audit::{self, RequestInfo};
+use super::layer::Outcome;
 use crate::body::GuardBody;
-use crate::error::AuthError;
-use crate::outcome::Unauthenticated;
-use crate::validate::Verified;
-
-/// A validation result; on failure, the subject when the signature was good (for audit).
-type Outcome<C> = Result<Option<Verified<C>>, (AuthError, Option<Arc<str>>)>;
 
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C>
 where
@@ -30,45 +23,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let config = &*self.config;
-        let outcome: Outcome<C> = match config.extractor.extract_request(&req) {
-            Err(e) => Err((e.into(), None)),
-            Ok(None) if config.optional => Ok(None),
-            Ok(None) => Err((AuthError::missing_token(), None)),
-            Ok(Some(token)) => config.validate(token.as_str()).map(|mut v| {
-                v.context.set_source(Some(token.source()));
-                Some(v)
-            }),
-        };
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let outcome: Outcome<C> = self.config.outcome(&req);
         match outcome {
-            Err((err, subject)) => ResponseFuture::rejected(crate::response::reject(
-                &*config.responder,
-                req,
-                &err,
-                subject.as_deref(),
-            )),
-            Ok(None) => {
-                audit::anonymous(RequestInfo::of(&req));
-                req.extensions_mut().insert(Unauthenticated);
-                ResponseFuture::inner(self.inner.call(req))
-            }
-            Ok(Some(verified)) => match config.validator.revocation_check(&verified.context) {
-                None => {
-                    authenticate(&mut req, verified);
-                    ResponseFuture::inner(self.inner.call(req))
-                }
-                Some(check) => {
+            Err((err, _)) if err.is_awaiting_keys() => match self.config.validator.keys_wait() {
+                // A remote set is fetching keys this token may need: wait for that fetch
+                // (shared with every such request, bounded), then validate once more.
+                Some(wait) => {
                     let inner = self.take_ready();
-                    ResponseFuture::revocation(
-                        check,
-                        inner,
-                        req,
-                        verified,
-                        Arc::clone(&self.config),
-                    )
+                    ResponseFuture::awaiting_keys(wait, inner, req, Arc::clone(&self.config))
+                }
+                // It has just completed.
+                None => {
+                    let again = self.config.outcome(&req);
+                    ResponseFuture::decide(again, req, &mut self.inner, &self.config)
                 }
             },
+            outcome => ResponseFuture::decide(outcome, req, &mut self.inner, &self.config),
         }
     }
 }

@@ -137,6 +137,11 @@ struct Inner {
     /// A run of failures has been logged.
     warned: AtomicBool,
     refresher: AtomicBool,
+    /// Bumped whenever the keys in use change (a fetch installed, or the keys went stale):
+    /// what was verified with the old ones is verified again.
+    generation: AtomicU64,
+    /// The keys have gone stale, and that was logged.
+    stale: AtomicBool,
 }
 
 /// The fetches: one task runs them one after the other, so that no caller's cancellation
@@ -261,28 +266,52 @@ impl RemoteKeySet {
         if has(self) {
             return true;
         }
-        let inner = &self.inner;
-        let target = {
-            let mut fetches = inner.lock_fetches();
-            let now = tokio::time::Instant::now();
-            let due = fetches
-                .last_unknown
-                .is_none_or(|last| now.duration_since(last) >= inner.cooldown);
-            if due {
-                fetches.last_unknown = Some(now);
-                Some(inner.request(&mut fetches, true))
-            } else if fetches.wanted > *inner.completed.borrow() {
-                // One is wanted (by the caller that started the cooldown, or the refresher):
-                // share it, start none.
-                Some(fetches.wanted)
-            } else {
-                None
-            }
-        };
-        if let Some(target) = target {
-            let _ = inner.wait(target).await;
+        if let Some(target) = self.note_unknown_kid() {
+            let _ = self.inner.wait(target).await;
         }
         has(self)
+    }
+
+    /// The keys lack a kid a token names (or there are no keys): starts a fetch if the
+    /// cooldown allows and a tokio runtime is running (a fetch that starts after this call),
+    /// and returns the fetch worth waiting for, if one is wanted; never waits.
+    pub(crate) fn note_unknown_kid(&self) -> Option<u64> {
+        let inner = &self.inner;
+        let mut fetches = inner.lock_fetches();
+        let now = tokio::time::Instant::now();
+        let due = fetches
+            .last_unknown
+            .is_none_or(|last| now.duration_since(last) >= inner.cooldown);
+        if due && tokio::runtime::Handle::try_current().is_ok() {
+            fetches.last_unknown = Some(now);
+            Some(inner.request(&mut fetches, true))
+        } else if fetches.wanted > *inner.completed.borrow() {
+            // One is wanted (by the caller that started the cooldown, or the refresher):
+            // share it, start none.
+            Some(fetches.wanted)
+        } else {
+            None
+        }
+    }
+
+    /// The fetch some caller waits for, while it has not completed.
+    pub(crate) fn pending(&self) -> Option<u64> {
+        let wanted = self.inner.lock_fetches().wanted;
+        (wanted > *self.inner.completed.borrow()).then_some(wanted)
+    }
+
+    /// Waits (bounded by the fetch timeout) until fetch number `target` has completed.
+    pub(crate) fn wait_for(&self, target: u64) -> impl Future<Output = ()> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            let _ = inner.wait(target).await;
+        }
+    }
+
+    /// Changes whenever the keys in use change: after every successful fetch, and when the
+    /// keys go stale. A cache of tokens verified with this set's keys keys on it.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Fetches, counters and the keys' age.
@@ -447,6 +476,20 @@ impl Inner {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                let fetched = self.snapshot.load().fetched;
+                if fetched.is_some_and(|at| at.elapsed() > self.max_stale)
+                    && !self.stale.swap(true, Ordering::AcqRel)
+                {
+                    // Tokens verified with these keys (and cached) must be verified again.
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    tracing::error!(
+                        target: crate::audit::AUDIT_TARGET,
+                        error = %e,
+                        max_stale_secs = self.max_stale.as_secs(),
+                        "the remote key set is older than its maximum staleness and could not \
+                         be refreshed; tokens that need it are refused until a fetch succeeds"
+                    );
+                }
                 if !self.warned.swap(true, Ordering::AcqRel) {
                     tracing::warn!(
                         target: crate::audit::AUDIT_TARGET,
@@ -513,6 +556,8 @@ impl Inner {
             fetched_at: Some(self.clock.now()),
             fetched: Some(tokio::time::Instant::now()),
         }));
+        self.stale.store(false, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -613,6 +658,8 @@ impl RemoteKeySetBuilder {
                 failures: AtomicU64::new(0),
                 warned: AtomicBool::new(false),
                 refresher: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                stale: AtomicBool::new(false),
             }),
         })
     }

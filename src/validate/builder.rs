@@ -9,15 +9,16 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 
-use super::keyset::KeyEntry;
+use super::issuers::{Issuer, Route};
 use super::rules::ClaimRules;
-use super::signature::KeySlot;
 use super::validator::{Inner, Requirement};
 use super::{DEFAULT_LEEWAY, Revocation, Validator};
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::install_crypto_provider;
 use crate::error::ConfigError;
 use crate::keys::Key;
+#[cfg(feature = "remote-keys")]
+use crate::remote_keys::RemoteKeySet;
 use crate::revocation::{RevocationList, check_coverage};
 
 /// At most this many required claim names.
@@ -40,6 +41,10 @@ pub struct ValidatorBuilder<C> {
     _claims: PhantomData<fn() -> C>,
     max_lifetime: Option<Duration>,
     types: Option<Vec<Box<str>>>,
+    /// More issuers, each picked by `iss`.
+    extra: Vec<Issuer>,
+    #[cfg(feature = "remote-keys")]
+    remote: Option<RemoteKeySet>,
 }
 
 impl<C> fmt::Debug for ValidatorBuilder<C> {
@@ -82,6 +87,9 @@ where
             revocations: None,
             max_lifetime: None,
             types: None,
+            extra: Vec::new(),
+            #[cfg(feature = "remote-keys")]
+            remote: None,
             _claims: PhantomData,
         }
     }
@@ -118,6 +126,29 @@ where
     /// Adds several keys (e.g. from [`keys_from_jwks`](crate::keys::keys_from_jwks)).
     pub fn keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
         self.keys.extend(keys);
+        self
+    }
+
+    /// Keys fetched and kept fresh (feature `remote-keys`), read after the keys given with
+    /// [`key`](Self::key): a token's `kid` must then name a key (an unknown one makes the set
+    /// refetch, at most once per its cooldown, and the authentication layer waits for that
+    /// fetch), and a token without `kid` is tried only when a single key of its algorithm is
+    /// known. Until the set's first fetch succeeds (or once its keys are too old), tokens that
+    /// need it are refused with `AUTH_FAILED`. Set [`issuers`](Self::issuers) too: keys an
+    /// identity provider publishes sign tokens only it should be trusted for. For several
+    /// issuers, see [`issuer`](Self::issuer).
+    #[cfg(feature = "remote-keys")]
+    pub fn remote_keys(mut self, set: RemoteKeySet) -> Self {
+        self.remote = Some(set);
+        self
+    }
+
+    /// Accepts tokens from one more issuer, with keys, audiences, algorithms and token types
+    /// of its own: a token whose `iss` equals the issuer's name is checked with that
+    /// configuration only, any other token with this builder's (see [`Issuer`]). Several calls
+    /// add several issuers.
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.extra.push(issuer);
         self
     }
 
@@ -214,14 +245,13 @@ where
         if let Some(list) = &self.revocations {
             check_coverage(list, self.max_lifetime, self.leeway, self.require_exp)?;
         }
-        if let Some(types) = &self.types
-            && (types.is_empty() || types.iter().any(|t| t.trim().is_empty()))
-        {
-            return Err(ConfigError::new(
-                "token_types: the list of accepted token types is empty or has an empty name",
-            ));
-        }
-        if self.keys.is_empty() {
+        #[cfg(feature = "remote-keys")]
+        let remote = self.remote;
+        #[cfg(feature = "remote-keys")]
+        let has_remote = remote.is_some();
+        #[cfg(not(feature = "remote-keys"))]
+        let has_remote = false;
+        if self.keys.is_empty() && !has_remote && self.extra.is_empty() {
             return Err(ConfigError::new("at least one key is needed"));
         }
         if self.required.len() > MAX_REQUIRED_CLAIMS {
@@ -229,48 +259,55 @@ where
                 "at most {MAX_REQUIRED_CLAIMS} required claims are supported"
             )));
         }
-        let mut kids = HashSet::new();
-        for key in &self.keys {
-            if let Some(kid) = key.kid()
-                && !kids.insert(kid)
-            {
-                return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
+        let own_issuers = self.issuers.clone().unwrap_or_default();
+        let primary = route(RouteParts {
+            what: "the validator",
+            keys: self.keys,
+            #[cfg(feature = "remote-keys")]
+            remote,
+            algorithms: self.algorithms,
+            issuers: self.issuers,
+            audiences: self.audiences,
+            types: self.types,
+        })?;
+        let mut names = HashSet::new();
+        let mut issuers = Vec::with_capacity(self.extra.len());
+        for issuer in self.extra {
+            if issuer.name.is_empty() {
+                return Err(ConfigError::new("an issuer's name is empty"));
             }
-        }
-        let mut entries = Vec::with_capacity(self.keys.len());
-        for key in self.keys {
-            let algorithms: Box<[Algorithm]> = key
-                .family
-                .algorithms()
-                .iter()
-                .copied()
-                .filter(|a| key.algorithm.is_none_or(|only| only == *a))
-                .filter(|a| {
-                    self.algorithms
-                        .as_ref()
-                        .is_none_or(|allow| allow.contains(a))
-                })
-                .collect();
-            if algorithms.is_empty() {
+            if !names.insert(issuer.name.clone()) || own_issuers.contains(&issuer.name) {
                 return Err(ConfigError::new(format!(
-                    "key {:?} ({:?}) has no algorithm left in the allow-list",
-                    key.kid(),
-                    key.family
+                    "issuer {:?} is configured twice",
+                    issuer.name
                 )));
             }
-            entries.push(KeyEntry {
-                key,
-                slot: KeySlot::next(),
-                algorithms,
-            });
+            #[cfg(feature = "remote-keys")]
+            let has_remote = issuer.remote.is_some();
+            #[cfg(not(feature = "remote-keys"))]
+            let has_remote = false;
+            if issuer.keys.is_empty() && !has_remote {
+                return Err(ConfigError::new(format!(
+                    "issuer {:?} has no key",
+                    issuer.name
+                )));
+            }
+            issuers.push(route(RouteParts {
+                what: "an issuer",
+                keys: issuer.keys,
+                #[cfg(feature = "remote-keys")]
+                remote: issuer.remote,
+                algorithms: issuer.algorithms,
+                issuers: Some(vec![issuer.name]),
+                audiences: issuer.audiences,
+                types: issuer.types,
+            })?);
         }
-        let boxed = |list: Option<Vec<String>>| {
-            list.map(|l| {
-                l.into_iter()
-                    .map(String::into_boxed_str)
-                    .collect::<Box<[_]>>()
-            })
-        };
+        #[cfg(feature = "remote-keys")]
+        let remote_sets = std::iter::once(&primary)
+            .chain(&issuers)
+            .filter(|r| r.remote.is_some())
+            .count();
         let required_mask = if self.required.is_empty() {
             0
         } else {
@@ -278,11 +315,9 @@ where
         };
         Ok(Validator {
             inner: Arc::new(Inner {
-                keys: entries.into_boxed_slice(),
-                types: self.types.map(Vec::into_boxed_slice),
+                primary,
+                issuers: issuers.into_boxed_slice(),
                 rules: ClaimRules {
-                    issuers: boxed(self.issuers),
-                    audiences: boxed(self.audiences),
                     subject: self.subject.map(String::into_boxed_str),
                     leeway: self.leeway.as_secs(),
                     require_exp: self.require_exp,
@@ -294,7 +329,80 @@ where
                 requirements: self.requirements.into_boxed_slice(),
                 revocation: self.revocation,
                 revocations: self.revocations,
+                #[cfg(feature = "remote-keys")]
+                remote_sets,
             }),
         })
     }
+}
+
+/// The configuration of one route, before it is checked.
+struct RouteParts {
+    what: &'static str,
+    keys: Vec<Key>,
+    #[cfg(feature = "remote-keys")]
+    remote: Option<RemoteKeySet>,
+    algorithms: Option<Vec<Algorithm>>,
+    issuers: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
+    types: Option<Vec<Box<str>>>,
+}
+
+/// Checks one route's configuration: distinct key ids, an algorithm left for every key, a
+/// non-empty list of token types.
+fn route(parts: RouteParts) -> Result<Route, ConfigError> {
+    let what = parts.what;
+    if let Some(types) = &parts.types
+        && (types.is_empty() || types.iter().any(|t| t.trim().is_empty()))
+    {
+        return Err(ConfigError::new(format!(
+            "token_types of {what}: the list of accepted token types is empty or has an empty \
+             name"
+        )));
+    }
+    if parts.algorithms.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ConfigError::new(format!(
+            "the algorithm allow-list of {what} is empty"
+        )));
+    }
+    let mut kids = HashSet::new();
+    for key in &parts.keys {
+        if let Some(kid) = key.kid()
+            && !kids.insert(kid)
+        {
+            return Err(ConfigError::new(format!("duplicate key id {kid:?}")));
+        }
+    }
+    let algorithms = parts.algorithms.map(Vec::into_boxed_slice);
+    for key in &parts.keys {
+        let left = key
+            .family
+            .algorithms()
+            .iter()
+            .filter(|a| key.algorithm.is_none_or(|only| only == **a))
+            .any(|a| algorithms.as_deref().is_none_or(|allow| allow.contains(a)));
+        if !left {
+            return Err(ConfigError::new(format!(
+                "key {:?} ({:?}) has no algorithm left in the allow-list",
+                key.kid(),
+                key.family
+            )));
+        }
+    }
+    let boxed = |list: Option<Vec<String>>| {
+        list.map(|l| {
+            l.into_iter()
+                .map(String::into_boxed_str)
+                .collect::<Box<[_]>>()
+        })
+    };
+    Ok(Route {
+        keys: parts.keys.into_boxed_slice(),
+        #[cfg(feature = "remote-keys")]
+        remote: parts.remote,
+        algorithms,
+        issuers: boxed(parts.issuers),
+        audiences: boxed(parts.audiences),
+        types: parts.types.map(Vec::into_boxed_slice),
+    })
 }

@@ -1,21 +1,12 @@
 //! Picking the key for a token (by `kid` when several are configured, each bound to its
-//! algorithm family and the allow-list) and verifying the signature with it.
+//! algorithm family and the route's allow-list) and verifying the signature with it.
 
-use super::header;
-use super::signature::{self, KeySlot};
+use super::header::{self, Header};
+use super::issuers::Route;
+use super::signature;
 use crate::error::AuthError;
 use crate::keys::Key;
-use jsonwebtoken::Algorithm;
 use jsonwebtoken::errors::ErrorKind;
-
-/// A configured key, with what verifying with it needs.
-pub(super) struct KeyEntry {
-    pub(super) key: Key,
-    /// This entry's verifiers in the per-thread caches.
-    pub(super) slot: KeySlot,
-    /// The allow-list narrowed to this key's family (and bound algorithm).
-    pub(super) algorithms: Box<[Algorithm]>,
-}
 
 /// What a `jsonwebtoken` error means for the client: always a refusal of the token with a
 /// fixed message, never a server error (a key that cannot verify a token's algorithm is the
@@ -53,65 +44,98 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
-/// Checks the compact form, the algorithm and the signature; returns the key that
-/// verified the token and the payload segment.
-pub(super) fn verify_signature<'k, 't>(
-    keys: &'k [KeyEntry],
-    types: Option<&[Box<str>]>,
-    token: &'t str,
-) -> Result<(&'k KeyEntry, &'t str), AuthError> {
-    let malformed = AuthError::invalid_token("the token is malformed");
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed);
-    };
-    let header = header::parse(header)?;
-    if let Some(types) = types
+/// Why no key verified the token.
+pub(super) enum KeyFailure {
+    /// A refusal of the token.
+    Refused(AuthError),
+    /// The route's remote set lacks the token's `kid`: a refetch may bring it.
+    UnknownKid,
+    /// The route has no usable key at all (a remote set not fetched yet, or stale).
+    NoKeys,
+}
+
+impl From<AuthError> for KeyFailure {
+    fn from(e: AuthError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+/// Checks the token type and the signature (`message` is the signing input, `signature_b64`
+/// the third segment) with the route's keys: the configured ones, then `fetched` (the
+/// route's remote set, as last fetched). Returns the key that verified the token.
+///
+/// With configured keys only and a single one, `kid` is not consulted. With a remote set,
+/// a token's `kid` must name a key (else [`KeyFailure::UnknownKid`]), and a token without
+/// `kid` is tried only with a single key of its algorithm: a forged token never costs more
+/// than one verification.
+pub(super) fn verify_signature<'k>(
+    route: &'k Route,
+    fetched: &'k [Key],
+    header: &Header,
+    message: &[u8],
+    signature_b64: &str,
+) -> Result<&'k Key, KeyFailure> {
+    if let Some(types) = route.types.as_deref()
         && !header::type_accepted(header.typ.as_deref(), types)
     {
-        return Err(AuthError::invalid_token("the token type is not accepted"));
+        return Err(AuthError::invalid_token("the token type is not accepted").into());
     }
     let alg = header.alg;
-    let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
     let not_allowed = AuthError::invalid_token("the token algorithm is not allowed");
-    let verify = |entry: &KeyEntry| -> Result<bool, AuthError> {
-        // The algorithm is checked against the key's own list before any crypto runs, so
+    let bad_signature = || AuthError::invalid_token("the token signature is invalid");
+    // `Ok(false)`: the signature does not verify with this key.
+    let check = |key: &Key| -> Result<bool, AuthError> {
+        // The algorithm is checked against the key and the route before any crypto runs, so
         // a key is never used with an algorithm of another family.
-        if !entry.algorithms.contains(&alg) {
+        if !route.accepts(key, alg) {
             return Err(not_allowed.clone());
         }
-        signature::verify(entry.slot, &entry.key.decoding, alg, message, signature_b64)
+        signature::verify(key.slot, &key.decoding, alg, message, signature_b64)
             .map_err(|e| map_jwt_error(e.kind()))
     };
-    let bad_signature = || AuthError::invalid_token("the token signature is invalid");
-    // One key: `kid` is not consulted.
-    if let [only] = keys {
-        return if verify(only)? {
-            Ok((only, payload))
+    let verify = |key: &'k Key| -> Result<&'k Key, KeyFailure> {
+        if check(key)? {
+            Ok(key)
         } else {
-            Err(bad_signature())
-        };
+            Err(bad_signature().into())
+        }
+    };
+    let remote = route.has_remote();
+    let mut keys = route.keys.iter().chain(fetched);
+    if !remote && let [only] = &*route.keys {
+        // One key: `kid` is not consulted.
+        return verify(only);
     }
     if let Some(kid) = header.kid.as_deref() {
-        let entry = keys
-            .iter()
-            .find(|k| k.key.kid.as_deref() == Some(kid))
-            .ok_or(AuthError::invalid_token("the token key id is unknown"))?;
-        return if verify(entry)? {
-            Ok((entry, payload))
-        } else {
-            Err(bad_signature())
+        return match keys.find(|k| k.kid.as_deref() == Some(kid)) {
+            Some(key) => verify(key),
+            None if remote && fetched.is_empty() && route.keys.is_empty() => {
+                Err(KeyFailure::NoKeys)
+            }
+            None if remote => Err(KeyFailure::UnknownKid),
+            None => Err(AuthError::invalid_token("the token key id is unknown").into()),
+        };
+    }
+    if remote {
+        if fetched.is_empty() && route.keys.is_empty() {
+            return Err(KeyFailure::NoKeys);
+        }
+        let mut candidates = keys.filter(|k| route.accepts(k, alg));
+        return match (candidates.next(), candidates.next()) {
+            (Some(only), None) => verify(only),
+            (None, _) => Err(not_allowed.into()),
+            (Some(_), Some(_)) => {
+                Err(AuthError::invalid_token("the token names no key id (kid)").into())
+            }
         };
     }
     // No kid: each key that accepts this algorithm, in configuration order.
     let mut tried = false;
-    for entry in keys.iter().filter(|k| k.algorithms.contains(&alg)) {
+    for key in keys.filter(|k| route.accepts(k, alg)) {
         tried = true;
-        if verify(entry)? {
-            return Ok((entry, payload));
+        if check(key)? {
+            return Ok(key);
         }
     }
-    Err(if tried { bad_signature() } else { not_allowed })
+    Err(if tried { bad_signature() } else { not_allowed }.into())
 }

@@ -50,6 +50,7 @@
 
 mod builder;
 mod header;
+mod issuers;
 mod keyset;
 mod payload;
 mod registered;
@@ -59,8 +60,10 @@ mod signature;
 mod validator;
 
 pub use builder::ValidatorBuilder;
+pub use issuers::Issuer;
 pub(crate) use revocation::revocation_outcome;
 pub use revocation::{Revocation, RevocationFuture};
+pub(crate) use validator::KeysWait;
 pub use validator::{DEFAULT_LEEWAY, Validator, Verified};
 
 #[cfg(test)]

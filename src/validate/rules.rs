@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use super::issuers::Route;
 use super::registered::{Match, StdClaims};
 use crate::clock::Clock;
 use crate::error::AuthError;
 
-/// The configured rules for the registered claims, checked on every token.
+/// The configured rules for the registered claims, checked on every token (`iss` and `aud`
+/// against the token's [`Route`]).
 pub(super) struct ClaimRules {
-    pub(super) issuers: Option<Box<[Box<str>]>>,
-    pub(super) audiences: Option<Box<[Box<str>]>>,
     pub(super) subject: Option<Box<str>>,
     /// Seconds.
     pub(super) leeway: u64,
@@ -53,9 +53,9 @@ impl ClaimRules {
         Ok(())
     }
 
-    pub(super) fn check_claims(&self, std: &StdClaims) -> Result<(), AuthError> {
+    pub(super) fn check_claims(&self, std: &StdClaims, route: &Route) -> Result<(), AuthError> {
         let inner = self;
-        if inner.issuers.is_some() {
+        if route.issuers.is_some() {
             match std.iss {
                 Match::Matched => {}
                 Match::Absent => {
@@ -68,7 +68,7 @@ impl ClaimRules {
         }
         // RFC 7519 §4.1.3: a recipient that does not identify itself with a value of a present
         // `aud` must reject the token.
-        match (inner.audiences.is_some(), std.aud) {
+        match (route.audiences.is_some(), std.aud) {
             (true, Match::Matched) | (false, Match::Absent) => {}
             (true, Match::Absent) => {
                 return Err(AuthError::invalid_token("the token lacks a required claim"));

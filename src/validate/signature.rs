@@ -13,7 +13,6 @@
 //! validator that owned the key is dropped.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,23 +21,13 @@ use jsonwebtoken::errors::Error;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::crypto::own_provider;
+use crate::keys::KeySlot;
 
 /// Verifiers kept per thread.
 pub(crate) const CAPACITY: usize = 16;
 
 /// A signature buffer that grew past this is not kept.
 const MAX_KEPT_SIGNATURE: usize = 1024;
-
-/// Identifies one configured key for the per-thread caches; never reused in a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KeySlot(u64);
-
-impl KeySlot {
-    pub(crate) fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        Self(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
 
 struct Cached {
     slot: KeySlot,

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::keyset::{KeyEntry, verify_signature};
+use super::header;
+use super::issuers::{Route, peek_issuer};
+use super::keyset::{KeyFailure, verify_signature};
 use super::payload::read_claims;
 use super::registered::{ClaimSpec, STACK_PAYLOAD, decode_segment};
 use super::revocation::revocation_outcome;
@@ -32,6 +34,9 @@ pub struct Verified<C> {
     pub claims: C,
 }
 
+/// See [`Validator::keys_wait`].
+pub(crate) type KeysWait = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 pub(super) type Predicate<C> = Box<dyn Fn(&C) -> bool + Send + Sync>;
 
 pub(super) struct Requirement<C> {
@@ -40,13 +45,17 @@ pub(super) struct Requirement<C> {
 }
 
 pub(super) struct Inner<C> {
-    pub(super) keys: Box<[KeyEntry]>,
-    /// The accepted `typ` header values, when the type is checked.
-    pub(super) types: Option<Box<[Box<str>]>>,
+    /// Tokens without `iss`, or naming none of `issuers`.
+    pub(super) primary: Route,
+    /// The [`Issuer`](super::Issuer)s, each picked by a token's `iss` equal to its one name.
+    pub(super) issuers: Box<[Route]>,
     pub(super) rules: ClaimRules,
     pub(super) requirements: Box<[Requirement<C>]>,
     pub(super) revocation: Option<Arc<dyn Revocation>>,
     pub(super) revocations: Option<RevocationList>,
+    /// How many routes have a remote set.
+    #[cfg(feature = "remote-keys")]
+    pub(super) remote_sets: usize,
 }
 
 /// Verifies tokens and checks their claims; cheap to clone (one `Arc`).
@@ -68,7 +77,8 @@ impl<C> fmt::Debug for Validator<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("Validator")
-            .field("keys", &i.keys.iter().map(|k| &k.key).collect::<Vec<_>>())
+            .field("primary", &i.primary)
+            .field("issuers", &i.issuers)
             .field("leeway_secs", &i.rules.leeway)
             .field("require_exp", &i.rules.require_exp)
             .field("required_claims", &i.rules.required)
@@ -104,26 +114,68 @@ where
         token: &str,
     ) -> Result<Verified<C>, (AuthError, Option<Arc<str>>)> {
         let inner = &*self.inner;
-        let (entry, payload) =
-            verify_signature(&inner.keys, inner.types.as_deref(), token).map_err(|e| (e, None))?;
         let malformed = || {
             (
                 AuthError::invalid_token("the token claims are malformed"),
                 None,
             )
         };
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err((AuthError::invalid_token("the token is malformed"), None));
+        };
+        let header = header::parse(header).map_err(|e| (e, None))?;
         let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
         let payload = decode_segment(payload, &mut stack, &mut heap).map_err(|_| malformed())?;
         // RFC 8259 §8.1: JSON text is UTF-8. serde_json does not look inside the strings it
         // skips, so invalid bytes in an ignored claim would otherwise pass.
         std::str::from_utf8(payload).map_err(|_| malformed())?;
+        let route = self.route(payload).map_err(|()| malformed())?;
+        if route.keys.is_empty() && !route.has_remote() {
+            // Only issuers were configured, and the token names none of them.
+            return Err((
+                AuthError::invalid_token("the token issuer is not accepted"),
+                None,
+            ));
+        }
+        #[cfg(feature = "remote-keys")]
+        let fetched = route.remote.as_ref().and_then(|set| set.current());
+        #[cfg(feature = "remote-keys")]
+        let fetched_keys: &[crate::keys::Key] = fetched.as_deref().map_or(&[], |s| &s.keys);
+        #[cfg(not(feature = "remote-keys"))]
+        let fetched_keys: &[crate::keys::Key] = &[];
+        let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
+        let key = match verify_signature(route, fetched_keys, &header, message, signature_b64) {
+            Ok(key) => key,
+            Err(KeyFailure::Refused(e)) => return Err((e, None)),
+            Err(KeyFailure::UnknownKid) => {
+                return Err((
+                    self.awaiting(
+                        route,
+                        AuthError::invalid_token("the token key id is unknown"),
+                    ),
+                    None,
+                ));
+            }
+            Err(KeyFailure::NoKeys) => {
+                return Err((
+                    self.awaiting(
+                        route,
+                        AuthError::auth_failed("the issuer's keys are not available"),
+                    ),
+                    None,
+                ));
+            }
+        };
         let spec = ClaimSpec {
             required: &inner.rules.required,
-            issuers: inner.rules.issuers.as_deref(),
-            audiences: inner.rules.audiences.as_deref(),
+            issuers: route.issuers.as_deref(),
+            audiences: route.audiences.as_deref(),
         };
         let (std, claims) = read_claims::<C>(payload, spec).map_err(|_| malformed())?;
-        if let Err(e) = inner.rules.check_claims(&std) {
+        if let Err(e) = inner.rules.check_claims(&std, route) {
             return Err((e, std.sub));
         }
         let context = AuthContext {
@@ -132,7 +184,7 @@ where
             issued_at: std.iat,
             expires_at: std.exp,
             not_before: std.nbf,
-            key_id: entry.key.kid.clone(),
+            key_id: key.kid.clone(),
             source: None,
         };
         // A revocation covers tokens issued at or before its moment: with a list, a token dated
@@ -162,6 +214,84 @@ where
         Ok(Verified { context, claims })
     }
 
+    /// The route of a token whose decoded payload is `payload`: the issuer its `iss` names
+    /// exactly, else the validator's own configuration.
+    fn route(&self, payload: &[u8]) -> Result<&Route, ()> {
+        let inner = &*self.inner;
+        if inner.issuers.is_empty() {
+            return Ok(&inner.primary);
+        }
+        let iss = peek_issuer(payload).map_err(|_| ())?;
+        Ok(iss
+            .and_then(|iss| {
+                inner
+                    .issuers
+                    .iter()
+                    .find(|r| r.issuers.as_deref().is_some_and(|n| *n[0] == *iss))
+            })
+            .unwrap_or(&inner.primary))
+    }
+
+    /// `error`, marked as worth a retry once the route's remote set has fetched, when a
+    /// fetch is wanted (this asks for one, if the cooldown allows).
+    #[cfg_attr(
+        not(feature = "remote-keys"),
+        allow(unused_variables, clippy::unused_self)
+    )]
+    fn awaiting(&self, route: &Route, error: AuthError) -> AuthError {
+        #[cfg(feature = "remote-keys")]
+        if let Some(set) = &route.remote
+            && set.note_unknown_kid().is_some()
+        {
+            return error.awaiting_keys();
+        }
+        error
+    }
+
+    /// When a refusal [awaits keys](AuthError::is_awaiting_keys): a future that completes
+    /// once the fetches wanted by the remote sets have completed (each wait bounded by its
+    /// set's fetch timeout), after which the token is worth validating again. `None` when no
+    /// fetch is wanted. Boxed: only tokens naming keys not yet fetched pay for it.
+    pub(crate) fn keys_wait(&self) -> Option<KeysWait> {
+        #[cfg(feature = "remote-keys")]
+        {
+            let inner = &*self.inner;
+            let waits: Vec<_> = std::iter::once(&inner.primary)
+                .chain(inner.issuers.iter())
+                .filter_map(|r| r.remote.as_ref())
+                .filter_map(|set| set.pending().map(|target| set.wait_for(target)))
+                .collect();
+            if waits.is_empty() {
+                return None;
+            }
+            Some(Box::pin(async move {
+                for wait in waits {
+                    wait.await;
+                }
+            }))
+        }
+        #[cfg(not(feature = "remote-keys"))]
+        None
+    }
+
+    /// Changes whenever the keys of a remote set change (see the verified-token cache): 0
+    /// without remote sets.
+    pub(crate) fn key_generation(&self) -> u64 {
+        #[cfg(feature = "remote-keys")]
+        {
+            let inner = &*self.inner;
+            if inner.remote_sets == 0 {
+                return 0;
+            }
+            std::iter::once(&inner.primary)
+                .chain(inner.issuers.iter())
+                .filter_map(|r| r.remote.as_ref())
+                .fold(0u64, |sum, set| sum.wrapping_add(set.generation()))
+        }
+        #[cfg(not(feature = "remote-keys"))]
+        0
+    }
+
     /// [`validate`](Self::validate), then the revocation hook if one is configured.
     ///
     /// # Errors
@@ -170,7 +300,16 @@ where
         &self,
         token: &str,
     ) -> Result<Verified<C>, AuthError> {
-        let verified = self.validate(token)?;
+        let verified = match self.validate(token) {
+            Err(e) if e.is_awaiting_keys() => match self.keys_wait() {
+                Some(wait) => {
+                    wait.await;
+                    self.validate(token)?
+                }
+                None => return Err(e),
+            },
+            other => other?,
+        };
         match self.revocation_check(&verified.context) {
             None => Ok(verified),
             Some(check) => revocation_outcome(check.await).map(|()| verified),
