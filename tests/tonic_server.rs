@@ -41,6 +41,7 @@ async fn start() -> Running {
         session_tick: Duration::from_millis(20),
         send_timeout: Duration::from_millis(500),
         redis: None,
+        oidc: None,
     };
     let validator = demo::app::validator(&config).unwrap();
     let lockout = LockoutLayer::builder(LockoutPolicy::new())

@@ -24,7 +24,8 @@ use tower_jwt_guard::redis::{RedisClient, RedisFanout, RedisLockoutStore, RedisR
 use tower_jwt_guard::response::{JsonResponder, json_body};
 use tower_jwt_guard::revocation::{RevocationError, RevocationList, Revoked};
 use tower_jwt_guard::stream_expiry::StreamExpiryLayer;
-use tower_jwt_guard::validate::{Validator, ValidatorBuilder};
+use tower_jwt_guard::remote_keys::{HttpFetcher, RemoteKeySet};
+use tower_jwt_guard::validate::{Issuer, Validator, ValidatorBuilder};
 use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
 
@@ -54,6 +55,9 @@ pub struct DemoClaims {
     /// Must be `"access"`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Absent, `"demo"`, or the `OIDC_ISSUER`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
     /// `"free"` or `"pro"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
@@ -78,6 +82,22 @@ pub struct DemoConfig {
     /// `REDIS_URL`'s client: lockout, quotas, revocations and notifications shared by every
     /// demo process on that Redis. `None`: in memory.
     pub redis: Option<RedisClient>,
+    /// `OIDC_ISSUER`: an OpenID Connect issuer whose tokens are accepted too.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `OIDC_ISSUER` and what tunes it.
+#[derive(Clone, Debug)]
+pub struct OidcConfig {
+    /// The issuer URL (`iss`, and where discovery starts).
+    pub issuer: String,
+    /// `OIDC_AUDIENCE`: when set, the issuer's tokens must name it in `aud`.
+    pub audience: Option<String>,
+    /// `JWKS_REFRESH_S` (default 600 s).
+    pub refresh: Duration,
+    /// `JWKS_COOLDOWN_S` (default 30 s): the shortest time between fetches caused by
+    /// unknown kids.
+    pub cooldown: Duration,
 }
 
 #[derive(Clone)]
@@ -111,7 +131,12 @@ fn validator_builder(config: &DemoConfig) -> Result<ValidatorBuilder<DemoClaims>
         // The demo accepts whatever JWT_SECRET it is given, loudly; see main.rs.
         Key::hmac_insecure_short(&config.secret)?
     };
-    Ok(Validator::builder()
+    let oidc_issuer = config.oidc.as_ref().map(|o| o.issuer.clone());
+    let mut builder = Validator::builder();
+    if let Some(oidc) = &config.oidc {
+        builder = builder.issuer(oidc_issuer_config(oidc)?);
+    }
+    Ok(builder
         .key(key)
         .algorithms([Algorithm::HS256])
         .leeway(Duration::from_secs(10))
@@ -122,10 +147,36 @@ fn validator_builder(config: &DemoConfig) -> Result<ValidatorBuilder<DemoClaims>
         .require("the token plan is not recognised", |c: &DemoClaims| {
             matches!(c.plan.as_deref(), None | Some("free" | "pro"))
         })
+        // The demo's own tokens carry no `iss` or "demo"; the OIDC issuer's are routed to its
+        // keys by their `iss` (a token naming it is never checked with JWT_SECRET).
+        .require("the token issuer is not accepted", move |c: &DemoClaims| {
+            c.iss.is_none() || c.iss.as_deref() == Some("demo") || c.iss == oidc_issuer
+        })
         // No token of the demo's lives longer than a day (POST /auth/token's longest `ttl`);
         // without this, `exp` far in the future would be accepted until then.
         .max_lifetime(MAX_TOKEN_TTL)
         .clock(Arc::clone(&config.clock)))
+}
+
+/// The OIDC issuer: keys found by discovery and kept fresh, RS256, ES256 or EdDSA, the
+/// audience when `OIDC_AUDIENCE` is set. Starts the key set's refresher when a tokio runtime
+/// runs.
+fn oidc_issuer_config(oidc: &OidcConfig) -> Result<Issuer, ConfigError> {
+    let set = RemoteKeySet::discover(oidc.issuer.clone(), HttpFetcher::new()?)
+        .refresh_every(oidc.refresh)
+        .cooldown(oidc.cooldown)
+        .max_stale(oidc.refresh.saturating_mul(2).max(Duration::from_secs(86_400)))
+        .build()?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        set.spawn_refresher();
+    }
+    let issuer = Issuer::new(oidc.issuer.clone())
+        .remote_keys(set)
+        .algorithms([Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]);
+    Ok(match &oidc.audience {
+        Some(audience) => issuer.audiences([audience.clone()]),
+        None => issuer.accept_any_audience(),
+    })
 }
 
 /// The token sources of the contract: Bearer, `?token=`, `X-Auth-Token`, WebSocket subprotocol.
@@ -317,6 +368,7 @@ fn sign_token(
         exp: iat + ttl,
         nbf: None,
         kind: "access".to_owned(),
+        iss: None,
         plan: plan.map(str::to_owned),
         role: role.map(str::to_owned),
     };

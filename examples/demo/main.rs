@@ -1,13 +1,16 @@
 //! The tower-jwt-guard quick start: `cargo run --release --example demo`.
 //!
 //! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `JWT_SECRET` (the HS256 secret; a
-//! random one is generated when unset), `RUST_LOG` (default `info`, audit events included).
+//! random one is generated when unset), `REDIS_URL` (shared state), `OIDC_ISSUER` (an OpenID
+//! Connect issuer whose tokens are accepted too; `OIDC_AUDIENCE`, `JWKS_REFRESH_S`,
+//! `JWKS_COOLDOWN_S` tune it), `RUST_LOG` (default `info`, audit events included).
 
 mod app;
 mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +19,44 @@ use tower_jwt_guard::extract::DEFAULT_WEBSOCKET_PROTOCOL_PREFIX;
 use tower_jwt_guard::jsonwebtoken::EncodingKey;
 use tower_jwt_guard::keys::MIN_HMAC_SECRET_LEN;
 use tracing_subscriber::EnvFilter;
+
+/// `OIDC_ISSUER`, `OIDC_AUDIENCE`, `JWKS_REFRESH_S`, `JWKS_COOLDOWN_S`.
+fn oidc_from_env() -> Result<Option<app::OidcConfig>, Box<dyn std::error::Error>> {
+    let Some(issuer) = std::env::var("OIDC_ISSUER").ok().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let seconds = |name: &str, default: u64| -> Result<Duration, Box<dyn std::error::Error>> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+                _ => Err(format!("{name} must be a whole number of seconds above 0").into()),
+            },
+            _ => Ok(Duration::from_secs(default)),
+        }
+    };
+    let audience = std::env::var("OIDC_AUDIENCE").ok().filter(|s| !s.is_empty());
+    let refresh = seconds("JWKS_REFRESH_S", 600)?;
+    let cooldown = seconds("JWKS_COOLDOWN_S", 30)?;
+    tracing::info!(
+        issuer = %issuer,
+        audience = ?audience,
+        refresh_s = refresh.as_secs(),
+        cooldown_s = cooldown.as_secs(),
+        "accepting tokens from the OpenID Connect issuer too (OIDC_ISSUER)"
+    );
+    if audience.is_none() {
+        tracing::warn!(
+            "OIDC_AUDIENCE is not set: the issuer's tokens are accepted whatever their aud, \
+             so a token it issued for another service works here too; set OIDC_AUDIENCE"
+        );
+    }
+    Ok(Some(app::OidcConfig {
+        issuer,
+        audience,
+        refresh,
+        cooldown,
+    }))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -66,12 +107,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => None,
     };
+    let oidc = oidc_from_env()?;
     let config = app::DemoConfig {
         secret,
         clock: Arc::new(SystemClock),
         session_tick: std::time::Duration::from_secs(30),
         send_timeout: std::time::Duration::from_secs(10),
         redis,
+        oidc,
     };
     let router = app::app(&config)?;
 

@@ -268,6 +268,7 @@ where
             algorithms: self.algorithms,
             issuers: self.issuers,
             audiences: self.audiences,
+            any_audience: false,
             types: self.types,
         })?;
         let mut names = HashSet::new();
@@ -300,6 +301,7 @@ where
                 algorithms: issuer.algorithms,
                 issuers: Some(vec![issuer.name]),
                 audiences: issuer.audiences,
+                any_audience: issuer.any_audience,
                 types: issuer.types,
             })?);
         }
@@ -345,6 +347,7 @@ struct RouteParts {
     algorithms: Option<Vec<Algorithm>>,
     issuers: Option<Vec<String>>,
     audiences: Option<Vec<String>>,
+    any_audience: bool,
     types: Option<Vec<Box<str>>>,
 }
 
@@ -403,6 +406,7 @@ fn route(parts: RouteParts) -> Result<Route, ConfigError> {
         algorithms,
         issuers: boxed(parts.issuers),
         audiences: boxed(parts.audiences),
+        any_audience: parts.any_audience,
         types: parts.types.map(Vec::into_boxed_slice),
     })
 }

@@ -26,6 +26,8 @@ pub(super) struct Route {
     /// Accepted `iss` values (an issuer's route: its own, exactly); `iss` is then required.
     pub(super) issuers: Option<Box<[Box<str>]>>,
     pub(super) audiences: Option<Box<[Box<str>]>>,
+    /// `aud` is not looked at ([`Issuer::accept_any_audience`]).
+    pub(super) any_audience: bool,
     /// The accepted `typ` header values, when the type is checked.
     pub(super) types: Option<Box<[Box<str>]>>,
 }
@@ -96,6 +98,7 @@ pub struct Issuer {
     pub(super) remote: Option<RemoteKeySet>,
     pub(super) algorithms: Option<Vec<Algorithm>>,
     pub(super) audiences: Option<Vec<String>>,
+    pub(super) any_audience: bool,
     pub(super) types: Option<Vec<Box<str>>>,
 }
 
@@ -106,6 +109,7 @@ impl fmt::Debug for Issuer {
             .field("keys", &self.keys)
             .field("algorithms", &self.algorithms)
             .field("audiences", &self.audiences)
+            .field("any_audience", &self.any_audience)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +124,7 @@ impl Issuer {
             remote: None,
             algorithms: None,
             audiences: None,
+            any_audience: false,
             types: None,
         }
     }
@@ -156,6 +161,17 @@ impl Issuer {
     /// it, a token of this issuer carrying an `aud` is refused (RFC 7519 §4.1.3).
     pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
         self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Does not look at this issuer's `aud` at all: any token the issuer signed is accepted,
+    /// whichever service it was meant for. An identity provider issues tokens for many
+    /// services; without an audience check, a token one of them receives can be replayed to
+    /// you. Use it only where the issuer serves you alone (the demo does when
+    /// `OIDC_AUDIENCE` is unset, and says so in a warning). Ignored when
+    /// [`audiences`](Self::audiences) is set.
+    pub fn accept_any_audience(mut self) -> Self {
+        self.any_audience = true;
         self
     }
 

@@ -53,6 +53,7 @@ async fn start_on(
         session_tick: Duration::from_millis(20),
         send_timeout: Duration::from_millis(500),
         redis,
+        oidc: None,
     };
     let router = app::app(&config).expect("demo config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -3,7 +3,8 @@
 // Environment: PORT (required), KEYS_DIR (where its RSA keys live, made on first use), KIDS
 // (comma-separated key ids, the first signs; default "k1"). It issues JWT access tokens
 // (RS256, audience "urn:api") to the client "api-client" / "api-client-secret-0123456789" by
-// the client_credentials grant, and prints "ready <issuer>" once it listens.
+// the client_credentials grant, with the claim type "access", and prints "ready <issuer>"
+// once it listens.
 import Provider from 'oidc-provider';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,8 @@ const provider = new Provider(issuer, {
     redirect_uris: [],
     response_types: [],
   }],
+  // The demo's claim rules ask for `type: "access"` (DEMO_CONTRACT.md, "Tokens").
+  extraTokenClaims: async () => ({ type: 'access' }),
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
