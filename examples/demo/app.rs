@@ -21,10 +21,10 @@ use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
 use tower_jwt_guard::rate_limit::{MessageLimiter, PlanQuotas, Quota, UserRateLimitLayer};
 use tower_jwt_guard::redis::FanoutError;
 use tower_jwt_guard::redis::{RedisClient, RedisFanout, RedisLockoutStore, RedisRateLimitStore};
+use tower_jwt_guard::remote_keys::{HttpFetcher, RemoteKeySet};
 use tower_jwt_guard::response::{JsonResponder, json_body};
 use tower_jwt_guard::revocation::{RevocationError, RevocationList, Revoked};
 use tower_jwt_guard::stream_expiry::StreamExpiryLayer;
-use tower_jwt_guard::remote_keys::{HttpFetcher, RemoteKeySet};
 use tower_jwt_guard::validate::{Issuer, Validator, ValidatorBuilder};
 use tower_jwt_guard::ws::{ConnectionLimits, SessionRegistry, WsSession, WsSessions};
 use tower_jwt_guard::{Algorithm, AuthContext, AuthError, Claims, ConfigError, JwtAuthLayer};
@@ -165,7 +165,11 @@ fn oidc_issuer_config(oidc: &OidcConfig) -> Result<Issuer, ConfigError> {
     let set = RemoteKeySet::discover(oidc.issuer.clone(), HttpFetcher::new()?)
         .refresh_every(oidc.refresh)
         .cooldown(oidc.cooldown)
-        .max_stale(oidc.refresh.saturating_mul(2).max(Duration::from_secs(86_400)))
+        .max_stale(
+            oidc.refresh
+                .saturating_mul(2)
+                .max(Duration::from_secs(86_400)),
+        )
         .build()?;
     if tokio::runtime::Handle::try_current().is_ok() {
         set.spawn_refresher();

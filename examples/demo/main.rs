@@ -34,7 +34,9 @@ fn oidc_from_env() -> Result<Option<app::OidcConfig>, Box<dyn std::error::Error>
             _ => Ok(Duration::from_secs(default)),
         }
     };
-    let audience = std::env::var("OIDC_AUDIENCE").ok().filter(|s| !s.is_empty());
+    let audience = std::env::var("OIDC_AUDIENCE")
+        .ok()
+        .filter(|s| !s.is_empty());
     let refresh = seconds("JWKS_REFRESH_S", 600)?;
     let cooldown = seconds("JWKS_COOLDOWN_S", 30)?;
     tracing::info!(

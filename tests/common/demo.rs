@@ -29,7 +29,12 @@ pub struct Demo {
 /// Starts the demo with `secret`, sessions looking at the clock every 20 ms and a 500 ms send
 /// timeout (the demo's own is 10 s), served by the demo's own `serve`.
 pub async fn start(secret: &'static [u8]) -> Demo {
-    start_on(secret, None).await
+    start_on(secret, None, None).await
+}
+
+/// [`start`], accepting the tokens of an OpenID Connect issuer too (`OIDC_ISSUER`).
+pub async fn start_with_oidc(secret: &'static [u8], oidc: app::OidcConfig) -> Demo {
+    start_on(secret, None, Some(oidc)).await
 }
 
 /// [`start`], with the demo's shared state on the Redis at `redis_url` (`REDIS_URL`).
@@ -38,12 +43,13 @@ pub async fn start_with_redis(secret: &'static [u8], redis_url: &str) -> Demo {
         .timeout(Duration::from_millis(250))
         .build()
         .expect("a Redis URL");
-    start_on(secret, Some(client)).await
+    start_on(secret, Some(client), None).await
 }
 
 async fn start_on(
     secret: &'static [u8],
     redis: Option<tower_jwt_guard::redis::RedisClient>,
+    oidc: Option<app::OidcConfig>,
 ) -> Demo {
     install_crypto_provider();
     let clock = FakeClock::starting_now();
@@ -53,7 +59,7 @@ async fn start_on(
         session_tick: Duration::from_millis(20),
         send_timeout: Duration::from_millis(500),
         redis,
-        oidc: None,
+        oidc,
     };
     let router = app::app(&config).expect("demo config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
