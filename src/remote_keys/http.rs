@@ -108,6 +108,10 @@ impl JwksFetcher for HttpFetcher {
             allowed(&uri, this.allow_plain_http)?;
             let request = http::Request::get(uri)
                 .header(http::header::ACCEPT, "application/json")
+                .header(
+                    http::header::USER_AGENT,
+                    concat!("tower-jwt-guard/", env!("CARGO_PKG_VERSION")),
+                )
                 .body(Empty::<Bytes>::new())
                 .map_err(|_| FetchError("not a valid URL"))?;
             let exchange = async {

@@ -1,7 +1,9 @@
 //! A key set fetched from a JWKS URL, or found by OpenID Connect discovery from an issuer
 //! ([`RemoteKeySet::discover`]: the document's `issuer` must match exactly), and kept fresh
-//! (feature `remote-keys`): the core of remote keys, whatever carries the bytes. Not yet used
-//! by the validator (issue 14 goes on): build one and read [`RemoteKeySet::current`].
+//! (feature `remote-keys`): the core of remote keys, whatever carries the bytes. Give it to a
+//! validator with [`ValidatorBuilder::remote_keys`](crate::validate::ValidatorBuilder::remote_keys)
+//! or, next to other issuers, [`Issuer::remote_keys`](crate::validate::Issuer::remote_keys), and
+//! start its refresher ([`RemoteKeySet::spawn_refresher`]).
 //!
 //! - **Readers never wait.** The keys are an immutable snapshot behind an `arc-swap`: reading
 //!   them is an atomic load, and no lock is ever held across a fetch.
@@ -12,8 +14,15 @@
 //! - **Stale-if-error.** A fetch that fails, times out, or brings a document with no usable
 //!   key keeps the keys already known, counts a failure, and logs a `WARN` (once per run of
 //!   failures); the background refresher then retries with a backoff (1 s doubling to 60 s).
-//!   Keys older than the maximum staleness (24 h by default) are no longer used: tokens that
-//!   need them are refused until a fetch succeeds.
+//!   Keys older than the maximum staleness (24 h by default) are no longer used (an `ERROR`
+//!   says so, at the first failed fetch past it): tokens that need them are refused until a
+//!   fetch succeeds.
+//! - **Through the layer**: a token naming a `kid` the set lacks (or any token while it has no
+//!   keys) asks for a fetch as above; the authentication layer then waits for the fetch wanted
+//!   (shared by every such request, bounded by the fetch timeout) and validates the token once
+//!   more. [`Validator::validate`](crate::validate::Validator::validate), which is synchronous,
+//!   asks for the fetch and refuses at once. Tokens cached as verified are verified again once
+//!   the set's keys change (a key the issuer removed stops verifying at the next refresh).
 //! - **One bad key never discards the others**: documents are read by
 //!   [`RemoteJwks::parse`](crate::jwks::RemoteJwks::parse).
 //! - **Bring your own HTTP client**: a [`JwksFetcher`] is one method returning the body; the

@@ -11,7 +11,12 @@
 //! - takes the algorithms from configuration only: each [`Key`](crate::keys::Key) is bound to
 //!   its family, the allow-list narrows further, `none` is never accepted;
 //! - picks the key by the token's `kid` when several keys are configured (rotation without
-//!   downtime); with a single key, `kid` is not consulted;
+//!   downtime); with a single key, `kid` is not consulted; keys may also come from a
+//!   [`RemoteKeySet`](crate::remote_keys::RemoteKeySet) (feature `remote-keys`), whose `kid`s
+//!   must match;
+//! - with [`Issuer`]s, picks the keys, audiences, algorithms and token types by the token's
+//!   `iss` (read before the signature only to choose, checked again after): a token naming an
+//!   issuer is verified with that issuer's keys and no other;
 //! - requires `exp` by default, checks `nbf` when present, both with a leeway (default 10 s)
 //!   against an injectable [`Clock`](crate::clock::Clock);
 //! - checks `iss` and `aud` when configured, as a string or an array of strings (a configured

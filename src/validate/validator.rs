@@ -224,10 +224,12 @@ where
         let iss = peek_issuer(payload).map_err(|_| ())?;
         Ok(iss
             .and_then(|iss| {
-                inner
-                    .issuers
-                    .iter()
-                    .find(|r| r.issuers.as_deref().is_some_and(|n| *n[0] == *iss))
+                inner.issuers.iter().find(|r| {
+                    r.issuers
+                        .as_deref()
+                        .and_then(<[_]>::first)
+                        .is_some_and(|n| **n == *iss)
+                })
             })
             .unwrap_or(&inner.primary))
     }
