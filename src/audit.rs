@@ -110,9 +110,9 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
         };
     }
     match err.code() {
-        // A store that does not answer, under fail-closed: the store logs its outage once;
-        // each refusal only at DEBUG, and a count.
-        code @ ErrorCode::AuthFailed if err.is_unavailable() => {
+        // A store that does not answer, under fail-closed, or a remote key set without keys:
+        // the store or the set logs its outage once; each refusal only at DEBUG, and a count.
+        code @ ErrorCode::AuthFailed if err.is_quiet() => {
             emit!(tracing::Level::DEBUG);
             SUMMARY.count(code, summary_clock());
         }

@@ -100,7 +100,7 @@ impl fmt::Display for ErrorCode {
 ///
 /// The message is always a `&'static str` chosen by this crate or by the user's configuration,
 /// so no request data (and so no token) can end up in it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct AuthError {
     code: ErrorCode,
     message: &'static str,
@@ -108,9 +108,24 @@ pub struct AuthError {
     /// Made by [`AuthError::unavailable`]: a store that does not answer.
     unavailable: bool,
     /// A remote key set is fetching keys that may settle this token: the authentication
-    /// layer waits for the fetch and validates the token again, once.
+    /// layer waits for the fetch and validates the token again, once. Not part of equality.
     awaiting_keys: bool,
+    /// A remote key set has no usable keys for now: audited at `DEBUG` with a count, as
+    /// [`AuthError::unavailable`] refusals are (a flood of such tokens is not a log flood).
+    keys_unavailable: bool,
 }
+
+impl PartialEq for AuthError {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+            && self.message == other.message
+            && self.retry_after == other.retry_after
+            && self.unavailable == other.unavailable
+            && self.keys_unavailable == other.keys_unavailable
+    }
+}
+
+impl Eq for AuthError {}
 
 impl AuthError {
     /// A rejection with `code` and `message`.
@@ -121,6 +136,7 @@ impl AuthError {
             retry_after: None,
             unavailable: false,
             awaiting_keys: false,
+            keys_unavailable: false,
         }
     }
 
@@ -174,6 +190,20 @@ impl AuthError {
     pub(crate) const fn awaiting_keys(mut self) -> Self {
         self.awaiting_keys = true;
         self
+    }
+
+    /// `AUTH_FAILED` (500) because a remote key set has no usable keys for now (not fetched
+    /// yet, stale, or its last fetch failed): not a failed attempt, audited quietly.
+    #[cfg_attr(not(feature = "remote-keys"), allow(dead_code))]
+    pub(crate) const fn keys_unavailable(message: &'static str) -> Self {
+        let mut error = Self::new(ErrorCode::AuthFailed, message);
+        error.keys_unavailable = true;
+        error
+    }
+
+    /// Refusals audited at `DEBUG` with a periodic count rather than one `WARN` each.
+    pub(crate) const fn is_quiet(&self) -> bool {
+        self.unavailable || self.keys_unavailable
     }
 
     /// Whether a fetch of keys under way may settle the token (see `awaiting_keys`).

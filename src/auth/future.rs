@@ -7,7 +7,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::{AuthConfig, Outcome, authenticate};
+use super::layer::{AuthConfig, KeyWaiter, Outcome, authenticate};
 use crate::audit::{self, RequestInfo};
 use crate::body::GuardBody;
 use crate::outcome::Unauthenticated;
@@ -46,10 +46,11 @@ pin_project! {
             check: RevocationFuture,
             pending: Option<Box<Pending<S, ReqBody, C>>>,
         },
-        // A remote key set is fetching keys the token may need (rare: a new or unknown `kid`).
+        // A remote key set is fetching keys the token may need (rare: a new or unknown `kid`),
+        // then the clone of the inner service is driven to readiness.
         AwaitingKeys {
-            wait: KeysWait,
-            pending: Option<Box<(S, Request<ReqBody>, Arc<AuthConfig<C>>)>>,
+            wait: Option<KeysWait>,
+            pending: Option<Box<(S, Request<ReqBody>, KeyWaiter<C>)>>,
         },
         Inner {
             #[pin]
@@ -79,16 +80,18 @@ where
         }
     }
 
+    /// Waits for `wait`, then drives `inner` (a clone, not yet ready) to readiness and
+    /// validates the request again.
     pub(crate) fn awaiting_keys(
         wait: KeysWait,
         inner: S,
         request: Request<ReqBody>,
-        config: Arc<AuthConfig<C>>,
+        waiter: KeyWaiter<C>,
     ) -> Self {
         Self {
             state: State::AwaitingKeys {
-                wait,
-                pending: Some(Box::new((inner, request, config))),
+                wait: Some(wait),
+                pending: Some(Box::new((inner, request, waiter))),
             },
         }
     }
@@ -195,10 +198,20 @@ where
                     }
                 }
                 StateProj::AwaitingKeys { wait, pending } => {
-                    ready!(wait.as_mut().poll(cx));
-                    let (mut inner, request, config) = *pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+                    if let Some(waiting) = wait {
+                        ready!(waiting.as_mut().poll(cx));
+                        *wait = None;
+                    }
+                    let (inner, _, _) = pending
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion")
+                        .as_mut();
+                    if let Err(e) = ready!(inner.poll_ready(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    let (mut inner, request, waiter) = *pending.take().expect("taken above");
+                    let config = Arc::clone(waiter.config());
+                    drop(waiter);
                     // Once: a token still short of its key now is refused as it stands.
                     let outcome = config.outcome(&request);
                     let next = Self::decide(outcome, request, &mut inner, &config);

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::Request;
 use serde::de::DeserializeOwned;
@@ -23,6 +24,38 @@ pub(crate) struct AuthConfig<C> {
     pub(crate) responder: Arc<dyn Responder>,
     /// Tokens already verified; `None` when disabled.
     pub(crate) cache: Option<VerifiedCache<C>>,
+    /// Requests waiting for a remote key set's fetch (at most [`MAX_KEY_WAITERS`]).
+    pub(crate) key_waiters: AtomicUsize,
+}
+
+/// At most this many requests of one layer wait for a remote key set's fetch at once; past
+/// it, a token naming a key not yet fetched is refused at once (as without a remote set).
+pub(crate) const MAX_KEY_WAITERS: usize = 1024;
+
+/// One of the [`MAX_KEY_WAITERS`] places, given back when dropped.
+pub(crate) struct KeyWaiter<C>(Arc<AuthConfig<C>>);
+
+impl<C> KeyWaiter<C> {
+    /// A place, if one is free.
+    pub(crate) fn take(config: &Arc<AuthConfig<C>>) -> Option<Self> {
+        config
+            .key_waiters
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_KEY_WAITERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(config)))
+    }
+
+    pub(crate) fn config(&self) -> &Arc<AuthConfig<C>> {
+        &self.0
+    }
+}
+
+impl<C> Drop for KeyWaiter<C> {
+    fn drop(&mut self) {
+        self.0.key_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<C> fmt::Debug for AuthConfig<C> {
@@ -102,6 +135,7 @@ where
             optional: false,
             responder: crate::response::default_responder(),
             cache: VerifiedCache::new(super::DEFAULT_VERIFIED_CACHE),
+            key_waiters: AtomicUsize::new(0),
         })
     }
 
@@ -206,6 +240,7 @@ where
             optional: self.optional,
             responder: self.responder,
             cache: VerifiedCache::new(self.cache_capacity),
+            key_waiters: AtomicUsize::new(0),
         }))
     }
 }

@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -7,7 +6,7 @@ use tower_service::Service;
 
 use super::JwtAuth;
 use super::future::ResponseFuture;
-use super::layer::Outcome;
+use super::layer::{KeyWaiter, Outcome};
 use crate::body::GuardBody;
 
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C>
@@ -26,19 +25,28 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let outcome: Outcome<C> = self.config.outcome(&req);
         match outcome {
-            Err((err, _)) if err.is_awaiting_keys() => match self.config.validator.keys_wait() {
+            Err((err, subject)) if err.is_awaiting_keys() => {
                 // A remote set is fetching keys this token may need: wait for that fetch
-                // (shared with every such request, bounded), then validate once more.
-                Some(wait) => {
-                    let inner = self.take_ready();
-                    ResponseFuture::awaiting_keys(wait, inner, req, Arc::clone(&self.config))
+                // (shared with every such request, bounded), then validate once more. The
+                // ready service stays here; the future gets a clone and drives it to
+                // readiness after the wait, so a waiting request holds no capacity of the
+                // services inside.
+                let wait = match self.config.extractor.extract_request(&req) {
+                    Ok(Some(token)) => self.config.validator.keys_wait(token.as_str()),
+                    _ => None,
+                };
+                match (wait, KeyWaiter::take(&self.config)) {
+                    (Some(wait), Some(waiter)) => {
+                        ResponseFuture::awaiting_keys(wait, self.inner.clone(), req, waiter)
+                    }
+                    _ => ResponseFuture::decide(
+                        Err((err, subject)),
+                        req,
+                        &mut self.inner,
+                        &self.config,
+                    ),
                 }
-                // It has just completed.
-                None => {
-                    let again = self.config.outcome(&req);
-                    ResponseFuture::decide(again, req, &mut self.inner, &self.config)
-                }
-            },
+            }
             outcome => ResponseFuture::decide(outcome, req, &mut self.inner, &self.config),
         }
     }

@@ -10,7 +10,10 @@
 //! - **One fetch at a time.** Callers that ask for a refresh while one is under way wait for
 //!   that one and share its outcome; none starts a second.
 //! - **An unknown `kid` refetches at most once per cooldown** (30 s by default), however many
-//!   tokens name unknown kids: a flood of random kids is not a flood of fetches.
+//!   tokens name unknown kids: a flood of random kids is not a flood of fetches. The fetch it
+//!   asks for starts after it (one under way may predate the new key: the new one runs right
+//!   after it, never beside it); every token that meets the unknown kid meanwhile waits for
+//!   that same fetch. While the set has no keys at all, a token joins the fetch under way.
 //! - **Stale-if-error.** A fetch that fails, times out, or brings a document with no usable
 //!   key keeps the keys already known, counts a failure, and logs a `WARN` (once per run of
 //!   failures); the background refresher then retries with a backoff (1 s doubling to 60 s).
@@ -19,8 +22,8 @@
 //!   fetch succeeds.
 //! - **Through the layer**: a token naming a `kid` the set lacks (or any token while it has no
 //!   keys) asks for a fetch as above; the authentication layer then waits for the fetch wanted
-//!   (shared by every such request, bounded by the fetch timeout) and validates the token once
-//!   more. [`Validator::validate`](crate::validate::Validator::validate), which is synchronous,
+//!   (shared by every such request, bounded by twice the fetch timeout and a second) and
+//!   validates the token once more. [`Validator::validate`](crate::validate::Validator::validate), which is synchronous,
 //!   asks for the fetch and refuses at once. Tokens cached as verified are verified again once
 //!   the set's keys change (a key the issuer removed stops verifying at the next refresh).
 //! - **One bad key never discards the others**: documents are read by
@@ -208,6 +211,8 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 /// The default bound the set puts on one fetch (each of discovery and the key set), whatever
 /// the fetcher does.
 pub const DEFAULT_SET_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest fetch timeout accepted (requests that need a fetch wait for it).
+pub const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// The shortest cooldown accepted.
 pub const MIN_COOLDOWN: Duration = Duration::from_secs(1);
 
@@ -245,8 +250,19 @@ impl RemoteKeySet {
     /// The keys to verify with now: `None` before the first successful fetch, or once the
     /// keys are older than the maximum staleness. An atomic load, never a wait.
     pub fn current(&self) -> Option<Arc<KeySnapshot>> {
-        let snapshot = self.inner.snapshot.load_full();
+        self.usable().map(arc_swap::Guard::into_inner)
+    }
+
+    /// [`current`](Self::current) without touching the snapshot's reference count (the
+    /// validator's read on every token: a shared count would be contended across cores).
+    pub(crate) fn usable(&self) -> Option<arc_swap::Guard<Arc<KeySnapshot>>> {
+        let snapshot = self.inner.snapshot.load();
         (snapshot.fetched?.elapsed() <= self.inner.max_stale).then_some(snapshot)
+    }
+
+    /// Whether the last fetch failed (the keys known, if any, are kept).
+    pub(crate) fn failing(&self) -> bool {
+        self.inner.warned.load(Ordering::Acquire)
     }
 
     /// Fetches the set now, unless a fetch is under way: then waits for that one and shares
@@ -281,12 +297,27 @@ impl RemoteKeySet {
         has(self)
     }
 
-    /// The keys lack a kid a token names (or there are no keys): starts a fetch if the
-    /// cooldown allows and a tokio runtime is running (a fetch that starts after this call),
-    /// and returns the fetch worth waiting for, if one is wanted; never waits.
+    /// The keys lack a kid a token names: starts a fetch if the cooldown allows and a tokio
+    /// runtime is running (one that starts after this call: a fetch under way may predate the
+    /// key, so it runs next), and returns the fetch worth waiting for, if one is wanted; never
+    /// waits.
     pub(crate) fn note_unknown_kid(&self) -> Option<u64> {
+        self.note_missing(true)
+    }
+
+    /// There are no usable keys: as [`note_unknown_kid`](Self::note_unknown_kid), except that
+    /// a fetch under way is joined (whatever keys exist, it brings) and the cooldown is left
+    /// alone.
+    pub(crate) fn note_no_keys(&self) -> Option<u64> {
+        self.note_missing(false)
+    }
+
+    fn note_missing(&self, fresh: bool) -> Option<u64> {
         let inner = &self.inner;
         let mut fetches = inner.lock_fetches();
+        if !fresh && fetches.running {
+            return Some(fetches.started);
+        }
         let now = tokio::time::Instant::now();
         let due = fetches
             .last_unknown
@@ -317,10 +348,13 @@ impl RemoteKeySet {
         }
     }
 
-    /// Changes whenever the keys in use change: after every successful fetch, and when the
-    /// keys go stale. A cache of tokens verified with this set's keys keys on it.
+    /// Changes whenever a key in use may have gone: a fetch that removed one, and the keys
+    /// going stale (or fresh again). A cache of tokens verified with this set's keys keys on
+    /// it.
     pub(crate) fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Acquire)
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let stale = self.inner.snapshot.load().fetched.is_some() && self.usable().is_none();
+        generation.wrapping_mul(2) | u64::from(stale)
     }
 
     /// Fetches, counters and the keys' age.
@@ -395,6 +429,31 @@ impl Inner {
 
     /// The fetch task: fetches until none is wanted any more.
     async fn run_fetches(self: Arc<Self>) {
+        /// Should the task end early (a fetcher that panics, a runtime shutting down), fetches
+        /// must not stay "running" for ever: the next request starts one again, and waiters
+        /// stop waiting.
+        struct Ended<'a>(&'a Inner, bool);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    return;
+                }
+                let done = {
+                    let mut fetches = self.0.lock_fetches();
+                    fetches.running = false;
+                    fetches.wanted = fetches.started;
+                    fetches.started
+                };
+                *self
+                    .0
+                    .last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Err(FetchError("the fetch task ended early"));
+                self.0.completed.send_replace(done);
+            }
+        }
+        let mut ended = Ended(&self, false);
         loop {
             let outcome = self.fetch_once().await;
             *self
@@ -414,16 +473,25 @@ impl Inner {
             };
             self.completed.send_replace(done);
             if !again {
+                ended.1 = true;
                 return;
             }
         }
+    }
+
+    /// The longest a caller waits for one fetch: discovery and the key set, each bounded, and
+    /// a margin for the scheduler.
+    fn wait_bound(&self) -> Duration {
+        self.fetch_timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1))
     }
 
     /// Waits (bounded) until fetch number `target` has completed; its outcome.
     async fn wait(&self, target: u64) -> Result<(), FetchError> {
         let mut completed = self.completed.subscribe();
         // Discovery and the key set: two fetches, each bounded; a margin for the scheduler.
-        let bound = self.fetch_timeout * 2 + Duration::from_secs(1);
+        let bound = self.wait_bound();
         match tokio::time::timeout(bound, completed.wait_for(|done| *done >= target)).await {
             Ok(Ok(_)) => self
                 .last
@@ -565,8 +633,13 @@ impl Inner {
             fetched_at: Some(self.clock.now()),
             fetched: Some(tokio::time::Instant::now()),
         }));
+        // Tokens cached as verified are verified again when a key they may have used went
+        // away (a kid removed, or keys without kid, which cannot be told apart): added keys
+        // change nothing for them, so an attacker's unknown kids cannot empty the cache.
+        if !removed.is_empty() || old.keys.iter().any(|k| k.kid().is_none()) {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         self.stale.store(false, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -624,7 +697,7 @@ impl RemoteKeySetBuilder {
         if self.refresh_every.is_zero() {
             return Err(ConfigError::new("the refresh interval must not be zero"));
         }
-        if self.max_stale < self.refresh_every * 2 {
+        if self.max_stale < self.refresh_every.saturating_mul(2) {
             return Err(ConfigError::new(
                 "the maximum staleness must be at least twice the refresh interval",
             ));
@@ -634,8 +707,10 @@ impl RemoteKeySetBuilder {
                 "the cooldown must be at least a second (each unknown kid would fetch)",
             ));
         }
-        if self.fetch_timeout.is_zero() {
-            return Err(ConfigError::new("the fetch timeout must not be zero"));
+        if self.fetch_timeout.is_zero() || self.fetch_timeout > MAX_FETCH_TIMEOUT {
+            return Err(ConfigError::new(
+                "the fetch timeout must be above zero and at most 5 minutes",
+            ));
         }
         let uri = url
             .parse::<::http::Uri>()
@@ -1043,5 +1118,57 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    /// Panics on its first fetch, then serves `a`.
+    struct PanicsOnce(AtomicBool);
+
+    impl JwksFetcher for PanicsOnce {
+        fn fetch(&self, _url: &str) -> FetchFuture {
+            let first = !self.0.swap(true, Ordering::SeqCst);
+            Box::pin(async move {
+                assert!(!first, "a fetcher that panics");
+                Ok(set_of(&["a"]))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fetcher_that_panics_does_not_stop_fetches_for_good() {
+        let set = RemoteKeySet::builder(
+            "https://idp.example/jwks",
+            PanicsOnce(AtomicBool::new(false)),
+        )
+        .build()
+        .unwrap();
+        let first = set.refresh().await;
+        assert!(first.is_err(), "{first:?}");
+        assert!(set.pending().is_none(), "nothing is left running");
+        set.refresh().await.expect("the next fetch runs");
+        assert_eq!(kids(&set), ["a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_removed_key_changes_the_generation() {
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let served = Served::new(set_of(&["a"]), Duration::ZERO);
+        let set = build(&served, &clock);
+        set.refresh().await.unwrap();
+        let first = set.generation();
+        // The same keys, then one more: what was verified stays verified.
+        set.refresh().await.unwrap();
+        served.serve(Ok(set_of(&["a", "b"])));
+        set.refresh().await.unwrap();
+        assert_eq!(set.generation(), first);
+        // A key removed: everything cached is verified again.
+        served.serve(Ok(set_of(&["b"])));
+        set.refresh().await.unwrap();
+        let removed = set.generation();
+        assert_ne!(removed, first);
+        // The keys going stale change it too, and fresh again.
+        served.serve(Err(FetchError("down")));
+        tokio::time::advance(DEFAULT_MAX_STALE + Duration::from_secs(1)).await;
+        assert!(set.current().is_none());
+        assert_ne!(set.generation(), removed);
     }
 }

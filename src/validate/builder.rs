@@ -134,9 +134,9 @@ where
     /// refetch, at most once per its cooldown, and the authentication layer waits for that
     /// fetch), and a token without `kid` is tried only when a single key of its algorithm is
     /// known. Until the set's first fetch succeeds (or once its keys are too old), tokens that
-    /// need it are refused with `AUTH_FAILED`. Set [`issuers`](Self::issuers) too: keys an
-    /// identity provider publishes sign tokens only it should be trusted for. For several
-    /// issuers, see [`issuer`](Self::issuer).
+    /// need it are refused with `AUTH_FAILED`. [`issuers`](Self::issuers) is then required
+    /// (`build` refuses without it): keys an identity provider publishes sign tokens only it
+    /// should be trusted for. For several issuers, see [`issuer`](Self::issuer).
     #[cfg(feature = "remote-keys")]
     pub fn remote_keys(mut self, set: RemoteKeySet) -> Self {
         self.remote = Some(set);
@@ -253,6 +253,12 @@ where
         let has_remote = false;
         if self.keys.is_empty() && !has_remote && self.extra.is_empty() {
             return Err(ConfigError::new("at least one key is needed"));
+        }
+        if has_remote && self.issuers.is_none() {
+            // An identity provider's keys sign tokens for whoever it serves, under its `iss`.
+            return Err(ConfigError::new(
+                "remote_keys needs issuers([...]): the issuer whose tokens the keys sign",
+            ));
         }
         if self.required.len() > MAX_REQUIRED_CLAIMS {
             return Err(ConfigError::new(format!(

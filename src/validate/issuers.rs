@@ -41,6 +41,14 @@ impl Route {
         false
     }
 
+    /// Whether this route's remote set's last fetch failed.
+    pub(super) fn remote_failing(&self) -> bool {
+        #[cfg(feature = "remote-keys")]
+        return self.remote.as_ref().is_some_and(RemoteKeySet::failing);
+        #[cfg(not(feature = "remote-keys"))]
+        false
+    }
+
     /// Whether `key` may verify a token signed with `alg` on this route: the key's family,
     /// the algorithm it is bound to, and the allow-list.
     #[inline]

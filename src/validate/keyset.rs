@@ -50,7 +50,8 @@ pub(super) enum KeyFailure {
     Refused(AuthError),
     /// The route's remote set lacks the token's `kid`: a refetch may bring it.
     UnknownKid,
-    /// The route has no usable key at all (a remote set not fetched yet, or stale).
+    /// The route's remote set has no usable key (not fetched yet, or stale), and no
+    /// configured key answers.
     NoKeys,
 }
 
@@ -109,9 +110,8 @@ pub(super) fn verify_signature<'k>(
     if let Some(kid) = header.kid.as_deref() {
         return match keys.find(|k| k.kid.as_deref() == Some(kid)) {
             Some(key) => verify(key),
-            None if remote && fetched.is_empty() && route.keys.is_empty() => {
-                Err(KeyFailure::NoKeys)
-            }
+            // The set has no usable keys (not fetched yet, or stale).
+            None if remote && fetched.is_empty() => Err(KeyFailure::NoKeys),
             None if remote => Err(KeyFailure::UnknownKid),
             None => Err(AuthError::invalid_token("the token key id is unknown").into()),
         };

@@ -101,8 +101,14 @@ where
     ///
     /// The returned context has no [`source`](AuthContext::source); the caller sets it.
     ///
+    /// With a remote key set, a token naming a `kid` the set lacks (or any token while it has
+    /// no keys) asks the set for a fetch, within its cooldown and when a tokio runtime runs,
+    /// and is refused at once: [`validate_and_check_revocation`](Self::validate_and_check_revocation)
+    /// and the authentication layer wait for that fetch instead.
+    ///
     /// # Errors
-    /// `INVALID_TOKEN`, `TOKEN_EXPIRED`, `TOKEN_REVOKED` or `FORBIDDEN`, with a fixed message.
+    /// `INVALID_TOKEN`, `TOKEN_EXPIRED`, `TOKEN_REVOKED` or `FORBIDDEN`, with a fixed message;
+    /// `AUTH_FAILED` while a remote key set has no usable keys or cannot be refreshed.
     pub fn validate(&self, token: &str) -> Result<Verified<C>, AuthError> {
         self.validate_with_subject(token).map_err(|(e, _)| e)
     }
@@ -141,9 +147,9 @@ where
             ));
         }
         #[cfg(feature = "remote-keys")]
-        let fetched = route.remote.as_ref().and_then(|set| set.current());
+        let fetched = route.remote.as_ref().and_then(|set| set.usable());
         #[cfg(feature = "remote-keys")]
-        let fetched_keys: &[crate::keys::Key] = fetched.as_deref().map_or(&[], |s| &s.keys);
+        let fetched_keys: &[crate::keys::Key] = fetched.as_ref().map_or(&[], |s| &s.keys);
         #[cfg(not(feature = "remote-keys"))]
         let fetched_keys: &[crate::keys::Key] = &[];
         let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
@@ -151,19 +157,21 @@ where
             Ok(key) => key,
             Err(KeyFailure::Refused(e)) => return Err((e, None)),
             Err(KeyFailure::UnknownKid) => {
-                return Err((
-                    self.awaiting(
-                        route,
-                        AuthError::invalid_token("the token key id is unknown"),
-                    ),
-                    None,
-                ));
+                // While the set cannot be refreshed, a kid it lacks may be a new key of the
+                // issuer's: not the client's fault, so not a failed attempt.
+                let error = if route.remote_failing() {
+                    AuthError::keys_unavailable("the issuer's keys could not be refreshed")
+                } else {
+                    AuthError::invalid_token("the token key id is unknown")
+                };
+                return Err((self.awaiting(route, true, error), None));
             }
             Err(KeyFailure::NoKeys) => {
                 return Err((
                     self.awaiting(
                         route,
-                        AuthError::auth_failed("the issuer's keys are not available"),
+                        false,
+                        AuthError::keys_unavailable("the issuer's keys are not available"),
                     ),
                     None,
                 ));
@@ -235,45 +243,48 @@ where
     }
 
     /// `error`, marked as worth a retry once the route's remote set has fetched, when a
-    /// fetch is wanted (this asks for one, if the cooldown allows).
+    /// fetch is wanted (this asks for one, if the cooldown allows): for a `kid` the set lacks
+    /// (`unknown_kid`), or because it has no usable keys.
     #[cfg_attr(
         not(feature = "remote-keys"),
         allow(unused_variables, clippy::unused_self)
     )]
-    fn awaiting(&self, route: &Route, error: AuthError) -> AuthError {
+    fn awaiting(&self, route: &Route, unknown_kid: bool, error: AuthError) -> AuthError {
         #[cfg(feature = "remote-keys")]
-        if let Some(set) = &route.remote
-            && set.note_unknown_kid().is_some()
-        {
-            return error.awaiting_keys();
+        if let Some(set) = &route.remote {
+            let wanted = if unknown_kid {
+                set.note_unknown_kid()
+            } else {
+                set.note_no_keys()
+            };
+            if wanted.is_some() {
+                return error.awaiting_keys();
+            }
         }
         error
     }
 
-    /// When a refusal [awaits keys](AuthError::is_awaiting_keys): a future that completes
-    /// once the fetches wanted by the remote sets have completed (each wait bounded by its
-    /// set's fetch timeout), after which the token is worth validating again. `None` when no
-    /// fetch is wanted. Boxed: only tokens naming keys not yet fetched pay for it.
-    pub(crate) fn keys_wait(&self) -> Option<KeysWait> {
+    /// When the refusal of `token` [awaits keys](AuthError::is_awaiting_keys): a future that
+    /// completes once the fetch its issuer's remote set wants has completed (bounded by twice
+    /// the set's fetch timeout and a second), after which the token is worth validating again.
+    /// `None` when no fetch is wanted, or outside a tokio runtime. Boxed: only tokens naming
+    /// keys not yet fetched pay for it.
+    pub(crate) fn keys_wait(&self, token: &str) -> Option<KeysWait> {
         #[cfg(feature = "remote-keys")]
         {
-            let inner = &*self.inner;
-            let waits: Vec<_> = std::iter::once(&inner.primary)
-                .chain(inner.issuers.iter())
-                .filter_map(|r| r.remote.as_ref())
-                .filter_map(|set| set.pending().map(|target| set.wait_for(target)))
-                .collect();
-            if waits.is_empty() {
-                return None;
-            }
-            Some(Box::pin(async move {
-                for wait in waits {
-                    wait.await;
-                }
-            }))
+            tokio::runtime::Handle::try_current().ok()?;
+            let payload = token.split('.').nth(1)?;
+            let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
+            let payload = decode_segment(payload, &mut stack, &mut heap).ok()?;
+            let set = self.route(payload).ok()?.remote.as_ref()?;
+            let target = set.pending()?;
+            Some(Box::pin(set.wait_for(target)))
         }
         #[cfg(not(feature = "remote-keys"))]
-        None
+        {
+            let _ = token;
+            None
+        }
     }
 
     /// Changes whenever the keys of a remote set change (see the verified-token cache): 0
@@ -303,7 +314,7 @@ where
         token: &str,
     ) -> Result<Verified<C>, AuthError> {
         let verified = match self.validate(token) {
-            Err(e) if e.is_awaiting_keys() => match self.keys_wait() {
+            Err(e) if e.is_awaiting_keys() => match self.keys_wait(token) {
                 Some(wait) => {
                     wait.await;
                     self.validate(token)?
