@@ -9,7 +9,8 @@
 //!
 //! - `use` must be `sig` or absent; `key_ops`, when present, must allow `verify`;
 //! - `kty` must be `RSA` (at least 2048 bits), `EC` (`P-256` with ES256, `P-384` with ES384),
-//!   or `OKP` (`Ed25519`, EdDSA); `oct` (a shared secret published in a key set) only when
+//!   or `OKP` (`Ed25519`, EdDSA; a JWK `alg` of `Ed25519`, RFC 9864's name, is read as EdDSA);
+//!   `oct` (a shared secret published in a key set) only when
 //!   [`JwksPolicy::allow_symmetric`] says so;
 //! - a JWK's `alg`, when present, narrows what the key verifies, and must agree with its type
 //!   and curve;
@@ -121,7 +122,7 @@ impl RemoteJwks {
 }
 
 /// One JWK as a key, or why not.
-fn key_of(value: serde_json::Value, policy: &JwksPolicy) -> Result<Key, &'static str> {
+fn key_of(mut value: serde_json::Value, policy: &JwksPolicy) -> Result<Key, &'static str> {
     // Checked on the raw JSON first: an unknown `use` or `kty` would fail deserialization, and
     // deserves its own reason.
     match value.get("use") {
@@ -154,6 +155,11 @@ fn key_of(value: serde_json::Value, policy: &JwksPolicy) -> Result<Key, &'static
         Some(_) => return Err("an unknown key type (kty)"),
         None => return Err("no key type (kty)"),
     };
+    // RFC 9864's fully specified `Ed25519` is EdDSA with that curve, the only one this crate
+    // verifies (tokens must still say `EdDSA`, which `jsonwebtoken` knows).
+    if kty == "OKP" && value.get("alg").and_then(serde_json::Value::as_str) == Some("Ed25519") {
+        value["alg"] = serde_json::Value::from("EdDSA");
+    }
     let jwk: Jwk = serde_json::from_value(value).map_err(|_| "not a valid JWK of its type")?;
     // `jsonwebtoken` reads the parameters by their shape: an `RSA` JWK carrying `crv`, `x`
     // and `y` would read as an EC key. The parameters must be those of the declared type.
@@ -264,7 +270,8 @@ mod tests {
         let set = parse(&format!(
             r#"{{"kty":"RSA","kid":"r","use":"sig","alg":"PS256","n":"{RSA_N}","e":"AQAB"}},
                {{"kty":"EC","kid":"e","crv":"P-256","x":"{EC_X}","y":"{EC_Y}"}},
-               {{"kty":"OKP","kid":"o","crv":"Ed25519","x":"{ED_X}","key_ops":["verify"]}}"#
+               {{"kty":"OKP","kid":"o","crv":"Ed25519","x":"{ED_X}","key_ops":["verify"]}},
+               {{"kty":"OKP","kid":"o9864","alg":"Ed25519","crv":"Ed25519","x":"{ED_X}"}}"#
         ));
         assert!(set.skipped.is_empty(), "{:?}", set.skipped);
         let algs: Vec<_> = set.keys.iter().map(|k| (k.kid(), k.algorithm())).collect();
@@ -274,6 +281,7 @@ mod tests {
                 (Some("r"), Some(Algorithm::PS256)),
                 (Some("e"), Some(Algorithm::ES256)),
                 (Some("o"), None),
+                (Some("o9864"), Some(Algorithm::EdDSA)),
             ]
         );
         assert_eq!(set.keys[2].family(), jsonwebtoken::AlgorithmFamily::Ed);

@@ -223,6 +223,23 @@ impl Key {
         Ok(self)
     }
 
+    /// Whether `other` is this key: same family, bound algorithm and material (the `kid`
+    /// aside).
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        use jsonwebtoken::DecodingKeyKind as K;
+        let same_material = match (self.decoding.kind(), other.decoding.kind()) {
+            // Constant time: an `oct` key's material is a secret.
+            (K::SecretOrDer(a), K::SecretOrDer(b)) => {
+                subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()).into()
+            }
+            (K::RsaModulusExponent { n, e }, K::RsaModulusExponent { n: n2, e: e2 }) => {
+                n == n2 && e == e2
+            }
+            _ => false,
+        };
+        self.family == other.family && self.algorithm == other.algorithm && same_material
+    }
+
     /// The key id, if any.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()

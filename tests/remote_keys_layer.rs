@@ -131,6 +131,11 @@ async fn several_issuers_in_one_layer() {
         3,
         "the bad entries are skipped, the good kept"
     );
+    // Remote keys on the validator's own configuration need its issuer.
+    let unbound = tower_jwt_guard::validate::Validator::<TestClaims>::builder()
+        .remote_keys(set.clone())
+        .build();
+    assert!(unbound.unwrap_err().to_string().contains("issuers"));
     let server = protected(&set).await;
 
     // The identity provider's tokens, each algorithm with its key.

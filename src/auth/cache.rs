@@ -41,8 +41,8 @@ struct Entry<C> {
     token: Box<str>,
     verified: Verified<C>,
     /// The validator's [key generation](Validator::key_generation) before the token was
-    /// verified: once a remote set's keys change, the token is verified again (a key removed
-    /// by the issuer stops verifying cached tokens too).
+    /// verified: once a remote set's key is removed or replaced, or its keys go stale, the
+    /// token is verified again (a key removed by the issuer stops verifying cached tokens too).
     generation: u64,
 }
 

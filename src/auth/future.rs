@@ -14,6 +14,18 @@ use crate::outcome::Unauthenticated;
 use crate::scaffold::Rejected;
 use crate::validate::{KeysWait, RevocationFuture, Verified};
 
+/// What a request waiting for a remote key set's fetch keeps.
+pub(crate) struct Waiting<S, ReqBody, C> {
+    /// A clone of the inner service, not ready yet.
+    inner: S,
+    request: Request<ReqBody>,
+    config: Arc<AuthConfig<C>>,
+    /// Its place among the waiters, given back as soon as the wait is over.
+    waiter: Option<KeyWaiter<C>>,
+    /// The validation after the wait, when it passed (the clone is then driven to readiness).
+    passed: Option<Option<Verified<C>>>,
+}
+
 /// What the revocation state needs to go on once the hook has answered.
 struct Pending<S, ReqBody, C> {
     inner: S,
@@ -50,7 +62,7 @@ pin_project! {
         // then the clone of the inner service is driven to readiness.
         AwaitingKeys {
             wait: Option<KeysWait>,
-            pending: Option<Box<(S, Request<ReqBody>, KeyWaiter<C>)>>,
+            pending: Option<Box<Waiting<S, ReqBody, C>>>,
         },
         Inner {
             #[pin]
@@ -88,10 +100,17 @@ where
         request: Request<ReqBody>,
         waiter: KeyWaiter<C>,
     ) -> Self {
+        let config = Arc::clone(waiter.config());
         Self {
             state: State::AwaitingKeys {
                 wait: Some(wait),
-                pending: Some(Box::new((inner, request, waiter))),
+                pending: Some(Box::new(Waiting {
+                    inner,
+                    request,
+                    config,
+                    waiter: Some(waiter),
+                    passed: None,
+                })),
             },
         }
     }
@@ -198,23 +217,42 @@ where
                     }
                 }
                 StateProj::AwaitingKeys { wait, pending } => {
-                    if let Some(waiting) = wait {
-                        ready!(waiting.as_mut().poll(cx));
-                        *wait = None;
-                    }
-                    let (inner, _, _) = pending
+                    let waiting = pending
                         .as_mut()
-                        .expect("ResponseFuture polled after completion")
-                        .as_mut();
-                    if let Err(e) = ready!(inner.poll_ready(cx)) {
+                        .expect("ResponseFuture polled after completion");
+                    if let Some(fetch) = wait {
+                        ready!(fetch.as_mut().poll(cx));
+                        *wait = None;
+                        waiting.waiter = None;
+                        // Once: a token still short of its key now is refused as it stands.
+                        match waiting.config.outcome(&waiting.request) {
+                            Ok(passed) => waiting.passed = Some(passed),
+                            Err(refused) => {
+                                let Waiting {
+                                    mut inner,
+                                    request,
+                                    config,
+                                    ..
+                                } = *pending.take().expect("checked above");
+                                let next = Self::decide(Err(refused), request, &mut inner, &config);
+                                state.set(next.state);
+                                continue;
+                            }
+                        }
+                    }
+                    let polled = ready!(waiting.inner.poll_ready(cx));
+                    let Waiting {
+                        mut inner,
+                        request,
+                        config,
+                        passed,
+                        ..
+                    } = *pending.take().expect("checked above");
+                    if let Err(e) = polled {
                         return Poll::Ready(Err(e));
                     }
-                    let (mut inner, request, waiter) = *pending.take().expect("taken above");
-                    let config = Arc::clone(waiter.config());
-                    drop(waiter);
-                    // Once: a token still short of its key now is refused as it stands.
-                    let outcome = config.outcome(&request);
-                    let next = Self::decide(outcome, request, &mut inner, &config);
+                    let passed = passed.expect("set when the wait ended");
+                    let next = Self::decide(Ok(passed), request, &mut inner, &config);
                     state.set(next.state);
                 }
                 StateProj::Inner { future } => {

@@ -35,7 +35,8 @@
 //!   [`CloseFrameResponder`](crate::ws::CloseFrameResponder)).
 //! - `poll_ready` only forwards to the inner service; nothing is allocated for a request beyond
 //!   what the validator and `http::Extensions` need, and no future is boxed unless a revocation
-//!   hook is configured.
+//!   hook is configured or the request waits for a remote key set's fetch (a `kid` not fetched
+//!   yet).
 //! - A token presented again is taken from a bounded cache of verified tokens (matched on its
 //!   whole text; `exp`, `nbf`, the typed requirements and the revocation hook are still applied
 //!   on every request); see

@@ -23,9 +23,10 @@
 //! - **Through the layer**: a token naming a `kid` the set lacks (or any token while it has no
 //!   keys) asks for a fetch as above; the authentication layer then waits for the fetch wanted
 //!   (shared by every such request, bounded by twice the fetch timeout and a second) and
-//!   validates the token once more. [`Validator::validate`](crate::validate::Validator::validate), which is synchronous,
-//!   asks for the fetch and refuses at once. Tokens cached as verified are verified again once
-//!   the set's keys change (a key the issuer removed stops verifying at the next refresh).
+//!   validates the token once more. [`Validator::validate`](crate::validate::Validator::validate),
+//!   which is synchronous, asks for the fetch and refuses at once. Tokens cached as verified
+//!   are verified again once a key of the set is removed or replaced under its `kid`, or the
+//!   keys go stale (a key the issuer removed stops verifying at the next refresh).
 //! - **One bad key never discards the others**: documents are read by
 //!   [`RemoteJwks::parse`](crate::jwks::RemoteJwks::parse).
 //! - **Bring your own HTTP client**: a [`JwksFetcher`] is one method returning the body; the
@@ -282,7 +283,8 @@ impl RemoteKeySet {
     /// A token named `kid`, which the keys may lack: when they do, one fetch that starts after
     /// this call if the cooldown allows (any number of such calls within it share it), or a
     /// wait for a fetch already wanted, or nothing; returns whether the keys now hold `kid`.
-    /// Every wait is bounded by the fetch timeout.
+    /// Every wait is bounded: twice the fetch timeout and a second, for each fetch waited for
+    /// (the one under way and the one after it, at most).
     pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> bool {
         let has = |set: &Self| {
             set.current()
@@ -306,8 +308,8 @@ impl RemoteKeySet {
     }
 
     /// There are no usable keys: as [`note_unknown_kid`](Self::note_unknown_kid), except that
-    /// a fetch under way is joined (whatever keys exist, it brings) and the cooldown is left
-    /// alone.
+    /// a fetch under way is joined (whatever keys exist, it brings) without using the
+    /// cooldown; when none is under way, a fetch it starts uses the cooldown as any.
     pub(crate) fn note_no_keys(&self) -> Option<u64> {
         self.note_missing(false)
     }
@@ -340,7 +342,8 @@ impl RemoteKeySet {
         (wanted > *self.inner.completed.borrow()).then_some(wanted)
     }
 
-    /// Waits (bounded by the fetch timeout) until fetch number `target` has completed.
+    /// Waits (bounded as [`refresh_for_unknown_kid`](Self::refresh_for_unknown_kid)'s waits
+    /// are) until fetch number `target` has completed.
     pub(crate) fn wait_for(&self, target: u64) -> impl Future<Output = ()> + Send + 'static {
         let inner = Arc::clone(&self.inner);
         async move {
@@ -353,7 +356,12 @@ impl RemoteKeySet {
     /// it.
     pub(crate) fn generation(&self) -> u64 {
         let generation = self.inner.generation.load(Ordering::Acquire);
-        let stale = self.inner.snapshot.load().fetched.is_some() && self.usable().is_none();
+        let stale = self
+            .inner
+            .snapshot
+            .load()
+            .fetched
+            .is_some_and(|at| at.elapsed() > self.inner.max_stale);
         generation.wrapping_mul(2) | u64::from(stale)
     }
 
@@ -438,19 +446,22 @@ impl Inner {
                 if self.1 {
                     return;
                 }
-                let done = {
-                    let mut fetches = self.0.lock_fetches();
-                    fetches.running = false;
-                    fetches.wanted = fetches.started;
-                    fetches.started
-                };
-                *self
-                    .0
+                let inner = self.0;
+                *inner
                     .last
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) =
                     Err(FetchError("the fetch task ended early"));
-                self.0.completed.send_replace(done);
+                inner.failures.fetch_add(1, Ordering::Relaxed);
+                inner.warned.store(true, Ordering::Release);
+                let mut fetches = inner.lock_fetches();
+                fetches.running = false;
+                // Every fetch wanted so far ends here, failed (its waiters stop waiting), and
+                // the cooldown starts again, so that the next unknown kid may fetch.
+                fetches.started = fetches.started.max(fetches.wanted);
+                fetches.wanted = fetches.started;
+                fetches.last_unknown = None;
+                inner.complete(fetches.started);
             }
         }
         let mut ended = Ended(&self, false);
@@ -471,7 +482,7 @@ impl Inner {
                 }
                 (done, again)
             };
-            self.completed.send_replace(done);
+            self.complete(done);
             if !again {
                 ended.1 = true;
                 return;
@@ -487,11 +498,25 @@ impl Inner {
             .saturating_add(Duration::from_secs(1))
     }
 
+    /// Says that the fetches up to number `done` have completed; never goes back.
+    fn complete(&self, done: u64) {
+        self.completed.send_if_modified(|completed| {
+            let newer = done > *completed;
+            if newer {
+                *completed = done;
+            }
+            newer
+        });
+    }
+
     /// Waits (bounded) until fetch number `target` has completed; its outcome.
     async fn wait(&self, target: u64) -> Result<(), FetchError> {
         let mut completed = self.completed.subscribe();
-        // Discovery and the key set: two fetches, each bounded; a margin for the scheduler.
-        let bound = self.wait_bound();
+        // Each fetch it waits for (the one under way, and one after it at most) is bounded.
+        let ahead = target.saturating_sub(*completed.borrow()).clamp(1, 2);
+        let bound = self
+            .wait_bound()
+            .saturating_mul(u32::try_from(ahead).unwrap_or(2));
         match tokio::time::timeout(bound, completed.wait_for(|done| *done >= target)).await {
             Ok(Ok(_)) => self
                 .last
@@ -628,15 +653,25 @@ impl Inner {
                 "JWKs of the remote set were skipped"
             );
         }
+        // Tokens cached as verified are verified again when a key they may have used went
+        // away (a kid removed or given other material, or keys without kid, which cannot be
+        // told apart): added keys change nothing for them, so an attacker's unknown kids
+        // cannot empty the cache.
+        let replaced = old.keys.iter().any(|before| {
+            set.keys
+                .iter()
+                .find(|after| after.kid().is_some() && after.kid() == before.kid())
+                .is_some_and(|after| !before.same_as(after))
+        });
+        let gone = replaced || !removed.is_empty() || old.keys.iter().any(|k| k.kid().is_none());
         self.snapshot.store(Arc::new(KeySnapshot {
             keys: set.keys,
             fetched_at: Some(self.clock.now()),
             fetched: Some(tokio::time::Instant::now()),
         }));
-        // Tokens cached as verified are verified again when a key they may have used went
-        // away (a kid removed, or keys without kid, which cannot be told apart): added keys
-        // change nothing for them, so an attacker's unknown kids cannot empty the cache.
-        if !removed.is_empty() || old.keys.iter().any(|k| k.kid().is_none()) {
+        // The generation moves after the new keys are in: an entry cached meanwhile is
+        // stamped with the old one, and verified again.
+        if gone {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         self.stale.store(false, Ordering::Release);
@@ -1160,11 +1195,16 @@ mod tests {
         served.serve(Ok(set_of(&["a", "b"])));
         set.refresh().await.unwrap();
         assert_eq!(set.generation(), first);
+        // A key replaced under its kid (here by an Ed25519 key): verified again.
+        served.serve(Ok(br#"{"keys":[{"kty":"OKP","kid":"a","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},{"kty":"EC","kid":"b","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#.to_vec()));
+        set.refresh().await.unwrap();
+        let replaced = set.generation();
+        assert_ne!(replaced, first);
         // A key removed: everything cached is verified again.
         served.serve(Ok(set_of(&["b"])));
         set.refresh().await.unwrap();
         let removed = set.generation();
-        assert_ne!(removed, first);
+        assert_ne!(removed, replaced);
         // The keys going stale change it too, and fresh again.
         served.serve(Err(FetchError("down")));
         tokio::time::advance(DEFAULT_MAX_STALE + Duration::from_secs(1)).await;

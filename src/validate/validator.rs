@@ -299,7 +299,10 @@ where
             std::iter::once(&inner.primary)
                 .chain(inner.issuers.iter())
                 .filter_map(|r| r.remote.as_ref())
-                .fold(0u64, |sum, set| sum.wrapping_add(set.generation()))
+                // Mixed per position, so that one set's change cannot cancel another's.
+                .fold(0u64, |mix, set| {
+                    (mix ^ set.generation()).wrapping_mul(0x0100_0000_01b3)
+                })
         }
         #[cfg(not(feature = "remote-keys"))]
         0
