@@ -34,6 +34,24 @@ fn oidc_from_env() -> Result<Option<app::OidcConfig>, Box<dyn std::error::Error>
             _ => Ok(Duration::from_secs(default)),
         }
     };
+    // Plain http only to a loopback address (by address, as the crate's fetcher checks): said
+    // at start-up rather than as a warning at every fetch.
+    if let Some(rest) = issuer.strip_prefix("http://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+            _ => authority,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if !host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        {
+            return Err("OIDC_ISSUER: plain http is only for a loopback address \
+                        (127.0.0.1, [::1]); use https"
+                .into());
+        }
+    }
     let audience = std::env::var("OIDC_AUDIENCE")
         .ok()
         .filter(|s| !s.is_empty());
