@@ -387,3 +387,45 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
     assert!(error.to_string().contains("another issuer"), "{error}");
     assert!(set.current().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_1024_requests_wait_for_a_fetch() {
+    init_crypto();
+    let endpoint = Endpoint::default();
+    *endpoint.kids.lock().unwrap() = vec!["rsa-2025"];
+    let jwks_server = serve(endpoint_router(&endpoint)).await;
+    // A fetch that hangs for 3 s before it fails, so that many requests wait at once.
+    let fetcher = HttpFetcher::new().unwrap().timeout(Duration::from_secs(3));
+    let set = RemoteKeySet::builder(jwks_server.url("/jwks"), fetcher)
+        .cooldown(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    set.refresh().await.unwrap();
+    let server = protected(&set).await;
+    endpoint.hang.store(true, Ordering::SeqCst);
+    // Tokens naming a kid the set lacks (looked up before any signature: no signing needed).
+    let signed = idp_token(Algorithm::RS256, &rsa_encoding_key(), "rsa-2025", "x");
+    let rest = signed.split_once('.').unwrap().1.to_owned();
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": "not-yet"}).to_string());
+    let token = format!("{header}.{rest}");
+    let client = client();
+    let url = server.url("/me");
+    let requests: Vec<_> = (0..1_200)
+        .map(|_| {
+            let request = client.get(&url).bearer_auth(&token);
+            tokio::spawn(async move { send(request).await })
+        })
+        .collect();
+    let mut capped = 0;
+    for request in requests {
+        let reply = request.await.unwrap();
+        // The fetch failed: every one of them is AUTH_FAILED, none a failed attempt; those
+        // past the cap were refused without waiting.
+        assert_rejected(&reply, "AUTH_FAILED");
+        if reply.json()["error"]["message"] == "too many requests wait for the issuer's keys" {
+            capped += 1;
+        }
+    }
+    assert!(capped >= 1, "the cap of 1 024 waiters was never reached");
+    assert!(capped <= 1_200 - 1_024, "{capped} refused past the cap");
+}
