@@ -225,6 +225,7 @@ impl Key {
 
     /// Whether `other` is this key: same family, bound algorithm and material (the `kid`
     /// aside).
+    #[cfg(feature = "remote-keys")]
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         use jsonwebtoken::DecodingKeyKind as K;
         let same_material = match (self.decoding.kind(), other.decoding.kind()) {

@@ -108,6 +108,8 @@ pub mod jwks;
 pub mod keys;
 #[cfg(feature = "lockout")]
 pub mod lockout;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod outcome;
 pub mod peer;
 #[cfg(feature = "rate-limit")]

@@ -1,0 +1,678 @@
+//! [`TokenSource`]: the current token, refreshed ahead of expiry, one refresh at a time.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, SystemClock};
+
+/// A token, redacted in `Debug` and zeroized when dropped.
+pub struct SecretToken(Zeroizing<String>);
+
+impl SecretToken {
+    /// The token, to put in a header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken([redacted])")
+    }
+}
+
+/// What a provider returns: the token and, when the issuer says, its lifetime.
+#[derive(Debug)]
+pub struct IssuedToken {
+    token: SecretToken,
+    expires_in: Option<Duration>,
+}
+
+impl IssuedToken {
+    /// A token; its lifetime is read from its own `exp` unless [`expires_in`](Self::expires_in)
+    /// gives it.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            token: SecretToken(Zeroizing::new(token.into())),
+            expires_in: None,
+        }
+    }
+
+    /// The lifetime the issuer gave (OAuth 2.0's `expires_in`).
+    pub fn expires_in(mut self, lifetime: Duration) -> Self {
+        self.expires_in = Some(lifetime);
+        self
+    }
+}
+
+/// Why a provider could not give a token (a fixed text: no token, no response body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError(pub &'static str);
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no token: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProviderError {}
+
+/// The future of [`TokenProvider::fetch`]: a login costs far more than the box.
+pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<IssuedToken, ProviderError>> + Send>>;
+
+/// Gets a new token: a login, a refresh-token exchange, a client-credentials grant, a signer.
+/// Any `Fn() -> impl Future<Output = Result<IssuedToken, ProviderError>>` is one. It must
+/// bound its own time (the source does not cancel it).
+pub trait TokenProvider: Send + Sync + 'static {
+    /// A new token.
+    fn fetch(&self) -> ProviderFuture;
+}
+
+impl<F, Fut> TokenProvider for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<IssuedToken, ProviderError>> + Send + 'static,
+{
+    fn fetch(&self) -> ProviderFuture {
+        Box::pin(self())
+    }
+}
+
+/// The token in use, and when to refresh and stop using it (tokio's monotonic clock).
+struct Current {
+    token: Arc<SecretToken>,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+/// The refreshes: one task runs them, so that no caller's cancellation aborts one.
+#[derive(Default)]
+struct Refreshes {
+    running: bool,
+    /// Refreshes started so far.
+    started: u64,
+    /// No refresh starts before this (after failures).
+    retry_at: Option<Instant>,
+    /// The backoff after the next failure.
+    backoff: Duration,
+}
+
+struct Inner {
+    provider: Box<dyn TokenProvider>,
+    clock: Arc<dyn Clock>,
+    refresh_fraction: f64,
+    jitter: f64,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    wait_bound: Duration,
+    current: ArcSwapOption<Current>,
+    refreshes: Mutex<Refreshes>,
+    /// The number of refreshes completed.
+    completed: tokio::sync::watch::Sender<u64>,
+    /// The last refresh's error, if it failed.
+    last_error: Mutex<Option<ProviderError>>,
+    fetches: AtomicU64,
+}
+
+/// A token kept fresh; cheap to clone (see the [module docs](super)).
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("fetches", &self.fetches())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TokenSource`].
+pub struct TokenSourceBuilder {
+    provider: Box<dyn TokenProvider>,
+    clock: Arc<dyn Clock>,
+    refresh_fraction: f64,
+    jitter: f64,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    wait_bound: Duration,
+}
+
+impl fmt::Debug for TokenSourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSourceBuilder")
+            .field("refresh_fraction", &self.refresh_fraction)
+            .field("jitter", &self.jitter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token is taken as expired this long before its end at most (a tenth of its lifetime for
+/// shorter ones), so that it does not expire on its way.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
+
+impl TokenSource {
+    /// A source calling `provider`; nothing is fetched before the first [`token`](Self::token).
+    pub fn builder(provider: impl TokenProvider) -> TokenSourceBuilder {
+        TokenSourceBuilder {
+            provider: Box::new(provider),
+            clock: Arc::new(SystemClock),
+            refresh_fraction: 0.6,
+            jitter: 0.1,
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            wait_bound: Duration::from_secs(30),
+        }
+    }
+
+    /// A token that is not expired: the current one (starting a refresh in the background
+    /// once it is due), or, when there is none, the result of a refresh, shared with every
+    /// caller waiting for it.
+    ///
+    /// # Errors
+    /// The provider's error, when there is no valid token and the refresh failed (or, during
+    /// a backoff, failed last time).
+    pub async fn token(&self) -> Result<Arc<SecretToken>, ProviderError> {
+        let now = Instant::now();
+        if let Some(current) = &*self.inner.current.load() {
+            if now < current.refresh_at {
+                return Ok(Arc::clone(&current.token));
+            }
+            if now < current.expires_at {
+                self.inner.request();
+                return Ok(Arc::clone(&current.token));
+            }
+        }
+        self.wait_for_fresh(None).await
+    }
+
+    /// The server refused `seen` (HTTP 401, gRPC `UNAUTHENTICATED`): unless another caller
+    /// already replaced it, it is dropped and one refresh runs, shared by every caller that
+    /// saw the same token. Returns the new token.
+    ///
+    /// # Errors
+    /// As [`token`](Self::token).
+    pub async fn force_refresh(
+        &self,
+        seen: &Arc<SecretToken>,
+    ) -> Result<Arc<SecretToken>, ProviderError> {
+        {
+            let current = self.inner.current.load();
+            if let Some(current) = &*current
+                && !Arc::ptr_eq(&current.token, seen)
+            {
+                // Replaced already: use the new one if it is still good.
+                if Instant::now() < current.expires_at {
+                    return Ok(Arc::clone(&current.token));
+                }
+            }
+        }
+        // Dropped only if it is still the one refused.
+        self.inner.current.rcu(|current| match current {
+            Some(c) if Arc::ptr_eq(&c.token, seen) => None,
+            other => other.clone(),
+        });
+        self.wait_for_fresh(Some(seen)).await
+    }
+
+    /// How many times the provider was called.
+    pub fn fetches(&self) -> u64 {
+        self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a valid token that is not `refused`: asks for a refresh (unless one runs,
+    /// which is shared) and waits for it, bounded.
+    async fn wait_for_fresh(
+        &self,
+        refused: Option<&Arc<SecretToken>>,
+    ) -> Result<Arc<SecretToken>, ProviderError> {
+        let inner = &*self.inner;
+        let usable = || {
+            inner.current.load().as_ref().and_then(|c| {
+                let refused = refused.is_some_and(|r| Arc::ptr_eq(r, &c.token));
+                (Instant::now() < c.expires_at && !refused).then(|| Arc::clone(&c.token))
+            })
+        };
+        let mut completed = inner.completed.subscribe();
+        let Some(target) = self.inner.request() else {
+            // Backing off after a failure: the error at once.
+            return usable().ok_or_else(|| inner.error());
+        };
+        let waited =
+            tokio::time::timeout(inner.wait_bound, completed.wait_for(|done| *done >= target))
+                .await;
+        match waited {
+            Ok(Ok(_)) => usable().ok_or_else(|| inner.error()),
+            _ => usable().ok_or(ProviderError("the token provider did not answer in time")),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Refreshes> {
+        self.refreshes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn error(&self) -> ProviderError {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or(ProviderError("the token provider gave no token"))
+    }
+
+    /// Asks for a refresh: returns the number of the one to wait for (the one running, or one
+    /// started now), or `None` while backing off after a failure, or outside a tokio runtime.
+    fn request(self: &Arc<Self>) -> Option<u64> {
+        let mut refreshes = self.lock();
+        if refreshes.running {
+            return Some(refreshes.started);
+        }
+        if refreshes.retry_at.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return None;
+        }
+        refreshes.running = true;
+        refreshes.started += 1;
+        let target = refreshes.started;
+        drop(refreshes);
+        tokio::spawn(Arc::clone(self).refresh());
+        Some(target)
+    }
+
+    /// One refresh, in its own task.
+    async fn refresh(self: Arc<Self>) {
+        /// Ends the refresh however the task ends (a provider that panics included).
+        struct Done<'a>(&'a Inner, Option<Result<(), ProviderError>>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                let inner = self.0;
+                let outcome = self
+                    .1
+                    .take()
+                    .unwrap_or(Err(ProviderError("the token provider panicked")));
+                let done = {
+                    let mut refreshes = inner.lock();
+                    refreshes.running = false;
+                    match &outcome {
+                        Ok(()) => {
+                            refreshes.retry_at = None;
+                            refreshes.backoff = inner.min_backoff;
+                        }
+                        Err(_) => {
+                            let backoff = refreshes.backoff.max(inner.min_backoff);
+                            refreshes.retry_at = Some(Instant::now() + backoff);
+                            refreshes.backoff = backoff.saturating_mul(2).min(inner.max_backoff);
+                        }
+                    }
+                    refreshes.started
+                };
+                *inner
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = outcome.err();
+                inner.completed.send_if_modified(|completed| {
+                    let newer = done > *completed;
+                    if newer {
+                        *completed = done;
+                    }
+                    newer
+                });
+            }
+        }
+        let mut done = Done(&self, None);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let outcome = match self.provider.fetch().await {
+            Ok(issued) => self.install(issued),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(
+                target: crate::audit::AUDIT_TARGET,
+                error = %e,
+                "the token provider failed; retrying with a backoff"
+            );
+        }
+        done.1 = Some(outcome);
+    }
+
+    /// Makes `issued` the current token.
+    fn install(&self, issued: IssuedToken) -> Result<(), ProviderError> {
+        let lifetime = match issued.expires_in {
+            Some(lifetime) => lifetime,
+            None => {
+                let exp = exp_of(issued.token.as_str()).ok_or(ProviderError(
+                    "the token has no expires_in and no readable exp",
+                ))?;
+                Duration::from_secs(exp.saturating_sub(self.clock.now().as_secs()))
+            }
+        };
+        let margin = EXPIRY_MARGIN.min(lifetime / 10);
+        if lifetime <= margin || lifetime.is_zero() {
+            return Err(ProviderError("the token provider gave an expired token"));
+        }
+        let now = Instant::now();
+        let usable = lifetime - margin;
+        // Refresh at the fraction, moved by up to ±jitter of the lifetime, within the usable
+        // time.
+        let spread = (rand_unit() * 2.0 - 1.0) * self.jitter;
+        let fraction = (self.refresh_fraction + spread).clamp(0.0, 1.0);
+        let refresh_in = lifetime.mul_f64(fraction).min(usable);
+        self.current.store(Some(Arc::new(Current {
+            token: Arc::new(issued.token),
+            refresh_at: now + refresh_in,
+            expires_at: now + usable,
+        })));
+        Ok(())
+    }
+}
+
+/// A number in `[0, 1)`, from the process's random state (jitter needs no more).
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    #[allow(clippy::cast_precision_loss)]
+    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    unit
+}
+
+/// The `exp` of a compact JWS, read without verifying it.
+fn exp_of(token: &str) -> Option<u64> {
+    use base64::Engine;
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: u64,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Exp>(&bytes).ok().map(|e| e.exp)
+}
+
+impl TokenSourceBuilder {
+    /// The clock that turns a token's `exp` into a lifetime (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = clock.into_shared();
+        self
+    }
+
+    /// The part of the lifetime after which a refresh starts (default 0.6), within 0.05 to
+    /// 0.95.
+    pub fn refresh_at(mut self, fraction: f64) -> Self {
+        self.refresh_fraction = if fraction.is_finite() {
+            fraction.clamp(0.05, 0.95)
+        } else {
+            0.6
+        };
+        self
+    }
+
+    /// How far (a part of the lifetime, either way) each refresh moves at random from the
+    /// fraction (default 0.1, at most 0.3; 0 for none).
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 0.3)
+        } else {
+            0.1
+        };
+        self
+    }
+
+    /// The wait after a first failure, doubling up to `max` (default 1 s to 60 s).
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.min_backoff = first;
+        self.max_backoff = max.max(first);
+        self
+    }
+
+    /// The longest a caller waits for a refresh (default 30 s).
+    pub fn wait_bound(mut self, bound: Duration) -> Self {
+        self.wait_bound = bound;
+        self
+    }
+
+    /// The source.
+    pub fn build(self) -> TokenSource {
+        TokenSource {
+            inner: Arc::new(Inner {
+                provider: self.provider,
+                clock: self.clock,
+                refresh_fraction: self.refresh_fraction,
+                jitter: self.jitter,
+                min_backoff: self.min_backoff,
+                max_backoff: self.max_backoff,
+                wait_bound: self.wait_bound,
+                current: ArcSwapOption::empty(),
+                refreshes: Mutex::new(Refreshes {
+                    backoff: self.min_backoff,
+                    ..Refreshes::default()
+                }),
+                completed: tokio::sync::watch::Sender::new(0),
+                last_error: Mutex::new(None),
+                fetches: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use std::sync::atomic::AtomicBool;
+
+    /// Counts its calls; each takes `delay`, then gives `token-N` for `lifetime`, or fails
+    /// while `failing`.
+    #[derive(Clone)]
+    struct Counting {
+        calls: Arc<AtomicU64>,
+        failing: Arc<AtomicBool>,
+        delay: Duration,
+        lifetime: Duration,
+    }
+
+    impl Counting {
+        fn new(delay: Duration, lifetime: Duration) -> Self {
+            Self {
+                calls: Arc::new(AtomicU64::new(0)),
+                failing: Arc::new(AtomicBool::new(false)),
+                delay,
+                lifetime,
+            }
+        }
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl TokenProvider for Counting {
+        fn fetch(&self) -> ProviderFuture {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let (delay, lifetime) = (self.delay, self.lifetime);
+            let failing = self.failing.load(Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                if failing {
+                    return Err(ProviderError("down"));
+                }
+                Ok(IssuedToken::new(format!("token-{n}")).expires_in(lifetime))
+            })
+        }
+    }
+
+    fn source(provider: &Counting) -> TokenSource {
+        TokenSource::builder(provider.clone()).jitter(0.0).build()
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshed_at_60_percent_and_never_handed_out_expired() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(100));
+        let source = source(&provider);
+        assert_eq!(source.token().await.unwrap().as_str(), "token-1");
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(source.token().await.unwrap().as_str(), "token-1");
+        settle().await;
+        assert_eq!(provider.calls(), 1, "not due before 60 %");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // Due: the current token still, and a refresh in the background.
+        assert_eq!(source.token().await.unwrap().as_str(), "token-1");
+        settle().await;
+        assert_eq!(provider.calls(), 2);
+        assert_eq!(source.token().await.unwrap().as_str(), "token-2");
+
+        // The provider fails from now on: token-2 (fetched at 61 s, 100 s, margin 2 s) is used
+        // until 61 + 98 s, never after.
+        provider.failing.store(true, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(97)).await;
+        assert_eq!(source.token().await.unwrap().as_str(), "token-2");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let refused = source.token().await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_waiters_share_one_refresh() {
+        let provider = Counting::new(Duration::from_secs(1), Duration::from_secs(300));
+        let source = source(&provider);
+        let waiters: Vec<_> = (0..1_000)
+            .map(|_| {
+                let source = source.clone();
+                tokio::spawn(async move { source.token().await })
+            })
+            .collect();
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap().unwrap().as_str(), "token-1");
+        }
+        assert_eq!(provider.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_provider_backs_off_and_recovers() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(300));
+        provider.failing.store(true, Ordering::SeqCst);
+        let source = TokenSource::builder(provider.clone())
+            .backoff(Duration::from_secs(1), Duration::from_secs(4))
+            .build();
+        assert_eq!(source.token().await.unwrap_err(), ProviderError("down"));
+        // During the backoff: the error at once, no call.
+        assert_eq!(source.token().await.unwrap_err(), ProviderError("down"));
+        assert_eq!(provider.calls(), 1);
+        // 1 s, then 2 s, then 4 s (the cap), 4 s.
+        for (wait, calls) in [(1, 2), (2, 3), (4, 4), (4, 5)] {
+            tokio::time::advance(Duration::from_millis(wait * 1000 - 1)).await;
+            assert!(source.token().await.is_err());
+            assert_eq!(provider.calls(), calls - 1, "not before {wait} s");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert!(source.token().await.is_err());
+            assert_eq!(provider.calls(), calls);
+        }
+        provider.failing.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(source.token().await.unwrap().as_str(), "token-6");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_is_replaced_once_for_all_who_saw_it() {
+        let provider = Counting::new(Duration::from_millis(100), Duration::from_secs(300));
+        let source = source(&provider);
+        let seen = source.token().await.unwrap();
+        let refreshes: Vec<_> = (0..100)
+            .map(|_| {
+                let (source, seen) = (source.clone(), Arc::clone(&seen));
+                tokio::spawn(async move { source.force_refresh(&seen).await })
+            })
+            .collect();
+        for refresh in refreshes {
+            assert_eq!(refresh.await.unwrap().unwrap().as_str(), "token-2");
+        }
+        assert_eq!(provider.calls(), 2);
+        // A late caller with the old token gets the new one, without another call.
+        assert_eq!(
+            source.force_refresh(&seen).await.unwrap().as_str(),
+            "token-2"
+        );
+        assert_eq!(provider.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lifetime_comes_from_exp_when_expires_in_is_absent() {
+        use base64::Engine;
+        let clock = FakeClock::at_unix_secs(1_800_000_000);
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"a","exp":1800000010}"#);
+        let token = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln");
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let source = TokenSource::builder(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let token = token.clone();
+            async move { Ok(IssuedToken::new(token)) }
+        })
+        .clock(clock)
+        .jitter(0.0)
+        .build();
+        source.token().await.unwrap();
+        // 10 s lifetime: refreshed from 6 s on, not before.
+        tokio::time::advance(Duration::from_millis(5_900)).await;
+        source.token().await.unwrap();
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        source.token().await.unwrap();
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // No exp and no expires_in: refused, with a reason.
+        let source = TokenSource::builder(|| async { Ok(IssuedToken::new("opaque")) }).build();
+        assert_eq!(
+            source.token().await.unwrap_err(),
+            ProviderError("the token has no expires_in and no readable exp")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_stays_within_its_bounds() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(1_000));
+        let source = TokenSource::builder(provider.clone()).jitter(0.1).build();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let installed = Instant::now();
+            let seen_token = source.token().await.unwrap();
+            let current = source.inner.current.load_full().unwrap();
+            let at = current.refresh_at - installed;
+            assert!(
+                at >= Duration::from_secs(500) && at <= Duration::from_secs(700),
+                "{at:?}"
+            );
+            seen.insert(at.as_millis());
+            source.force_refresh(&seen_token).await.unwrap();
+        }
+        assert!(seen.len() > 100, "the jitter varies: {} values", seen.len());
+    }
+
+    #[test]
+    fn tokens_are_redacted() {
+        let issued = IssuedToken::new("eyJ-secret");
+        assert!(!format!("{issued:?}").contains("secret"));
+    }
+}
