@@ -3,7 +3,8 @@
 //! per-user sources, are still to come.
 //!
 //! - **Readers never wait** while the token is fresh: it is an immutable snapshot behind an
-//!   `arc-swap`, read with one atomic load.
+//!   `arc-swap`, read with one atomic load (once a refresh is due, each read also takes a short
+//!   lock to see whether one runs; none is held across a refresh).
 //! - **Refreshed ahead of expiry**: once 60 % of its lifetime has passed (configurable), with a
 //!   jitter (±10 % of the lifetime by default) so that a fleet does not refresh in step. Until it
 //!   expires the current token keeps being handed out while the refresh runs in the background.
@@ -11,6 +12,8 @@
 //!   its lifetime, at most 2 s), so that it does not expire on its way; then callers wait for
 //!   the refresh.
 //! - **One refresh at a time**, however many callers wait (single-flight): they share its result.
+//!   A provider call is bounded by the wait bound (30 s by default), and its lifetime is counted
+//!   from when it was asked for; a lifetime beyond a year is taken as a year.
 //! - **A failing provider backs off** (1 s doubling to 60 s by default); a still-valid token keeps
 //!   being used meanwhile; callers without one get the provider's error at once during a
 //!   backoff rather than a call to a provider that just failed.

@@ -160,6 +160,12 @@ impl fmt::Debug for TokenSourceBuilder {
 /// shorter ones), so that it does not expire on its way.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
+/// The longest lifetime believed, whatever the issuer says.
+const MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+
+/// The shortest backoff after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
 impl TokenSource {
     /// A source calling `provider`; nothing is fetched before the first [`token`](Self::token).
     pub fn builder(provider: impl TokenProvider) -> TokenSourceBuilder {
@@ -182,8 +188,8 @@ impl TokenSource {
     /// The provider's error, when there is no valid token and the refresh failed (or, during
     /// a backoff, failed last time).
     pub async fn token(&self) -> Result<Arc<SecretToken>, ProviderError> {
-        let now = Instant::now();
         if let Some(current) = &*self.inner.current.load() {
+            let now = Instant::now();
             if now < current.refresh_at {
                 return Ok(Arc::clone(&current.token));
             }
@@ -242,18 +248,36 @@ impl TokenSource {
                 (Instant::now() < c.expires_at && !refused).then(|| Arc::clone(&c.token))
             })
         };
-        let mut completed = inner.completed.subscribe();
-        let Some(target) = self.inner.request() else {
-            // Backing off after a failure: the error at once.
-            return usable().ok_or_else(|| inner.error());
-        };
-        let waited =
-            tokio::time::timeout(inner.wait_bound, completed.wait_for(|done| *done >= target))
-                .await;
-        match waited {
-            Ok(Ok(_)) => usable().ok_or_else(|| inner.error()),
-            _ => usable().ok_or(ProviderError("the token provider did not answer in time")),
+        let deadline = Instant::now() + inner.wait_bound;
+        // Twice at most: a refresh that ended just as this caller dropped a refused token
+        // leaves nothing usable, and one more is asked for.
+        for _ in 0..2 {
+            let mut completed = inner.completed.subscribe();
+            if let Some(token) = usable() {
+                return Ok(token);
+            }
+            let Some(target) = self.inner.request() else {
+                // Backing off after a failure: the error at once.
+                return Err(inner.error());
+            };
+            let waited =
+                tokio::time::timeout_at(deadline, completed.wait_for(|done| *done >= target)).await;
+            if waited.is_err() {
+                return usable().ok_or(ProviderError("the token provider did not answer in time"));
+            }
+            if let Some(token) = usable() {
+                return Ok(token);
+            }
+            if inner
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+            {
+                return Err(inner.error());
+            }
         }
+        usable().ok_or_else(|| inner.error())
     }
 }
 
@@ -289,56 +313,76 @@ impl Inner {
         refreshes.started += 1;
         let target = refreshes.started;
         drop(refreshes);
-        tokio::spawn(Arc::clone(self).refresh());
+        // The guard exists before the task is first polled: a task dropped unpolled (its
+        // runtime shutting down) still ends its refresh.
+        let done = Done {
+            inner: Arc::clone(self),
+            outcome: None,
+        };
+        tokio::spawn(done.refresh());
         Some(target)
     }
 
-    /// One refresh, in its own task.
-    async fn refresh(self: Arc<Self>) {
-        /// Ends the refresh however the task ends (a provider that panics included).
-        struct Done<'a>(&'a Inner, Option<Result<(), ProviderError>>);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                let inner = self.0;
-                let outcome = self
-                    .1
-                    .take()
-                    .unwrap_or(Err(ProviderError("the token provider panicked")));
-                let done = {
-                    let mut refreshes = inner.lock();
-                    refreshes.running = false;
-                    match &outcome {
-                        Ok(()) => {
-                            refreshes.retry_at = None;
-                            refreshes.backoff = inner.min_backoff;
-                        }
-                        Err(_) => {
-                            let backoff = refreshes.backoff.max(inner.min_backoff);
-                            refreshes.retry_at = Some(Instant::now() + backoff);
-                            refreshes.backoff = backoff.saturating_mul(2).min(inner.max_backoff);
-                        }
-                    }
-                    refreshes.started
-                };
-                *inner
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = outcome.err();
-                inner.completed.send_if_modified(|completed| {
-                    let newer = done > *completed;
-                    if newer {
-                        *completed = done;
-                    }
-                    newer
-                });
+    /// Makes `issued`, asked for at `started`, the current token.
+    fn install(&self, issued: IssuedToken, started: Instant) -> Result<(), ProviderError> {
+        let lifetime = match issued.expires_in {
+            Some(lifetime) => lifetime,
+            None => {
+                let exp = exp_of(issued.token.as_str()).ok_or(ProviderError(
+                    "the token has no expires_in and no readable exp",
+                ))?;
+                Duration::from_secs(exp).saturating_sub(self.clock.now())
             }
         }
-        let mut done = Done(&self, None);
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let outcome = match self.provider.fetch().await {
-            Ok(issued) => self.install(issued),
-            Err(e) => Err(e),
-        };
+        // Whatever the issuer says, a year at most (and no overflow below).
+        .min(MAX_LIFETIME);
+        let margin = EXPIRY_MARGIN.min(lifetime / 10);
+        // Counted from when the token was asked for: the provider's own time is part of it.
+        let usable = lifetime.saturating_sub(margin);
+        let expires_at = started + usable;
+        if usable.is_zero() || expires_at <= Instant::now() {
+            return Err(ProviderError("the token provider gave an expired token"));
+        }
+        // Refresh at the fraction, moved by up to ±jitter of the lifetime, within 5 % to 95 %.
+        let spread = (rand_unit() * 2.0 - 1.0) * self.jitter;
+        let fraction = (self.refresh_fraction + spread).clamp(0.05, 0.95);
+        let refresh_in = lifetime.mul_f64(fraction).min(usable);
+        self.current.store(Some(Arc::new(Current {
+            token: Arc::new(issued.token),
+            refresh_at: started + refresh_in,
+            expires_at,
+        })));
+        Ok(())
+    }
+}
+
+/// One refresh, and its end however its task ends (a provider that panics, or a task dropped
+/// before it ran, included).
+struct Done {
+    inner: Arc<Inner>,
+    outcome: Option<Result<(), ProviderError>>,
+}
+
+impl Done {
+    async fn refresh(mut self) {
+        let inner = Arc::clone(&self.inner);
+        inner.fetches.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let fetched = tokio::time::timeout(inner.wait_bound, inner.provider.fetch())
+            .await
+            .unwrap_or(Err(ProviderError(
+                "the token provider did not answer in time",
+            )));
+        self.outcome = Some(fetched.and_then(|issued| inner.install(issued, started)));
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let inner = &*self.inner;
+        let outcome = self.outcome.take().unwrap_or(Err(ProviderError(
+            "the token refresh ended early (panic or shutdown)",
+        )));
         if let Err(e) = &outcome {
             tracing::warn!(
                 target: crate::audit::AUDIT_TARGET,
@@ -346,37 +390,33 @@ impl Inner {
                 "the token provider failed; retrying with a backoff"
             );
         }
-        done.1 = Some(outcome);
-    }
-
-    /// Makes `issued` the current token.
-    fn install(&self, issued: IssuedToken) -> Result<(), ProviderError> {
-        let lifetime = match issued.expires_in {
-            Some(lifetime) => lifetime,
-            None => {
-                let exp = exp_of(issued.token.as_str()).ok_or(ProviderError(
-                    "the token has no expires_in and no readable exp",
-                ))?;
-                Duration::from_secs(exp.saturating_sub(self.clock.now().as_secs()))
+        let done = {
+            let mut refreshes = inner.lock();
+            refreshes.running = false;
+            match &outcome {
+                Ok(()) => {
+                    refreshes.retry_at = None;
+                    refreshes.backoff = inner.min_backoff;
+                }
+                Err(_) => {
+                    let backoff = refreshes.backoff.max(inner.min_backoff);
+                    refreshes.retry_at = Instant::now().checked_add(backoff);
+                    refreshes.backoff = backoff.saturating_mul(2).min(inner.max_backoff);
+                }
             }
+            refreshes.started
         };
-        let margin = EXPIRY_MARGIN.min(lifetime / 10);
-        if lifetime <= margin || lifetime.is_zero() {
-            return Err(ProviderError("the token provider gave an expired token"));
-        }
-        let now = Instant::now();
-        let usable = lifetime - margin;
-        // Refresh at the fraction, moved by up to ±jitter of the lifetime, within the usable
-        // time.
-        let spread = (rand_unit() * 2.0 - 1.0) * self.jitter;
-        let fraction = (self.refresh_fraction + spread).clamp(0.0, 1.0);
-        let refresh_in = lifetime.mul_f64(fraction).min(usable);
-        self.current.store(Some(Arc::new(Current {
-            token: Arc::new(issued.token),
-            refresh_at: now + refresh_in,
-            expires_at: now + usable,
-        })));
-        Ok(())
+        *inner
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = outcome.err();
+        inner.completed.send_if_modified(|completed| {
+            let newer = done > *completed;
+            if newer {
+                *completed = done;
+            }
+            newer
+        });
     }
 }
 
@@ -435,8 +475,10 @@ impl TokenSourceBuilder {
 
     /// The wait after a first failure, doubling up to `max` (default 1 s to 60 s).
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.min_backoff = first;
-        self.max_backoff = max.max(first);
+        // At least 100 ms, at most a day: a failing provider is never called on every request.
+        let day = Duration::from_secs(86_400);
+        self.min_backoff = first.clamp(MIN_BACKOFF, day);
+        self.max_backoff = max.clamp(self.min_backoff, day);
         self
     }
 
@@ -668,6 +710,31 @@ mod tests {
             source.force_refresh(&seen_token).await.unwrap();
         }
         assert!(seen.len() > 100, "the jitter varies: {} values", seen.len());
+        assert!(seen.iter().any(|ms| *ms < 600_000) && seen.iter().any(|ms| *ms > 600_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_lifetimes_and_a_panicking_provider_do_not_break_the_source() {
+        // `expires_in` of u64::MAX seconds: believed for a year, no overflow.
+        let source = TokenSource::builder(|| async {
+            Ok(IssuedToken::new("long").expires_in(Duration::MAX))
+        })
+        .build();
+        assert_eq!(source.token().await.unwrap().as_str(), "long");
+        // A provider that panics: an error, then after the backoff a working call.
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let source = TokenSource::builder(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n > 0, "a provider that panics");
+                Ok(IssuedToken::new("after").expires_in(Duration::from_secs(60)))
+            }
+        })
+        .build();
+        assert!(source.token().await.is_err());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(source.token().await.unwrap().as_str(), "after");
     }
 
     #[test]
