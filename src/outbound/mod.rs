@@ -42,11 +42,10 @@
 //! ```
 
 mod source;
+mod token;
 
-pub use source::{
-    IssuedToken, ProviderError, ProviderFuture, SecretToken, TokenProvider, TokenSource,
-    TokenSourceBuilder,
-};
+pub use source::{TokenSource, TokenSourceBuilder};
+pub use token::{IssuedToken, ProviderError, ProviderFuture, SecretToken, TokenProvider};
 
 #[cfg(doc)]
 use crate::clock::Clock;

@@ -1,90 +1,15 @@
 //! [`TokenSource`]: the current token, refreshed ahead of expiry, one refresh at a time.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
-use zeroize::Zeroizing;
 
+use super::token::{IssuedToken, ProviderError, SecretToken, TokenProvider};
 use crate::clock::{Clock, SystemClock};
-
-/// A token, redacted in `Debug` and zeroized when dropped.
-pub struct SecretToken(Zeroizing<String>);
-
-impl SecretToken {
-    /// The token, to put in a header.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretToken([redacted])")
-    }
-}
-
-/// What a provider returns: the token and, when the issuer says, its lifetime.
-#[derive(Debug)]
-pub struct IssuedToken {
-    token: SecretToken,
-    expires_in: Option<Duration>,
-}
-
-impl IssuedToken {
-    /// A token; its lifetime is read from its own `exp` unless [`expires_in`](Self::expires_in)
-    /// gives it.
-    pub fn new(token: impl Into<String>) -> Self {
-        Self {
-            token: SecretToken(Zeroizing::new(token.into())),
-            expires_in: None,
-        }
-    }
-
-    /// The lifetime the issuer gave (OAuth 2.0's `expires_in`).
-    pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        self.expires_in = Some(lifetime);
-        self
-    }
-}
-
-/// Why a provider could not give a token (a fixed text: no token, no response body).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderError(pub &'static str);
-
-impl fmt::Display for ProviderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no token: {}", self.0)
-    }
-}
-
-impl std::error::Error for ProviderError {}
-
-/// The future of [`TokenProvider::fetch`]: a login costs far more than the box.
-pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<IssuedToken, ProviderError>> + Send>>;
-
-/// Gets a new token: a login, a refresh-token exchange, a client-credentials grant, a signer.
-/// Any `Fn() -> impl Future<Output = Result<IssuedToken, ProviderError>>` is one. It must
-/// bound its own time (the source does not cancel it).
-pub trait TokenProvider: Send + Sync + 'static {
-    /// A new token.
-    fn fetch(&self) -> ProviderFuture;
-}
-
-impl<F, Fut> TokenProvider for F
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<IssuedToken, ProviderError>> + Send + 'static,
-{
-    fn fetch(&self) -> ProviderFuture {
-        Box::pin(self())
-    }
-}
 
 /// The token in use, and when to refresh and stop using it (tokio's monotonic clock).
 struct Current {
@@ -103,6 +28,8 @@ struct Refreshes {
     retry_at: Option<Instant>,
     /// The backoff after the next failure.
     backoff: Duration,
+    /// When the last refresh forced by a refused token started.
+    last_forced: Option<Instant>,
 }
 
 struct Inner {
@@ -113,6 +40,7 @@ struct Inner {
     min_backoff: Duration,
     max_backoff: Duration,
     wait_bound: Duration,
+    force_cooldown: Duration,
     current: ArcSwapOption<Current>,
     refreshes: Mutex<Refreshes>,
     /// The number of refreshes completed.
@@ -145,6 +73,7 @@ pub struct TokenSourceBuilder {
     min_backoff: Duration,
     max_backoff: Duration,
     wait_bound: Duration,
+    force_cooldown: Duration,
 }
 
 impl fmt::Debug for TokenSourceBuilder {
@@ -177,6 +106,7 @@ impl TokenSource {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             wait_bound: Duration::from_secs(30),
+            force_cooldown: Duration::from_secs(5),
         }
     }
 
@@ -188,46 +118,82 @@ impl TokenSource {
     /// The provider's error, when there is no valid token and the refresh failed (or, during
     /// a backoff, failed last time).
     pub async fn token(&self) -> Result<Arc<SecretToken>, ProviderError> {
-        if let Some(current) = &*self.inner.current.load() {
-            let now = Instant::now();
-            if now < current.refresh_at {
-                return Ok(Arc::clone(&current.token));
-            }
-            if now < current.expires_at {
-                self.inner.request();
-                return Ok(Arc::clone(&current.token));
-            }
+        match self.token_now() {
+            Some(token) => Ok(token),
+            None => self.wait_for_fresh(None).await,
         }
-        self.wait_for_fresh(None).await
+    }
+
+    /// The current token if it is not expired, without waiting (starting a refresh in the
+    /// background once it is due); `None` when a caller would have to wait for a refresh.
+    pub fn token_now(&self) -> Option<Arc<SecretToken>> {
+        let current = self.inner.current.load();
+        let current = current.as_ref()?;
+        let now = Instant::now();
+        if now < current.refresh_at {
+            return Some(Arc::clone(&current.token));
+        }
+        if now < current.expires_at {
+            self.inner.request();
+            return Some(Arc::clone(&current.token));
+        }
+        None
     }
 
     /// The server refused `seen` (HTTP 401, gRPC `UNAUTHENTICATED`): unless another caller
     /// already replaced it, it is dropped and one refresh runs, shared by every caller that
     /// saw the same token. Returns the new token.
     ///
+    /// A refused token is replaced at most once per force cooldown (5 s by default): a server
+    /// that refuses every token does not turn each request into a provider call.
+    ///
     /// # Errors
-    /// As [`token`](Self::token).
+    /// As [`token`](Self::token); and when `seen` is still the current token and a refresh
+    /// was forced less than the cooldown ago.
     pub async fn force_refresh(
         &self,
         seen: &Arc<SecretToken>,
     ) -> Result<Arc<SecretToken>, ProviderError> {
+        if !self.refused(seen) {
+            return Err(ProviderError(
+                "the server refused a token just refreshed; not refreshing again yet",
+            ));
+        }
+        self.wait_for_fresh(Some(seen)).await
+    }
+
+    /// Notes that the server refused `seen`, without waiting: drops it and starts a refresh
+    /// unless another caller did already. Returns whether a token other than `seen` is, or
+    /// will be, there to retry with; `false` when `seen` is still the current token and a
+    /// refresh was forced less than the force cooldown ago (it is kept then).
+    pub fn refused(&self, seen: &Arc<SecretToken>) -> bool {
+        let inner = &*self.inner;
+        let current = inner.current.load();
+        match &*current {
+            // Replaced already (or about to be: an expired one is refreshed on the next use).
+            Some(current) if !Arc::ptr_eq(&current.token, seen) => return true,
+            // Dropped by another caller who saw it: its refresh is shared.
+            None => return true,
+            Some(_) => {}
+        }
         {
-            let current = self.inner.current.load();
-            if let Some(current) = &*current
-                && !Arc::ptr_eq(&current.token, seen)
+            let mut refreshes = inner.lock();
+            let now = Instant::now();
+            if refreshes
+                .last_forced
+                .is_some_and(|at| now.saturating_duration_since(at) < inner.force_cooldown)
             {
-                // Replaced already: use the new one if it is still good.
-                if Instant::now() < current.expires_at {
-                    return Ok(Arc::clone(&current.token));
-                }
+                return false;
             }
+            refreshes.last_forced = Some(now);
         }
         // Dropped only if it is still the one refused.
-        self.inner.current.rcu(|current| match current {
+        inner.current.rcu(|current| match current {
             Some(c) if Arc::ptr_eq(&c.token, seen) => None,
             other => other.clone(),
         });
-        self.wait_for_fresh(Some(seen)).await
+        self.inner.request();
+        true
     }
 
     /// How many times the provider was called.
@@ -325,10 +291,10 @@ impl Inner {
 
     /// Makes `issued`, asked for at `started`, the current token.
     fn install(&self, issued: IssuedToken, started: Instant) -> Result<(), ProviderError> {
-        let lifetime = match issued.expires_in {
+        let lifetime = match issued.lifetime() {
             Some(lifetime) => lifetime,
             None => {
-                let exp = exp_of(issued.token.as_str()).ok_or(ProviderError(
+                let exp = exp_of(issued.text()).ok_or(ProviderError(
                     "the token has no expires_in and no readable exp",
                 ))?;
                 Duration::from_secs(exp).saturating_sub(self.clock.now())
@@ -347,8 +313,11 @@ impl Inner {
         let spread = (rand_unit() * 2.0 - 1.0) * self.jitter;
         let fraction = (self.refresh_fraction + spread).clamp(0.05, 0.95);
         let refresh_in = lifetime.mul_f64(fraction).min(usable);
+        let token = issued.into_secret().ok_or(ProviderError(
+            "the token is empty, too long or not a valid header value",
+        ))?;
         self.current.store(Some(Arc::new(Current {
-            token: Arc::new(issued.token),
+            token: Arc::new(token),
             refresh_at: started + refresh_in,
             expires_at,
         })));
@@ -488,6 +457,14 @@ impl TokenSourceBuilder {
         self
     }
 
+    /// How often at most a token the server refused is replaced (default 5 s): within that
+    /// time of a forced refresh, a refusal of the token it brought is not another refresh (see
+    /// [`TokenSource::force_refresh`]).
+    pub fn force_cooldown(mut self, cooldown: Duration) -> Self {
+        self.force_cooldown = cooldown;
+        self
+    }
+
     /// The source.
     pub fn build(self) -> TokenSource {
         TokenSource {
@@ -499,6 +476,7 @@ impl TokenSourceBuilder {
                 min_backoff: self.min_backoff,
                 max_backoff: self.max_backoff,
                 wait_bound: self.wait_bound,
+                force_cooldown: self.force_cooldown,
                 current: ArcSwapOption::empty(),
                 refreshes: Mutex::new(Refreshes {
                     backoff: self.min_backoff,
@@ -516,6 +494,7 @@ impl TokenSourceBuilder {
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
+    use crate::outbound::ProviderFuture;
     use std::sync::atomic::AtomicBool;
 
     /// Counts its calls; each takes `delay`, then gives `token-N` for `lifetime`, or fails
@@ -658,6 +637,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_refused_fresh_token_is_not_replaced_again_within_the_cooldown() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(300));
+        let source = source(&provider);
+        let first = source.token().await.unwrap();
+        let second = source.force_refresh(&first).await.unwrap();
+        assert_eq!(second.as_str(), "token-2");
+        // The new token refused at once: kept, no call, an error for the caller.
+        assert!(!source.refused(&second));
+        assert!(source.force_refresh(&second).await.is_err());
+        assert_eq!(source.token().await.unwrap().as_str(), "token-2");
+        assert_eq!(provider.calls(), 2);
+        // After the cooldown, a refusal is a refresh again.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            source.force_refresh(&second).await.unwrap().as_str(),
+            "token-3"
+        );
+        // A stale token reported late is answered with the current one, no call.
+        assert!(source.refused(&first));
+        assert_eq!(source.force_refresh(&first).await.unwrap().as_str(), "token-3");
+        assert_eq!(provider.calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_is_no_header_value_is_a_provider_error() {
+        let source = TokenSource::builder(|| async {
+            Ok(IssuedToken::new("a\r\nX-Injected: yes").expires_in(Duration::from_secs(60)))
+        })
+        .build();
+        let refused = source.token().await.unwrap_err();
+        assert!(refused.0.contains("header"), "{refused}");
+        assert!(source.token_now().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_lifetime_comes_from_exp_when_expires_in_is_absent() {
         use base64::Engine;
         let clock = FakeClock::at_unix_secs(1_800_000_000);
@@ -695,7 +709,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn jitter_stays_within_its_bounds() {
         let provider = Counting::new(Duration::ZERO, Duration::from_secs(1_000));
-        let source = TokenSource::builder(provider.clone()).jitter(0.1).build();
+        let source = TokenSource::builder(provider.clone())
+            .jitter(0.1)
+            .force_cooldown(Duration::ZERO)
+            .build();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
             let installed = Instant::now();
@@ -737,9 +754,4 @@ mod tests {
         assert_eq!(source.token().await.unwrap().as_str(), "after");
     }
 
-    #[test]
-    fn tokens_are_redacted() {
-        let issued = IssuedToken::new("eyJ-secret");
-        assert!(!format!("{issued:?}").contains("secret"));
-    }
 }
