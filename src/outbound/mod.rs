@@ -41,11 +41,19 @@
 //! #     .block_on(run()).unwrap();
 //! ```
 
+mod future;
+mod layer;
+mod replay;
 mod source;
 mod token;
+mod users;
 
+pub use future::ResponseFuture;
+pub use layer::{BoxError, NoUser, TokenLayer, TokenService};
+pub use replay::{CloneBodies, EmptyBodies, NoRetry, ReplayBody};
 pub use source::{TokenSource, TokenSourceBuilder};
 pub use token::{IssuedToken, ProviderError, ProviderFuture, SecretToken, TokenProvider};
+pub use users::{ForUser, MAX_USER_ID_LEN, UserSources, UserSourcesBuilder, UserTokenProvider};
 
 #[cfg(doc)]
 use crate::clock::Clock;

@@ -1,0 +1,261 @@
+//! [`TokenLayer`] and [`TokenService`]: a token on every outgoing request, one retry after a
+//! refused token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderName, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::{Pending, ResponseFuture};
+use super::replay::{EmptyBodies, ReplayBody};
+use super::source::TokenSource;
+use super::token::SecretToken;
+use super::users::{ForUser, MAX_USER_ID_LEN, UserSources};
+
+/// The error of a [`TokenService`]: the inner service's, or [`NoUser`], or the provider's
+/// [`ProviderError`](super::ProviderError), boxed as tower's own layers do (tonic and
+/// hyper-util take it as it is; downcast to tell them apart).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request for per-user sources named no user (no [`ForUser`] extension, no user header, or
+/// one that is not a visible-ASCII id of at most [`MAX_USER_ID_LEN`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoUser;
+
+impl fmt::Display for NoUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request names no user to send it for")
+    }
+}
+
+impl std::error::Error for NoUser {}
+
+/// Whose token a request carries.
+#[derive(Debug, Clone)]
+enum Tokens {
+    One(TokenSource),
+    Users(UserSources),
+}
+
+/// Where the token goes.
+#[derive(Debug, Clone)]
+enum Attach {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `<name>: <token>`.
+    Header(HeaderName),
+}
+
+/// The layer's settings, shared by its services and their futures.
+#[derive(Debug, Clone)]
+pub(super) struct Config {
+    tokens: Tokens,
+    attach: Attach,
+    user_header: Option<HeaderName>,
+}
+
+impl Config {
+    /// Puts `token` on `request`, replacing what the caller put under that name.
+    pub(super) fn attach<B>(&self, request: &mut Request<B>, token: &SecretToken) {
+        let headers = request.headers_mut();
+        match &self.attach {
+            Attach::Bearer => headers.insert(AUTHORIZATION, token.bearer_header().clone()),
+            Attach::Header(name) => headers.insert(name.clone(), token.header().clone()),
+        };
+    }
+
+    /// The source for `request`, taking the user header off it.
+    fn source<B>(&self, request: &mut Request<B>) -> Result<TokenSource, NoUser> {
+        let header = self
+            .user_header
+            .as_ref()
+            .and_then(|name| request.headers_mut().remove(name));
+        match &self.tokens {
+            Tokens::One(source) => Ok(source.clone()),
+            Tokens::Users(users) => {
+                if let Some(user) = request.extensions().get::<ForUser>() {
+                    return user_id(user.0.as_bytes()).map(|id| users.source(id));
+                }
+                let header = header.ok_or(NoUser)?;
+                user_id(header.as_bytes()).map(|id| users.source(id))
+            }
+        }
+    }
+}
+
+/// `id` as a user id: visible ASCII, 1 to [`MAX_USER_ID_LEN`] bytes.
+fn user_id(id: &[u8]) -> Result<&str, NoUser> {
+    if id.is_empty() || id.len() > MAX_USER_ID_LEN || !id.iter().all(u8::is_ascii_graphic) {
+        return Err(NoUser);
+    }
+    std::str::from_utf8(id).map_err(|_| NoUser)
+}
+
+/// Attaches a fresh token to every request (`Authorization: Bearer` by default), and after a
+/// refused token (HTTP 401, gRPC `UNAUTHENTICATED`) replaces it once for every request that saw
+/// it and retries the request once when its body can be sent again (see [`ReplayBody`]).
+///
+/// It fits a tonic `Channel` and a hyper-util client alike (see the [module docs](super)).
+///
+/// - The token comes from a [`TokenSource`] ([`new`](Self::new)) or, for a client that acts for
+///   many users, from each user's source ([`per_user`](Self::per_user)), the user named by a
+///   [`ForUser`] extension or a header the layer removes ([`user_header`](Self::user_header)).
+/// - A fresh token costs the request one atomic load and a reference count: no lock, no copy.
+///   A request that finds no valid token waits for the refresh (shared with every other).
+/// - **Never a loop**: a request is sent twice at most. A refusal counts as one only when the
+///   response says so in its status or, for gRPC, in its headers (`grpc-status: 16` in a
+///   trailers-only response, as servers that authenticate before the call send it); a
+///   `grpc-status` in the trailers comes after the response is handed over.
+/// - A refused token is replaced at most once per force cooldown (5 s by default, see
+///   [`TokenSourceBuilder::force_cooldown`](super::TokenSourceBuilder::force_cooldown)): a server
+///   that refuses every token costs two attempts per request at most and one provider call per
+///   cooldown, never a provider call per request.
+/// - When the replacement fails, the refused response is handed back as it came.
+#[derive(Debug, Clone)]
+pub struct TokenLayer<R = EmptyBodies> {
+    config: Arc<Config>,
+    replay: R,
+}
+
+impl TokenLayer {
+    /// Tokens from `source`, in `Authorization: Bearer`.
+    pub fn new(source: TokenSource) -> Self {
+        Self::with(Tokens::One(source))
+    }
+
+    /// Each request's token from the source of the user it names (a [`ForUser`] extension, or
+    /// the [`user_header`](Self::user_header)); a request naming none fails with [`NoUser`].
+    pub fn per_user(users: UserSources) -> Self {
+        Self::with(Tokens::Users(users))
+    }
+
+    fn with(tokens: Tokens) -> Self {
+        Self {
+            config: Arc::new(Config {
+                tokens,
+                attach: Attach::Bearer,
+                user_header: None,
+            }),
+            replay: EmptyBodies,
+        }
+    }
+}
+
+impl<R> TokenLayer<R> {
+    /// The bare token in the header (or gRPC metadata key) `name`, instead of
+    /// `Authorization: Bearer`.
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.config_mut().attach = Attach::Header(name);
+        self
+    }
+
+    /// The header naming the user a request is sent for (with [`per_user`](TokenLayer::per_user);
+    /// a [`ForUser`] extension wins over it). It is removed from every request, so that it never
+    /// reaches the server.
+    pub fn user_header(mut self, name: HeaderName) -> Self {
+        self.config_mut().user_header = Some(name);
+        self
+    }
+
+    /// Which refused requests are retried (default [`EmptyBodies`]; see [`ReplayBody`]).
+    pub fn replay<P>(self, replay: P) -> TokenLayer<P> {
+        TokenLayer {
+            config: self.config,
+            replay,
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        // Settings are given before the layer is cloned: no copy then.
+        Arc::make_mut(&mut self.config)
+    }
+}
+
+impl<S, R: Clone> Layer<S> for TokenLayer<R> {
+    type Service = TokenService<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenService {
+            inner,
+            config: Arc::clone(&self.config),
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+/// The service of [`TokenLayer`].
+#[derive(Debug, Clone)]
+pub struct TokenService<S, R = EmptyBodies> {
+    inner: S,
+    config: Arc<Config>,
+    replay: R,
+}
+
+impl<S, B, ResB, R> Service<Request<B>> for TokenService<S, R>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    R: ReplayBody<B>,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let source = match self.config.source(&mut request) {
+            Ok(source) => source,
+            Err(no_user) => return ResponseFuture::failed(no_user.into()),
+        };
+        let retry = if self.replay.enabled() {
+            self.replay
+                .replay(request.body())
+                .map(|body| copy_head(&request, body))
+        } else {
+            None
+        };
+        let config = Arc::clone(&self.config);
+        if let Some(token) = source.token_now() {
+            config.attach(&mut request, &token);
+            let clone = self.inner.clone();
+            let mut ready = std::mem::replace(&mut self.inner, clone);
+            let future = ready.call(request);
+            let retry = retry.map(|request| Pending {
+                service: ready,
+                request,
+            });
+            return ResponseFuture::sent(future, source, config, token, retry);
+        }
+        // No valid token: wait for the refresh with a clone driven to readiness afterwards;
+        // the ready service is given back, so that no capacity is held while waiting.
+        let clone = self.inner.clone();
+        drop(std::mem::replace(&mut self.inner, clone));
+        let pending = Pending {
+            service: self.inner.clone(),
+            request,
+        };
+        let retry = retry.map(|request| Pending {
+            service: self.inner.clone(),
+            request,
+        });
+        ResponseFuture::waiting(pending, source, config, retry)
+    }
+}
+
+/// A copy of `request`'s head with `body`, for the retry (made before the token goes on).
+fn copy_head<B>(request: &Request<B>, body: B) -> Request<B> {
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    copy
+}
