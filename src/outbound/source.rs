@@ -656,7 +656,10 @@ mod tests {
         );
         // A stale token reported late is answered with the current one, no call.
         assert!(source.refused(&first));
-        assert_eq!(source.force_refresh(&first).await.unwrap().as_str(), "token-3");
+        assert_eq!(
+            source.force_refresh(&first).await.unwrap().as_str(),
+            "token-3"
+        );
         assert_eq!(provider.calls(), 3);
     }
 
@@ -753,5 +756,4 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(source.token().await.unwrap().as_str(), "after");
     }
-
 }

@@ -180,7 +180,12 @@ mod tests {
 
     #[test]
     fn a_token_that_cannot_travel_in_a_header_is_refused() {
-        for bad in ["", "a\r\nX-Injected: 1", "a\0b", &"a".repeat(MAX_TOKEN_LEN + 1)] {
+        for bad in [
+            "",
+            "a\r\nX-Injected: 1",
+            "a\0b",
+            &"a".repeat(MAX_TOKEN_LEN + 1),
+        ] {
             assert!(IssuedToken::new(bad).into_secret().is_none(), "{bad:.20?}");
         }
     }

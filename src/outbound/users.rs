@@ -268,7 +268,11 @@ mod tests {
             }
             assert!(users.len() <= 100);
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "alice's token fetched once");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "alice's token fetched once"
+        );
     }
 
     #[tokio::test(start_paused = true)]
