@@ -271,7 +271,8 @@ where
 #[tokio::test]
 async fn short_lived_tokens_are_refreshed_ahead_and_never_sent_expired() {
     let app = start().await;
-    // 3 s tokens, lifetime read from their exp: refreshed around 60 % (1.5 to 2.1 s).
+    // 3 s tokens (exp in whole seconds: 2 to 3 s left when issued), lifetime read from their
+    // exp: refreshed at 50 to 70 % of it, every 1 to 2.1 s, so 4 to 8 fetches in 7 s.
     let source = TokenSource::builder(provider(&app, 3, Duration::ZERO, false)).build();
     let service = ServiceBuilder::new()
         .layer(TokenLayer::new(source.clone()))
@@ -305,7 +306,8 @@ async fn short_lived_tokens_are_refreshed_ahead_and_never_sent_expired() {
     assert_eq!(up.issued.load(Ordering::SeqCst), fetches);
 }
 
-#[tokio::test]
+// On two worker threads: the races are real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_share_one_refresh() {
     let app = start().await;
     // The token endpoint takes 300 ms: every request waits for the same fetch.
@@ -336,7 +338,8 @@ async fn a_thousand_concurrent_requests_share_one_refresh() {
     assert_eq!(app.upstream.issued.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
+// On two worker threads: the races are real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_mid_run_is_one_forced_refresh_and_every_request_succeeds() {
     let app = start().await;
     let source = TokenSource::builder(provider(&app, 600, Duration::from_millis(50), true)).build();
@@ -427,7 +430,8 @@ async fn a_server_refusing_every_token_gets_one_retry_per_request_and_no_loop() 
     assert_eq!(source.fetches(), 2);
 }
 
-#[tokio::test]
+// On two worker threads: the races are real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_sources_never_cross_tokens() {
     let app = start().await;
     let url = app.server.url("/token");
