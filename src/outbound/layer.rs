@@ -104,8 +104,11 @@ fn user_id(id: &[u8]) -> Result<&str, NoUser> {
 /// - The token comes from a [`TokenSource`] ([`new`](Self::new)) or, for a client that acts for
 ///   many users, from each user's source ([`per_user`](Self::per_user)), the user named by a
 ///   [`ForUser`] extension or a header the layer removes ([`user_header`](Self::user_header)).
-/// - A fresh token costs the request one atomic load and a reference count: no lock, no copy.
-///   A request that finds no valid token waits for the refresh (shared with every other).
+/// - A fresh token costs the request one atomic load and a reference count for its header
+///   (once a refresh is due, a short lock too). With a retry policy that can replay the body,
+///   the request's head is copied before it is sent, for the one retry (`NoRetry` avoids the
+///   copy; `BENCHMARKS.md` has the figures). A request that finds no valid token waits for the
+///   refresh (shared with every other).
 /// - **Never a loop**: a request is sent twice at most. A refusal counts as one only when the
 ///   response says so in its status or, for gRPC, in its headers (`grpc-status: 16` in a
 ///   trailers-only response, as servers that authenticate before the call send it); a

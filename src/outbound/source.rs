@@ -168,31 +168,44 @@ impl TokenSource {
     /// refresh was forced less than the force cooldown ago (it is kept then).
     pub fn refused(&self, seen: &Arc<SecretToken>) -> bool {
         let inner = &*self.inner;
-        let current = inner.current.load();
-        match &*current {
+        // Under the lock, so that of two callers who saw the same token the second finds it
+        // gone (and shares the first one's refresh) rather than the cooldown.
+        let mut refreshes = inner.lock();
+        let now = Instant::now();
+        match &*inner.current.load() {
             // Replaced already (or about to be: an expired one is refreshed on the next use).
             Some(current) if !Arc::ptr_eq(&current.token, seen) => return true,
             // Dropped by another caller who saw it: its refresh is shared.
             None => return true,
-            Some(_) => {}
-        }
-        {
-            let mut refreshes = inner.lock();
-            let now = Instant::now();
-            if refreshes
-                .last_forced
-                .is_some_and(|at| now.saturating_duration_since(at) < inner.force_cooldown)
-            {
-                return false;
+            Some(current) => {
+                let cooling = refreshes
+                    .last_forced
+                    .is_some_and(|at| now.saturating_duration_since(at) < inner.force_cooldown);
+                if cooling && now < current.expires_at {
+                    return false;
+                }
             }
+        }
+        // Dropped only if it is still the one refused (a refresh may have just installed
+        // another: that one stays, and no refresh is forced).
+        let mut removed = false;
+        inner.current.rcu(|current| match current {
+            Some(c) if Arc::ptr_eq(&c.token, seen) => {
+                removed = true;
+                None
+            }
+            other => {
+                removed = false;
+                other.clone()
+            }
+        });
+        if removed {
             refreshes.last_forced = Some(now);
         }
-        // Dropped only if it is still the one refused.
-        inner.current.rcu(|current| match current {
-            Some(c) if Arc::ptr_eq(&c.token, seen) => None,
-            other => other.clone(),
-        });
-        self.inner.request();
+        drop(refreshes);
+        if removed {
+            self.inner.request();
+        }
         true
     }
 
@@ -451,9 +464,9 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// The longest a caller waits for a refresh (default 30 s).
+    /// The longest a caller waits for a refresh (default 30 s, at most a day).
     pub fn wait_bound(mut self, bound: Duration) -> Self {
-        self.wait_bound = bound;
+        self.wait_bound = bound.min(Duration::from_secs(86_400));
         self
     }
 
