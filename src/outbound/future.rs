@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::{BoxError, Config};
+use super::config::{BoxError, Config};
 use super::source::TokenSource;
 use super::token::{ProviderError, SecretToken};
 

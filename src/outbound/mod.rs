@@ -86,6 +86,7 @@
 //! - Errors are boxed ([`BoxError`]), as tower's own layers do: the inner service's, a
 //!   [`ProviderError`] (no token could be had), or [`NoUser`].
 
+mod config;
 mod future;
 mod layer;
 mod replay;
@@ -93,8 +94,9 @@ mod source;
 mod token;
 mod users;
 
+pub use config::{BoxError, NoUser};
 pub use future::ResponseFuture;
-pub use layer::{BoxError, NoUser, TokenLayer, TokenService};
+pub use layer::{TokenLayer, TokenService};
 pub use replay::{CloneBodies, EmptyBodies, NoRetry, ReplayBody};
 pub use source::{TokenSource, TokenSourceBuilder};
 pub use token::{IssuedToken, ProviderError, ProviderFuture, SecretToken, TokenProvider};
