@@ -83,7 +83,11 @@ impl Settings {
             requests: number(&var, "REQUESTS", 200)?,
             concurrency: number(&var, "CONCURRENCY", 20)?,
             duration: Duration::from_secs_f64(
-                number(&var, "DURATION_S", 10.0_f64)?.clamp(0.0, 86_400.0),
+                // NaN is no duration: taken as 0 (all at once), like a negative one.
+                Some(number(&var, "DURATION_S", 10.0_f64)?)
+                    .filter(|d| d.is_finite())
+                    .unwrap_or(0.0)
+                    .clamp(0.0, 86_400.0),
             ),
             sub: var("SUB").unwrap_or_else(|| "alice".to_owned()),
             ttl: var("TOKEN_TTL")
@@ -91,8 +95,8 @@ impl Settings {
                 .transpose()
                 .map_err(|_| "TOKEN_TTL must be a number".to_owned())?,
         };
-        if settings.concurrency == 0 {
-            return Err("CONCURRENCY must be at least 1".to_owned());
+        if settings.concurrency == 0 || settings.concurrency > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err("CONCURRENCY must be at least 1 (and not absurd)".to_owned());
         }
         Ok(settings)
     }

@@ -482,6 +482,20 @@ async fn per_user_sources_never_cross_tokens() {
         .await
         .unwrap_err();
     assert!(error.is::<tower_jwt_guard::outbound::NoUser>(), "{error}");
+    // Two values of the user header name no single user.
+    let request = http::Request::get(app.server.url("/me"))
+        .header("x-act-as", "alice")
+        .header("x-act-as", "bob")
+        .body(Empty::new())
+        .unwrap();
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap_err();
+    assert!(error.is::<tower_jwt_guard::outbound::NoUser>(), "{error}");
 }
 
 #[tokio::test]

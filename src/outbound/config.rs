@@ -63,17 +63,19 @@ impl Config {
 
     /// The source for `request`, taking the user header off it.
     pub(super) fn source<B>(&self, request: &mut Request<B>) -> Result<TokenSource, NoUser> {
-        let header = self
-            .user_header
-            .as_ref()
-            .and_then(|name| request.headers_mut().remove(name));
+        // Removed whatever follows; more than one value names no single user.
+        let header = self.user_header.as_ref().and_then(|name| {
+            let several = request.headers().get_all(name).iter().nth(1).is_some();
+            let first = request.headers_mut().remove(name);
+            if several { Some(None) } else { first.map(Some) }
+        });
         match &self.tokens {
             Tokens::One(source) => Ok(source.clone()),
             Tokens::Users(users) => {
                 if let Some(user) = request.extensions().get::<ForUser>() {
                     return user_id(user.0.as_bytes()).map(|id| users.source(id));
                 }
-                let header = header.ok_or(NoUser)?;
+                let header = header.flatten().ok_or(NoUser)?;
                 user_id(header.as_bytes()).map(|id| users.source(id))
             }
         }
