@@ -134,6 +134,7 @@ async fn fetch_token(
     sub: String,
     ttl: Option<u64>,
 ) -> Result<IssuedToken, ProviderError> {
+    const SLOW: ProviderError = ProviderError("the token endpoint did not answer in time");
     let mut body = json!({ "sub": sub });
     if let Some(ttl) = ttl {
         body["ttl"] = json!(ttl);
@@ -145,14 +146,14 @@ async fn fetch_token(
         .map_err(|_| ProviderError("cannot build the token request"))?;
     let response = tokio::time::timeout(CALL_TIMEOUT, http.request(request))
         .await
-        .map_err(|_| ProviderError("the token endpoint did not answer in time"))?
+        .map_err(|_| SLOW)?
         .map_err(|_| ProviderError("the token endpoint cannot be reached"))?;
     if !response.status().is_success() {
         return Err(ProviderError("the token endpoint refused"));
     }
     let body = tokio::time::timeout(CALL_TIMEOUT, response.into_body().collect())
         .await
-        .map_err(|_| ProviderError("the token endpoint did not answer in time"))?
+        .map_err(|_| SLOW)?
         .map_err(|_| ProviderError("the token endpoint's answer broke off"))?
         .to_bytes();
     let reply: Value =

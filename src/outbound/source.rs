@@ -30,6 +30,8 @@ struct Refreshes {
     backoff: Duration,
     /// When the last refresh forced by a refused token started.
     last_forced: Option<Instant>,
+    /// The last refresh's error, if it failed.
+    last_error: Option<ProviderError>,
 }
 
 struct Inner {
@@ -45,8 +47,6 @@ struct Inner {
     refreshes: Mutex<Refreshes>,
     /// The number of refreshes completed.
     completed: tokio::sync::watch::Sender<u64>,
-    /// The last refresh's error, if it failed.
-    last_error: Mutex<Option<ProviderError>>,
     fetches: AtomicU64,
 }
 
@@ -92,8 +92,11 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 /// The longest lifetime believed, whatever the issuer says.
 const MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 
-/// The shortest backoff after a failure.
+/// The shortest backoff after a failure, and the shortest force cooldown.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A provider call that outlived the wait bound.
+const TIMED_OUT: ProviderError = ProviderError("the token provider did not answer in time");
 
 impl TokenSource {
     /// A source calling `provider`; nothing is fetched before the first [`token`](Self::token).
@@ -134,7 +137,7 @@ impl TokenSource {
             return Some(Arc::clone(&current.token));
         }
         if now < current.expires_at {
-            self.inner.request();
+            self.inner.request(Some(current));
             return Some(Arc::clone(&current.token));
         }
         None
@@ -204,7 +207,7 @@ impl TokenSource {
         }
         drop(refreshes);
         if removed {
-            self.inner.request();
+            self.inner.request(None);
         }
         true
     }
@@ -221,42 +224,38 @@ impl TokenSource {
         refused: Option<&Arc<SecretToken>>,
     ) -> Result<Arc<SecretToken>, ProviderError> {
         let inner = &*self.inner;
-        let usable = || {
-            inner.current.load().as_ref().and_then(|c| {
+        let usable = |current: &Option<Arc<Current>>| {
+            current.as_ref().and_then(|c| {
                 let refused = refused.is_some_and(|r| Arc::ptr_eq(r, &c.token));
                 (Instant::now() < c.expires_at && !refused).then(|| Arc::clone(&c.token))
             })
         };
         let deadline = Instant::now() + inner.wait_bound;
-        // Twice at most: a refresh that ended just as this caller dropped a refused token
-        // leaves nothing usable, and one more is asked for.
-        for _ in 0..2 {
+        // Three rounds at most: a refresh that ended just as this caller looked (or dropped a
+        // refused token) sends it round once more, to the new token or to a new refresh.
+        for _ in 0..3 {
             let mut completed = inner.completed.subscribe();
-            if let Some(token) = usable() {
+            let seen = inner.current.load_full();
+            if let Some(token) = usable(&seen) {
                 return Ok(token);
             }
-            let Some(target) = self.inner.request() else {
+            let Some(target) = self.inner.request(seen.as_ref()) else {
                 // Backing off after a failure: the error at once.
                 return Err(inner.error());
             };
             let waited =
                 tokio::time::timeout_at(deadline, completed.wait_for(|done| *done >= target)).await;
             if waited.is_err() {
-                return usable().ok_or(ProviderError("the token provider did not answer in time"));
+                return usable(&inner.current.load_full()).ok_or(TIMED_OUT);
             }
-            if let Some(token) = usable() {
+            if let Some(token) = usable(&inner.current.load_full()) {
                 return Ok(token);
             }
-            if inner
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
-            {
+            if inner.lock().last_error.is_some() {
                 return Err(inner.error());
             }
         }
-        usable().ok_or_else(|| inner.error())
+        usable(&inner.current.load_full()).ok_or_else(|| inner.error())
     }
 }
 
@@ -268,18 +267,29 @@ impl Inner {
     }
 
     fn error(&self) -> ProviderError {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.lock()
+            .last_error
             .clone()
             .unwrap_or(ProviderError("the token provider gave no token"))
     }
 
-    /// Asks for a refresh: returns the number of the one to wait for (the one running, or one
-    /// started now), or `None` while backing off after a failure, or outside a tokio runtime.
-    fn request(self: &Arc<Self>) -> Option<u64> {
+    /// Asks for a refresh, by a caller who saw `seen` as the current token: returns the
+    /// number of the refresh to wait for (the one running, one started now, or, when the
+    /// current token is no longer `seen`, the last one, already over), or `None` while backing
+    /// off after a failure, or outside a tokio runtime.
+    fn request(self: &Arc<Self>, seen: Option<&Arc<Current>>) -> Option<u64> {
         let mut refreshes = self.lock();
         if refreshes.running {
+            return Some(refreshes.started);
+        }
+        // A refresh ended since the caller looked: its token is there, none is started twice
+        // in a row.
+        let unchanged = match (&*self.current.load(), seen) {
+            (Some(now), Some(seen)) => Arc::ptr_eq(now, seen),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
             return Some(refreshes.started);
         }
         if refreshes.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -352,9 +362,7 @@ impl Done {
         let started = Instant::now();
         let fetched = tokio::time::timeout(inner.wait_bound, inner.provider.fetch())
             .await
-            .unwrap_or(Err(ProviderError(
-                "the token provider did not answer in time",
-            )));
+            .unwrap_or(Err(TIMED_OUT));
         self.outcome = Some(fetched.and_then(|issued| inner.install(issued, started)));
     }
 }
@@ -381,17 +389,17 @@ impl Drop for Done {
                     refreshes.backoff = inner.min_backoff;
                 }
                 Err(_) => {
+                    // Shortened at random by up to the jitter, so that a fleet whose provider
+                    // failed does not call it again in step.
                     let backoff = refreshes.backoff.max(inner.min_backoff);
-                    refreshes.retry_at = Instant::now().checked_add(backoff);
+                    let wait = backoff.mul_f64(1.0 - rand_unit() * inner.jitter);
+                    refreshes.retry_at = Instant::now().checked_add(wait.max(MIN_BACKOFF));
                     refreshes.backoff = backoff.saturating_mul(2).min(inner.max_backoff);
                 }
             }
+            refreshes.last_error = outcome.err();
             refreshes.started
         };
-        *inner
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = outcome.err();
         inner.completed.send_if_modified(|completed| {
             let newer = done > *completed;
             if newer {
@@ -412,18 +420,27 @@ fn rand_unit() -> f64 {
     unit
 }
 
-/// The `exp` of a compact JWS, read without verifying it.
+/// The `exp` of a compact JWS, read without verifying it: a NumericDate, whole seconds or
+/// not (a fraction is dropped); a negative one is in the past.
 fn exp_of(token: &str) -> Option<u64> {
     use base64::Engine;
     #[derive(serde::Deserialize)]
     struct Exp {
-        exp: u64,
+        exp: serde_json::Number,
     }
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    serde_json::from_slice::<Exp>(&bytes).ok().map(|e| e.exp)
+    let exp = serde_json::from_slice::<Exp>(&bytes).ok()?.exp;
+    if let Some(whole) = exp.as_u64() {
+        return Some(whole);
+    }
+    let exp = exp.as_f64()?;
+    // Saturating, as `as` is from a float: NaN cannot come from JSON.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let whole = exp.max(0.0) as u64;
+    Some(whole)
 }
 
 impl TokenSourceBuilder {
@@ -455,7 +472,8 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// The wait after a first failure, doubling up to `max` (default 1 s to 60 s).
+    /// The wait after a first failure, doubling up to `max` (default 1 s to 60 s); each wait
+    /// is shortened at random by up to the [`jitter`](Self::jitter).
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
         // At least 100 ms, at most a day: a failing provider is never called on every request.
         let day = Duration::from_secs(86_400);
@@ -473,8 +491,12 @@ impl TokenSourceBuilder {
     /// How often at most a token the server refused is replaced (default 5 s): within that
     /// time of a forced refresh, a refusal of the token it brought is not another refresh (see
     /// [`TokenSource::force_refresh`]).
+    ///
+    /// It applies to any refused token, the first one too: a refusal within the cooldown of
+    /// the last forced refresh keeps the token (unless it is expired). At least 100 ms, so
+    /// that a server refusing everything never turns each request into a provider call.
     pub fn force_cooldown(mut self, cooldown: Duration) -> Self {
-        self.force_cooldown = cooldown;
+        self.force_cooldown = cooldown.max(MIN_BACKOFF);
         self
     }
 
@@ -496,7 +518,6 @@ impl TokenSourceBuilder {
                     ..Refreshes::default()
                 }),
                 completed: tokio::sync::watch::Sender::new(0),
-                last_error: Mutex::new(None),
                 fetches: AtomicU64::new(0),
             }),
         }
@@ -586,6 +607,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_caller_who_looked_before_a_refresh_ended_starts_no_second_one() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(100));
+        let source = source(&provider);
+        source.token().await.unwrap();
+        // Due: a reader looks (the snapshot it saw), the refresh runs and ends, then the
+        // reader asks for one.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let looked = source.inner.current.load_full();
+        source.token_now().unwrap();
+        settle().await;
+        assert_eq!(provider.calls(), 2);
+        assert!(source.inner.request(looked.as_ref()).is_some());
+        settle().await;
+        assert_eq!(
+            provider.calls(),
+            2,
+            "the token it missed is there: no refresh"
+        );
+        // A caller who saw no token, while one is there now, starts none either.
+        assert!(source.inner.request(None).is_some());
+        settle().await;
+        assert_eq!(provider.calls(), 2);
+        assert_eq!(source.token().await.unwrap().as_str(), "token-2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backoff_is_shortened_by_the_jitter_at_most() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(300));
+        provider.failing.store(true, Ordering::SeqCst);
+        let source = TokenSource::builder(provider.clone())
+            .backoff(Duration::from_secs(10), Duration::from_secs(10))
+            .jitter(0.3)
+            .build();
+        let mut waits = std::collections::HashSet::new();
+        for _ in 0..50 {
+            assert!(source.token().await.is_err());
+            let wait = source.inner.lock().retry_at.unwrap() - Instant::now();
+            assert!(
+                wait >= Duration::from_secs(7) && wait <= Duration::from_secs(10),
+                "{wait:?}"
+            );
+            waits.insert(wait.as_millis());
+            tokio::time::advance(wait).await;
+        }
+        assert!(waits.len() > 10, "the waits vary: {waits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_thousand_waiters_share_one_refresh() {
         let provider = Counting::new(Duration::from_secs(1), Duration::from_secs(300));
         let source = source(&provider);
@@ -607,6 +676,7 @@ mod tests {
         provider.failing.store(true, Ordering::SeqCst);
         let source = TokenSource::builder(provider.clone())
             .backoff(Duration::from_secs(1), Duration::from_secs(4))
+            .jitter(0.0)
             .build();
         assert_eq!(source.token().await.unwrap_err(), ProviderError("down"));
         // During the backoff: the error at once, no call.
@@ -694,6 +764,14 @@ mod tests {
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"sub":"a","exp":1800000010}"#);
         let token = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln");
+        let fractional =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":1800000010.75}"#);
+        assert_eq!(
+            exp_of(&format!("e30.{fractional}.c2ln")),
+            Some(1_800_000_010)
+        );
+        let negative = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":-5}"#);
+        assert_eq!(exp_of(&format!("e30.{negative}.c2ln")), Some(0));
         let calls = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&calls);
         let source = TokenSource::builder(move || {
@@ -729,6 +807,7 @@ mod tests {
             .jitter(0.1)
             .force_cooldown(Duration::ZERO)
             .build();
+        assert_eq!(source.inner.force_cooldown, MIN_BACKOFF, "clamped");
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
             let installed = Instant::now();
@@ -740,6 +819,7 @@ mod tests {
                 "{at:?}"
             );
             seen.insert(at.as_millis());
+            tokio::time::advance(MIN_BACKOFF).await;
             source.force_refresh(&seen_token).await.unwrap();
         }
         assert!(seen.len() > 100, "the jitter varies: {} values", seen.len());
