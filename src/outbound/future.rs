@@ -181,6 +181,26 @@ where
                     let Some(mut p) = pending.take() else {
                         continue;
                     };
+                    // Readiness may have taken long: the token must still be valid when the
+                    // request leaves. A newer one goes on instead; with none, the wait again.
+                    if let (Some(source), Some(config)) = (&*this.source, &*this.config) {
+                        match source.token_now() {
+                            Some(token) => {
+                                if !this.seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &token)) {
+                                    config.attach(&mut p.request, &token);
+                                    *this.seen = Some(token);
+                                }
+                            }
+                            None => {
+                                let waiting = source.clone();
+                                this.state.set(State::Token {
+                                    wait: Box::pin(async move { waiting.token().await }),
+                                    pending: Some(p),
+                                });
+                                continue;
+                            }
+                        }
+                    }
                     let future = p.service.call(p.request);
                     this.state.set(State::Call { future });
                 }

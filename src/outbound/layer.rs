@@ -183,3 +183,91 @@ fn copy_head<B>(request: &Request<B>, body: B) -> Request<B> {
     *copy.extensions_mut() = request.extensions().clone();
     copy
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::IssuedToken;
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+    use tokio::time::{Instant, Sleep};
+    use tower::ServiceExt;
+
+    /// Ready at once, but its clones only from `ready_at` on; records the `authorization` of
+    /// each request.
+    struct SlowReady {
+        ready: bool,
+        ready_at: Instant,
+        sleep: Option<Pin<Box<Sleep>>>,
+        sent: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Clone for SlowReady {
+        fn clone(&self) -> Self {
+            Self {
+                ready: false,
+                ready_at: self.ready_at,
+                sleep: None,
+                sent: Arc::clone(&self.sent),
+            }
+        }
+    }
+
+    impl Service<Request<Empty<Bytes>>> for SlowReady {
+        type Response = Response<Empty<Bytes>>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Self::Response, BoxError>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if self.ready {
+                return Poll::Ready(Ok(()));
+            }
+            let ready_at = self.ready_at;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ready_at)));
+            sleep.as_mut().poll(cx).map(Ok)
+        }
+
+        fn call(&mut self, request: Request<Empty<Bytes>>) -> Self::Future {
+            let token = request.headers()[http::header::AUTHORIZATION]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            self.sent.lock().unwrap().push(token);
+            std::future::ready(Ok(Response::new(Empty::new())))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_expired_while_the_service_was_not_ready_is_not_sent() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let source =
+            TokenSource::builder(move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    Ok(IssuedToken::new(format!("token-{n}")).expires_in(Duration::from_secs(10)))
+                }
+            })
+            .build();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let inner = SlowReady {
+            ready: true,
+            ready_at: Instant::now() + Duration::from_secs(20),
+            sleep: None,
+            sent: Arc::clone(&sent),
+        };
+        let service = TokenLayer::new(source).layer(inner);
+        // No token yet: the request waits for token-1 (the service it was ready with given
+        // back), then 20 s for a clone's readiness, by which time token-1 has expired.
+        service.oneshot(Request::new(Empty::new())).await.unwrap();
+        assert_eq!(*sent.lock().unwrap(), ["Bearer token-2"]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
