@@ -3,7 +3,7 @@
 use std::fmt;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderName, Request};
+use http::{HeaderName, Method, Request};
 
 use super::source::TokenSource;
 use super::token::SecretToken;
@@ -49,6 +49,8 @@ pub(super) struct Config {
     pub(super) tokens: Tokens,
     pub(super) attach: Attach,
     pub(super) user_header: Option<HeaderName>,
+    /// Only idempotent methods are retried.
+    pub(super) idempotent_only: bool,
 }
 
 impl Config {
@@ -59,6 +61,20 @@ impl Config {
             Attach::Bearer => headers.insert(AUTHORIZATION, token.bearer_header().clone()),
             Attach::Header(name) => headers.insert(name.clone(), token.header().clone()),
         };
+    }
+
+    /// Whether a request with `method` may be retried at all.
+    pub(super) fn may_retry(&self, method: &Method) -> bool {
+        !self.idempotent_only
+            || matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            )
     }
 
     /// The source for `request`, taking the user header off it.

@@ -63,6 +63,7 @@ impl TokenLayer {
                 tokens,
                 attach: Attach::Bearer,
                 user_header: None,
+                idempotent_only: false,
             }),
             replay: EmptyBodies,
         }
@@ -72,14 +73,38 @@ impl TokenLayer {
 impl<R> TokenLayer<R> {
     /// The bare token in the header (or gRPC metadata key) `name`, instead of
     /// `Authorization: Bearer`.
+    ///
+    /// # Panics
+    /// When `name` ends in `-bin`: gRPC takes such a key's value as base64 of binary data,
+    /// which a token is not (the server would decode it into something else).
     pub fn header(mut self, name: HeaderName) -> Self {
+        assert!(
+            !name.as_str().ends_with("-bin"),
+            "a token goes in an ASCII header or metadata key, not a binary `-bin` one"
+        );
         self.config_mut().attach = Attach::Header(name);
+        self
+    }
+
+    /// Retries a refused request only when its method is idempotent (`GET`, `HEAD`,
+    /// `OPTIONS`, `TRACE`, `PUT`, `DELETE`), besides its body being replayable.
+    ///
+    /// By default the method does not matter (see [`ReplayBody`]): a 401 is taken to mean the
+    /// server did nothing, which holds for servers that authenticate before they act (this
+    /// crate's layers do). Use this for a server that may act and then answer 401.
+    pub fn retry_idempotent_only(mut self) -> Self {
+        self.config_mut().idempotent_only = true;
         self
     }
 
     /// The header naming the user a request is sent for (with [`per_user`](TokenLayer::per_user);
     /// a [`ForUser`] extension wins over it). It is removed from every request, so that it never
     /// reaches the server.
+    ///
+    /// **Set it in your own code, never pass it through from a request you received**: whoever
+    /// chooses its value gets that user's token sent on their behalf. A server that acts for
+    /// its callers should name the user from their *validated* identity (this crate's
+    /// [`Claims`](crate::Claims) of the incoming request), not from a header a client sent.
     pub fn user_header(mut self, name: HeaderName) -> Self {
         self.config_mut().user_header = Some(name);
         self
@@ -138,7 +163,7 @@ where
             Ok(source) => source,
             Err(no_user) => return ResponseFuture::failed(no_user.into()),
         };
-        let retry = if self.replay.enabled() {
+        let retry = if self.replay.enabled() && self.config.may_retry(request.method()) {
             self.replay
                 .replay(request.body())
                 .map(|body| copy_head(&request, body))
@@ -148,13 +173,12 @@ where
         let config = Arc::clone(&self.config);
         if let Some(token) = source.token_now() {
             config.attach(&mut request, &token);
-            let clone = self.inner.clone();
-            let mut ready = std::mem::replace(&mut self.inner, clone);
-            let future = ready.call(request);
+            // The retry's service is a clone, driven to readiness if it is needed.
             let retry = retry.map(|request| Pending {
-                service: ready,
+                service: self.inner.clone(),
                 request,
             });
+            let future = self.inner.call(request);
             return ResponseFuture::sent(future, source, config, token, retry);
         }
         // No valid token: wait for the refresh with a clone driven to readiness afterwards;

@@ -5,9 +5,13 @@ use http_body::Body;
 /// Makes a second copy of a request's body, for the one retry after a refused token; `None`
 /// when the body cannot be sent twice (the request is then not retried).
 ///
-/// **The rule.** A request refused with HTTP 401 or gRPC `UNAUTHENTICATED` was refused before
-/// the server acted on it (authentication comes first), so sending it again repeats nothing,
-/// whatever its method: a `POST` is as safe to retry as a `GET`. What limits the retry is the
+/// **The rule.** A request refused with HTTP 401 or gRPC `UNAUTHENTICATED` is taken to have
+/// been refused before the server acted on it (authentication comes first), so sending it again
+/// repeats nothing, whatever its method: a `POST` is as safe to retry as a `GET`. That is an
+/// assumption about the server, true of servers that authenticate in a layer before their
+/// handlers (as this crate's do); for one that may act and then answer 401,
+/// [`TokenLayer::retry_idempotent_only`](super::TokenLayer::retry_idempotent_only) retries only
+/// idempotent methods. What limits the retry otherwise is the
 /// body, consumed by the first attempt: the request is retried when its policy can make a copy
 /// before the first attempt. [`EmptyBodies`] (the default) copies bodies known to be empty,
 /// which covers `GET`, `HEAD` and `DELETE` requests without a body; [`CloneBodies`] copies any
@@ -15,6 +19,10 @@ use http_body::Body;
 /// it likes; [`NoRetry`] never retries (and makes no copy). A gRPC call's body is a stream of
 /// messages that tonic does not let one copy: a call refused with `UNAUTHENTICATED` is not
 /// retried, but its refusal still replaces the token, so the next call carries a new one.
+///
+/// The refused response is dropped unread when the retry goes out (it is handed back only when
+/// no new token comes): over HTTP/1 its connection is then closed rather than reused, one new
+/// connection per refusal.
 pub trait ReplayBody<B>: Clone + Send + Sync + 'static {
     /// A copy of `body`, made before it is sent, or `None`.
     fn replay(&self, body: &B) -> Option<B>;

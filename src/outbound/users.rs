@@ -59,7 +59,8 @@ impl TokenProvider for OneUser {
 type Configure = dyn Fn(TokenSourceBuilder) -> TokenSourceBuilder + Send + Sync;
 
 /// The sources, in two generations: used ones move to `current`; when `current` is full or
-/// the idle time has passed, `previous` is dropped and `current` becomes it.
+/// the idle time has passed since the last turn, `previous` is dropped and `current` becomes
+/// it.
 struct Table {
     current: HashMap<Arc<str>, TokenSource>,
     previous: HashMap<Arc<str>, TokenSource>,
@@ -82,7 +83,8 @@ struct Inner {
 /// [`configure`](UserSourcesBuilder::configure) gives. The cache is bounded: at most
 /// `max_users` sources (10 000 by default), each lookup a hash of the user id under a short
 /// lock. Sources move between two generations: a source used recently stays; one unused for
-/// the idle time (15 min by default) is dropped, with its token, once requests go on; when more
+/// the idle time (15 min by default) is dropped, with its token, within twice that time once
+/// requests go on; when more
 /// users arrive than the cache holds, the ones used least recently are dropped first. A dropped
 /// user's next request fetches a new token: under a flood of users, the cost is more provider
 /// calls, never more memory.
@@ -134,7 +136,7 @@ impl UserSources {
         let mut table = inner.table.lock().unwrap_or_else(PoisonError::into_inner);
         let mut dropped = None;
         if table.current.len() >= inner.half
-            || now.saturating_duration_since(table.rotated_at) >= inner.idle / 2
+            || now.saturating_duration_since(table.rotated_at) >= inner.idle
         {
             let current = std::mem::take(&mut table.current);
             dropped = Some(std::mem::replace(&mut table.previous, current));
@@ -199,10 +201,11 @@ impl UserSourcesBuilder {
         self
     }
 
-    /// How long an unused source is kept (default 15 minutes): it is dropped within that time
-    /// once requests go on.
+    /// How long an unused source is kept at least (default 15 minutes, at least 1 s): it is
+    /// dropped between once and twice that time after its last use, once requests go on (or
+    /// sooner when more users arrive than the cache holds).
     pub fn idle(mut self, idle: Duration) -> Self {
-        self.idle = idle;
+        self.idle = idle.max(Duration::from_secs(1));
         self
     }
 
@@ -287,5 +290,18 @@ mod tests {
         assert_eq!(users.len(), 1, "alice, unused for 20 minutes, is gone");
         users.source("alice").token().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Used a little more often than the idle time, through three turns (and well within
+        // the token's refresh time): never dropped.
+        for _ in 0..3 {
+            for _ in 0..5 {
+                tokio::time::advance(Duration::from_secs(118)).await;
+                users.source("bob");
+            }
+            users.source("alice").token().await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "alice's token kept");
+        // An idle time of zero is taken as 1 s, not a turn on every request.
+        let users = super::tests::users(100, Duration::ZERO, &calls);
+        assert_eq!(users.inner.idle, Duration::from_secs(1));
     }
 }
