@@ -15,10 +15,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::Empty;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_jwt_guard::outbound::{
     ForUser, IssuedToken, NoRetry, ProviderError, TokenLayer, TokenSource, UserSources,
 };
@@ -85,68 +86,56 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("outbound");
-    let bare = Answer;
-    group.bench_function("no layer", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut service = bare.clone();
-            async move {
-                service
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request(None))
-                    .await
-                    .unwrap()
-            }
-        })
-    });
-    let retrying = ServiceBuilder::new()
-        .layer(TokenLayer::new(single.clone()))
-        .service(Answer);
-    group.bench_function("TokenLayer (retry copy, default)", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut service = retrying.clone();
-            async move {
-                service
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request(None))
-                    .await
-                    .unwrap()
-            }
-        })
-    });
-    let plain = ServiceBuilder::new()
-        .layer(TokenLayer::new(single.clone()).replay(NoRetry))
-        .service(Answer);
-    group.bench_function("TokenLayer, NoRetry", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut service = plain.clone();
-            async move {
-                service
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request(None))
-                    .await
-                    .unwrap()
-            }
-        })
-    });
-    let per_user = ServiceBuilder::new()
-        .layer(TokenLayer::per_user(users.clone()).replay(NoRetry))
-        .service(Answer);
-    let mut n = 0usize;
-    group.bench_function("TokenLayer per user (8 users), NoRetry", |b| {
-        b.to_async(&rt).iter(|| {
-            n = n.wrapping_add(1);
-            let mut service = per_user.clone();
-            let request = request(Some(names[n % names.len()]));
+    let plain = || request(None);
+    case(&mut group, &rt, "no layer", Answer, plain);
+    let retrying = TokenLayer::new(single.clone()).layer(Answer);
+    case(
+        &mut group,
+        &rt,
+        "TokenLayer (retry copy, default)",
+        retrying,
+        plain,
+    );
+    let no_retry = TokenLayer::new(single.clone())
+        .replay(NoRetry)
+        .layer(Answer);
+    case(&mut group, &rt, "TokenLayer, NoRetry", no_retry, plain);
+    let per_user = TokenLayer::per_user(users.clone())
+        .replay(NoRetry)
+        .layer(Answer);
+    let n = std::cell::Cell::new(0usize);
+    let for_a_user = || {
+        n.set(n.get().wrapping_add(1));
+        request(Some(names[n.get() % names.len()]))
+    };
+    case(
+        &mut group,
+        &rt,
+        "TokenLayer per user (8 users), NoRetry",
+        per_user,
+        for_a_user,
+    );
+    group.finish();
+}
+
+/// One case: `make()` sent through a clone of `service`, readiness first, as a client does.
+fn case<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    service: S,
+    make: impl Fn() -> Request<Empty<Bytes>>,
+) where
+    S: Service<Request<Empty<Bytes>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            let mut service = service.clone();
+            let request = make();
             async move { service.ready().await.unwrap().call(request).await.unwrap() }
         })
     });
-    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -18,15 +18,18 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderName, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use tower::Layer;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_jwt_guard::extract::TokenExtractor;
 use tower_jwt_guard::outbound::{
-    CloneBodies, ForUser, IssuedToken, ProviderError, TokenLayer, TokenSource, UserSources,
+    CloneBodies, ForUser, IssuedToken, ProviderError, TokenLayer, TokenService, TokenSource,
+    UserSources,
 };
 use tower_jwt_guard::revocation::RevocationList;
 use tower_jwt_guard::validate::Validator;
@@ -111,6 +114,10 @@ async fn start() -> App {
         axum::Json(json!({"access_token": token, "expires_in": ttl})).into_response()
     }
 
+    let by_header = JwtAuthLayer::builder(validator.clone())
+        .extractor(TokenExtractor::new().header(HeaderName::from_static("x-api-token")))
+        .build()
+        .unwrap();
     let protected = Router::new()
         .route("/me", any(me))
         .route("/refuse", get(|| async { StatusCode::UNAUTHORIZED }))
@@ -119,7 +126,8 @@ async fn start() -> App {
     let router = Router::new()
         .route("/token", post(token))
         .with_state(Arc::clone(&upstream))
-        .merge(protected);
+        .merge(protected)
+        .route("/by-header/me", get(me).layer(by_header));
     App {
         upstream,
         revocations,
@@ -177,6 +185,28 @@ async fn fetch_token(
 }
 
 type Http1 = Client<HttpConnector, Empty<Bytes>>;
+
+/// A source of `ttl`-second tokens from `/token` (taking `delay`), lifetime from `expires_in`.
+fn source(app: &App, ttl: u64, delay: Duration) -> TokenSource {
+    TokenSource::builder(provider(app, ttl, delay, true)).build()
+}
+
+/// `client` behind the default `TokenLayer` on `source`.
+fn layered<S>(source: &TokenSource, client: S) -> TokenService<S> {
+    TokenLayer::new(source.clone()).layer(client)
+}
+
+/// One request through `service`, its status and its body.
+async fn send<S, B>(service: &mut S, request: http::Request<B>) -> (StatusCode, String)
+where
+    S: Service<http::Request<B>, Response = http::Response<hyper::body::Incoming>>,
+    S::Error: std::fmt::Debug,
+{
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
 
 fn http1() -> Http1 {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
@@ -274,9 +304,7 @@ async fn short_lived_tokens_are_refreshed_ahead_and_never_sent_expired() {
     // 3 s tokens (exp in whole seconds: 2 to 3 s left when issued), lifetime read from their
     // exp: refreshed at 50 to 70 % of it, every 1 to 2.1 s, so 4 to 8 fetches in 7 s.
     let source = TokenSource::builder(provider(&app, 3, Duration::ZERO, false)).build();
-    let service = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()))
-        .service(http1());
+    let service = layered(&source, http1());
     let tally = run(
         service,
         &app.server.url("/me"),
@@ -311,15 +339,12 @@ async fn short_lived_tokens_are_refreshed_ahead_and_never_sent_expired() {
 async fn a_thousand_concurrent_requests_share_one_refresh() {
     let app = start().await;
     // The token endpoint takes 300 ms: every request waits for the same fetch.
-    let source =
-        TokenSource::builder(provider(&app, 300, Duration::from_millis(300), true)).build();
+    let source = source(&app, 300, Duration::from_millis(300));
     // HTTP/2 (prior knowledge): 1 000 streams on one connection.
     let client: Http1 = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build(HttpConnector::new());
-    let service = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()))
-        .service(client);
+    let service = layered(&source, client);
     let tally = run(
         service,
         &app.server.url("/me"),
@@ -342,10 +367,8 @@ async fn a_thousand_concurrent_requests_share_one_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_mid_run_is_one_forced_refresh_and_every_request_succeeds() {
     let app = start().await;
-    let source = TokenSource::builder(provider(&app, 600, Duration::from_millis(50), true)).build();
-    let service = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()))
-        .service(http1());
+    let source = source(&app, 600, Duration::from_millis(50));
+    let service = layered(&source, http1());
     let url = app.server.url("/me");
     let running =
         tokio::spawn(async move { run(service, &url, 400, 20, Duration::from_secs(3), &[]).await });
@@ -379,9 +402,7 @@ async fn a_failing_provider_backs_off_and_the_client_recovers() {
     let source = TokenSource::builder(provider(&app, 600, Duration::ZERO, true))
         .backoff(Duration::from_millis(200), Duration::from_millis(400))
         .build();
-    let service = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()))
-        .service(http1());
+    let service = layered(&source, http1());
     let url = app.server.url("/me");
     let failing = run(service.clone(), &url, 50, 5, Duration::from_secs(1), &[]).await;
     assert_eq!((failing.ok, failing.errors), (0, 50), "{failing:?}");
@@ -403,10 +424,8 @@ async fn a_failing_provider_backs_off_and_the_client_recovers() {
 #[tokio::test]
 async fn a_server_refusing_every_token_gets_one_retry_per_request_and_no_loop() {
     let app = start().await;
-    let source = TokenSource::builder(provider(&app, 600, Duration::ZERO, true)).build();
-    let service = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()))
-        .service(http1());
+    let source = source(&app, 600, Duration::ZERO);
+    let service = layered(&source, http1());
     let tally = run(
         service,
         &app.server.url("/refuse"),
@@ -501,7 +520,7 @@ async fn per_user_sources_never_cross_tokens() {
 #[tokio::test]
 async fn a_body_that_can_be_sent_again_is_retried_and_one_that_cannot_is_not() {
     let app = start().await;
-    let source = TokenSource::builder(provider(&app, 600, Duration::ZERO, true)).build();
+    let source = source(&app, 600, Duration::ZERO);
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let url = app.server.url("/me");
@@ -510,65 +529,93 @@ async fn a_body_that_can_be_sent_again_is_retried_and_one_that_cannot_is_not() {
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .unwrap()
     };
-    let status_and_body = |response: http::Response<hyper::body::Incoming>| async move {
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    };
     // Cloneable bodies: a POST refused after a revocation is sent again, body intact.
-    let mut cloning = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()).replay(CloneBodies))
-        .service(client.clone());
-    let first = cloning
-        .ready()
-        .await
-        .unwrap()
-        .call(post("one"))
-        .await
-        .unwrap();
-    assert_eq!(first.status(), 200);
+    let mut cloning = TokenLayer::new(source.clone())
+        .replay(CloneBodies)
+        .layer(client.clone());
+    assert_eq!(send(&mut cloning, post("one")).await.0, 200);
     app.revocations.revoke_token("t-1", None).unwrap();
-    let (status, body) = status_and_body(
-        cloning
-            .ready()
-            .await
-            .unwrap()
-            .call(post("two"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = send(&mut cloning, post("two")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["body"], "two");
     assert_eq!(source.fetches(), 2);
     // The default (empty bodies only): a POST with a body is not retried, the token is still
     // replaced, so the next request passes.
-    let mut default = ServiceBuilder::new()
-        .layer(TokenLayer::new(source.clone()))
-        .service(client);
+    let mut default = layered(&source, client);
     app.revocations.revoke_token("t-2", None).unwrap();
     tokio::time::sleep(Duration::from_millis(5_100)).await; // past the force cooldown
-    let (status, _) = status_and_body(
-        default
-            .ready()
-            .await
-            .unwrap()
-            .call(post("three"))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 401, "not retried");
-    let (status, body) = status_and_body(
-        default
-            .ready()
-            .await
-            .unwrap()
-            .call(post("four"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(
+        send(&mut default, post("three")).await.0,
+        401,
+        "not retried"
+    );
+    let (status, body) = send(&mut default, post("four")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(source.fetches(), 3);
+}
+
+#[tokio::test]
+async fn a_named_header_carries_the_bare_token_and_idempotent_only_retries_no_post() {
+    let app = start().await;
+    let source = TokenSource::builder(provider(&app, 600, Duration::ZERO, true))
+        .force_cooldown(Duration::from_millis(100))
+        .build();
+    // The bare token in `x-api-token`, for a server reading it there (and not elsewhere).
+    let mut by_header = TokenLayer::new(source.clone())
+        .header(HeaderName::from_static("x-api-token"))
+        .layer(http1());
+    let get = |path: &str| {
+        http::Request::get(app.server.url(path))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let (status, body) = send(&mut by_header, get("/by-header/me")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["sub"],
+        "alice"
+    );
+    assert_eq!(
+        send(&mut by_header, get("/me")).await.0,
+        401,
+        "no bearer sent"
+    );
+
+    // Idempotent methods only: a refused POST is not sent again, a refused PUT is.
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut careful = TokenLayer::new(source.clone())
+        .replay(CloneBodies)
+        .retry_idempotent_only()
+        .layer(client);
+    let with = |method: http::Method, body: &'static str| {
+        http::Request::builder()
+            .method(method)
+            .uri(app.server.url("/me"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    let hits = app.upstream.hits.load(Ordering::SeqCst);
+    // The /me 401 above replaced t-1 already: t-2 is current.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.revocations.revoke_token("t-2", None).unwrap();
+    assert_eq!(
+        send(&mut careful, with(http::Method::POST, "a")).await.0,
+        401
+    );
+    assert_eq!(
+        app.upstream.hits.load(Ordering::SeqCst),
+        hits + 1,
+        "sent once"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.revocations.revoke_token("t-3", None).unwrap();
+    let (status, body) = send(&mut careful, with(http::Method::PUT, "b")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.upstream.hits.load(Ordering::SeqCst),
+        hits + 3,
+        "sent twice"
+    );
+    assert_eq!(source.fetches(), 4);
 }

@@ -268,6 +268,13 @@ mod tests {
         }
     }
 
+    #[test]
+    #[should_panic(expected = "-bin")]
+    fn a_binary_metadata_key_is_refused_for_the_token() {
+        let source = TokenSource::builder(|| async { Ok(IssuedToken::new("t")) }).build();
+        let _ = TokenLayer::new(source).header(HeaderName::from_static("token-bin"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_token_that_expired_while_the_service_was_not_ready_is_not_sent() {
         let calls = Arc::new(AtomicU64::new(0));
