@@ -14,7 +14,7 @@
 //! Run (about two minutes):
 //! `cargo bench -p tower-jwt-guard-peer-bench --bench auth` (`ROUNDS=n` and `BLOCK=n` change
 //! the number of rounds, 41 by default, and requests per block, 2 000). `--quick` (or
-//! `QUICK=1`) runs 5 rounds of 200 requests, a smoke for CI; `ONLY=text` runs the paths whose
+//! `QUICK=1`, or `cargo test --benches`) runs 5 rounds of 200 requests, a smoke for CI; `ONLY=text` runs the paths whose
 //! name contains `text` (for a profiler).
 
 use std::hint::black_box;
@@ -272,7 +272,11 @@ fn compare(
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("QUICK").is_some();
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this binary without it (a
+    // debug build): a smoke then, as with `--quick`.
+    let quick = !std::env::args().any(|a| a == "--bench")
+        || std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("QUICK").is_some();
     let env = |name: &str, default: usize| {
         std::env::var(name)
             .ok()

@@ -136,7 +136,7 @@ fn refused<ResB>(response: &Response<ResB>) -> bool {
 
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResB>>,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
 {
     type Output = Result<Response<ResB>, BoxError>;
@@ -192,6 +192,12 @@ where
                                 }
                             }
                             None => {
+                                // The ready service gives back what it holds (a buffer's
+                                // slot, a pool's connection) while the request waits: a
+                                // clone, not ready, takes its place, driven to readiness
+                                // again after the wait.
+                                let fresh = p.service.clone();
+                                drop(std::mem::replace(&mut p.service, fresh));
                                 let waiting = source.clone();
                                 this.state.set(State::Token {
                                     wait: Box::pin(async move { waiting.token().await }),

@@ -25,7 +25,8 @@
 //!   backoff rather than a call to a provider that just failed.
 //! - **A refused token** ([`TokenSource::force_refresh`]) is replaced once for every caller that
 //!   saw it, and at most once per force cooldown (5 s): a server that refuses every token costs
-//!   one provider call per cooldown, not one per request.
+//!   one provider call per cooldown, not one per request. During a backoff a refused token that
+//!   is still valid is kept: no refresh could replace it yet.
 //! - The lifetime comes from the provider's `expires_in`, or else the token's own `exp` (read,
 //!   not verified: the token is the issuer's business), against the source's [`Clock`].
 //! - Tokens are redacted in `Debug` and zeroized when dropped ([`SecretToken`]); a token that

@@ -168,7 +168,8 @@ impl TokenSource {
     /// Notes that the server refused `seen`, without waiting: drops it and starts a refresh
     /// unless another caller did already. Returns whether a token other than `seen` is, or
     /// will be, there to retry with; `false` when `seen` is still the current token and a
-    /// refresh was forced less than the force cooldown ago (it is kept then).
+    /// refresh was forced less than the force cooldown ago, or the provider is backing off
+    /// after a failure (a still-valid token is kept then).
     pub fn refused(&self, seen: &Arc<SecretToken>) -> bool {
         let inner = &*self.inner;
         // Under the lock, so that of two callers who saw the same token the second finds it
@@ -185,6 +186,13 @@ impl TokenSource {
                     .last_forced
                     .is_some_and(|at| now.saturating_duration_since(at) < inner.force_cooldown);
                 if cooling && now < current.expires_at {
+                    return false;
+                }
+                // The provider is failing (backing off): no refresh could replace the token
+                // now, so a still-valid one is kept, as during a cooldown, rather than leave
+                // every caller with none until the backoff ends.
+                let backing_off = refreshes.retry_at.is_some_and(|at| now < at);
+                if backing_off && now < current.expires_at {
                     return false;
                 }
             }
@@ -652,6 +660,33 @@ mod tests {
             tokio::time::advance(wait).await;
         }
         assert!(waits.len() > 10, "the waits vary: {waits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_is_kept_while_the_provider_backs_off() {
+        let provider = Counting::new(Duration::ZERO, Duration::from_secs(100));
+        let source = TokenSource::builder(provider.clone())
+            .backoff(Duration::from_secs(8), Duration::from_secs(8))
+            .jitter(0.0)
+            .build();
+        let first = source.token().await.unwrap();
+        // Due at 60 s; the refresh fails: token-1 stays, the provider backs off 8 s.
+        provider.failing.store(true, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        source.token_now().unwrap();
+        settle().await;
+        assert_eq!(provider.calls(), 2);
+        assert!(source.inner.lock().retry_at.is_some());
+        // A 401 now: no refresh can replace the token, so it is kept, not dropped.
+        assert!(!source.refused(&first), "kept during the backoff");
+        assert_eq!(source.token().await.unwrap().as_str(), "token-1");
+        assert_eq!(provider.calls(), 2);
+        // After the backoff, with the provider back, the due refresh replaces it.
+        provider.failing.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        source.token_now().unwrap();
+        settle().await;
+        assert_eq!(source.token().await.unwrap().as_str(), "token-3");
     }
 
     #[tokio::test(start_paused = true)]
