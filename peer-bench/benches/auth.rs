@@ -236,6 +236,11 @@ fn print(rows: &[Row]) {
     }
 }
 
+/// Whether `path` runs: every path, or with `ONLY=text` those whose name contains `text`.
+fn selected(path: &str) -> bool {
+    std::env::var("ONLY").map_or(true, |only| path.contains(only.as_str()))
+}
+
 /// One path: the four routers (bare axum 0.8, ours, bare axum 0.7, jwt-authorizer) in the same
 /// rounds, each guard's added cost taken round by round against its own bare router.
 fn compare(
@@ -247,7 +252,7 @@ fn compare(
     expect: u16,
 ) -> Option<Row> {
     let (ours, peer) = routers;
-    if std::env::var("ONLY").is_ok_and(|only| !path.contains(only.as_str())) {
+    if !selected(path) {
         return None;
     }
     let new_bare = Router::New(new_routes());
@@ -424,7 +429,7 @@ fn main() {
 
     // The full stack against the auth layer alone, in the same rounds.
     let path = "full stack minus auth alone, valid token, repeated";
-    if std::env::var("ONLY").map_or(true, |only| path.contains(only.as_str())) {
+    if selected(path) {
         let new_bare = Router::New(new_routes());
         let t = measure(
             &rt,

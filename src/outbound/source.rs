@@ -185,14 +185,11 @@ impl TokenSource {
                 let cooling = refreshes
                     .last_forced
                     .is_some_and(|at| now.saturating_duration_since(at) < inner.force_cooldown);
-                if cooling && now < current.expires_at {
-                    return false;
-                }
-                // The provider is failing (backing off): no refresh could replace the token
-                // now, so a still-valid one is kept, as during a cooldown, rather than leave
-                // every caller with none until the backoff ends.
+                // While the provider backs off after a failure no refresh could replace the
+                // token: a still-valid one is kept then too, rather than leave every caller
+                // with none until the backoff ends.
                 let backing_off = refreshes.retry_at.is_some_and(|at| now < at);
-                if backing_off && now < current.expires_at {
+                if (cooling || backing_off) && now < current.expires_at {
                     return false;
                 }
             }
