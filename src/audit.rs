@@ -47,15 +47,22 @@ pub const AUDIT_TARGET: &str = "tower_jwt_guard::audit";
 pub(crate) struct RequestInfo<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
-    pub client: Option<SocketAddr>,
+    /// Where the client's address is found, read only when an event is written.
+    extensions: &'a http::Extensions,
 }
 
 impl<'a> RequestInfo<'a> {
+    /// The client's address, when the server put it in the extensions (see
+    /// [`peer_addr`](crate::peer::peer_addr)).
+    pub(crate) fn client(&self) -> Option<SocketAddr> {
+        crate::peer::peer_addr(self.extensions)
+    }
+
     pub(crate) fn of<B>(req: &'a http::Request<B>) -> Self {
         Self {
             method: req.method(),
             uri: req.uri(),
-            client: crate::peer::peer_addr(req.extensions()),
+            extensions: req.extensions(),
         }
     }
 
@@ -63,7 +70,7 @@ impl<'a> RequestInfo<'a> {
         Self {
             method: &parts.method,
             uri: &parts.uri,
-            client: crate::peer::peer_addr(&parts.extensions),
+            extensions: &parts.extensions,
         }
     }
 }
@@ -74,7 +81,7 @@ pub(crate) fn accepted(ctx: &AuthContext, req: RequestInfo<'_>) {
         outcome = "accepted",
         subject = ctx.subject().map(tracing::field::debug),
         source = ctx.source().map(|s| s.as_str()),
-        client = req.client.map(tracing::field::display),
+        client = req.client().map(tracing::field::display),
         method = %req.method,
         path = ?req.uri.path(),
         "request authenticated"
@@ -85,7 +92,7 @@ pub(crate) fn anonymous(req: RequestInfo<'_>) {
     tracing::debug!(
         target: AUDIT_TARGET,
         outcome = "anonymous",
-        client = req.client.map(tracing::field::display),
+        client = req.client().map(tracing::field::display),
         method = %req.method,
         path = ?req.uri.path(),
         "request passed without a token"
@@ -102,7 +109,7 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
                 code = err.code().as_str(),
                 reason = err.message(),
                 subject = subject.map(tracing::field::debug),
-                client = req.client.map(tracing::field::display),
+                client = req.client().map(tracing::field::display),
                 method = %req.method,
                 path = ?req.uri.path(),
                 "request rejected"

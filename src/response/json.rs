@@ -5,14 +5,63 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderValue, Response};
 
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
 use super::Responder;
-use crate::error::AuthError;
+use crate::error::{AuthError, ErrorCode};
 
 /// The default responder: JSON body, RFC 6750 `WWW-Authenticate`, `Retry-After`.
+///
+/// The body and the `WWW-Authenticate` value of a rejection depend only on its code, its
+/// message (a `&'static str`) and the realm, so each is rendered once and kept: a responder
+/// remembers up to 64 of them (a fixed table, filled as rejections are seen,
+/// never evicted; a rejection whose place is taken is rendered each time), and a refusal costs
+/// two reference counts instead of three allocations and the JSON escaping. Responders without
+/// a realm share one process-wide table.
 #[derive(Debug, Clone, Default)]
 pub struct JsonResponder {
     realm: Option<Box<str>>,
+    /// The renderings for this realm; `None`: the shared table of responders without one.
+    kept: Option<Arc<Kept>>,
 }
+
+/// How many renderings a [`JsonResponder`] keeps (per realm; those without a realm share one
+/// table).
+const RENDER_SLOTS: usize = 64;
+
+/// A rendered rejection, for one (code, message).
+struct Rendering {
+    code: ErrorCode,
+    message: &'static str,
+    body: Bytes,
+    www_authenticate: Option<HeaderValue>,
+}
+
+/// A fixed table of renderings, placed by code and message address.
+struct Kept([OnceLock<Rendering>; RENDER_SLOTS]);
+
+impl Kept {
+    const fn new() -> Self {
+        Self([const { OnceLock::new() }; RENDER_SLOTS])
+    }
+
+    fn slot(&self, error: &AuthError) -> &OnceLock<Rendering> {
+        let address = error.message().as_ptr() as usize;
+        let mixed = (address >> 3) ^ (error.message().len() << 7) ^ (error.code() as usize);
+        &self.0[mixed.wrapping_mul(0x9E37_79B9) >> 8 & (RENDER_SLOTS - 1)]
+    }
+}
+
+impl fmt::Debug for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let used = self.0.iter().filter(|s| s.get().is_some()).count();
+        write!(f, "Kept({used} of {RENDER_SLOTS})")
+    }
+}
+
+/// The renderings of responders without a realm.
+static PLAIN: Kept = Kept::new();
 
 impl JsonResponder {
     /// A responder without a realm.
@@ -30,7 +79,35 @@ impl JsonResponder {
             .filter(|c| *c != '"' && *c != '\\')
             .collect();
         self.realm = Some(clean.into());
+        self.kept = Some(Arc::new(Kept::new()));
         self
+    }
+
+    /// The body and `WWW-Authenticate` value for `error`, rendered once per (code, message).
+    fn rendering(&self, error: &AuthError) -> (Bytes, Option<HeaderValue>) {
+        let kept = self.kept.as_deref().unwrap_or(&PLAIN);
+        let slot = kept.slot(error);
+        let fresh = || Rendering {
+            code: error.code(),
+            message: error.message(),
+            body: json_body(error),
+            www_authenticate: self.www_authenticate(error),
+        };
+        let rendering = slot.get_or_init(fresh);
+        if rendering.code == error.code() && std::ptr::eq(rendering.message, error.message()) {
+            (
+                rendering.body.clone(),
+                rendering.www_authenticate.clone(),
+            )
+        } else {
+            // Another rejection holds the place: render this one each time.
+            let Rendering {
+                body,
+                www_authenticate,
+                ..
+            } = fresh();
+            (body, www_authenticate)
+        }
     }
 
     fn www_authenticate(&self, error: &AuthError) -> Option<HeaderValue> {
@@ -63,7 +140,7 @@ impl JsonResponder {
             );
             value.push('"');
         }
-        HeaderValue::from_str(&value).ok()
+        HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
     }
 }
 
@@ -82,26 +159,32 @@ pub fn json_body(error: &AuthError) -> Bytes {
 /// Appends `s` as the inside of a JSON string.
 fn push_json_escaped(out: &mut String, s: &str) {
     use std::fmt::Write;
-    for c in s.chars() {
+    let mut rest = s;
+    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || (c as u32) < 0x20) {
+        out.push_str(&rest[..at]);
+        let c = rest.as_bytes()[at];
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", c);
             }
-            c => out.push(c),
         }
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 impl JsonResponder {
     /// The JSON response for `error`, whatever the request.
     pub fn render(&self, error: &AuthError) -> Response<Bytes> {
-        let mut response = Response::new(json_body(error));
+        let (body, www_authenticate) = self.rendering(error);
+        let mut response = Response::new(body);
         *response.status_mut() = error.status();
         let headers = response.headers_mut();
+        headers.reserve(3);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(value) = self.www_authenticate(error) {
+        if let Some(value) = www_authenticate {
             headers.insert(WWW_AUTHENTICATE, value);
         }
         if let Some(secs) = error.retry_after_secs() {
@@ -172,5 +255,36 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&json_body(&e)).unwrap();
         assert_eq!(v["error"]["code"], "FORBIDDEN");
         assert_eq!(v["error"]["message"], "a \"quoted\" \\ line\nbreak");
+    }
+
+    #[test]
+    fn kept_renderings_never_answer_for_another_rejection() {
+        // More distinct messages than places, each twice: every answer is its own rendering.
+        let messages: Vec<&'static str> = (0..3 * RENDER_SLOTS)
+            .map(|i| &*Box::leak(format!("reason {i}").into_boxed_str()))
+            .collect();
+        let plain = JsonResponder::new();
+        let realm = JsonResponder::new().realm("r");
+        for _ in 0..2 {
+            for (i, message) in messages.iter().enumerate() {
+                let code = if i % 2 == 0 {
+                    ErrorCode::InvalidToken
+                } else {
+                    ErrorCode::Forbidden
+                };
+                let e = AuthError::new(code, message);
+                for (r, prefix) in [(&plain, "Bearer error="), (&realm, "Bearer realm=\"r\", error=")] {
+                    let response = r.render(&e);
+                    assert_eq!(response.body(), &json_body(&e));
+                    let www = header(&response, WWW_AUTHENTICATE).unwrap();
+                    assert!(www.starts_with(prefix), "{www}");
+                    assert!(www.ends_with(&format!("error_description=\"{message}\"")), "{www}");
+                }
+            }
+        }
+        // The same message under another code is another rejection.
+        let e = AuthError::new(ErrorCode::TokenExpired, messages[0]);
+        let v: serde_json::Value = serde_json::from_slice(plain.render(&e).body()).unwrap();
+        assert_eq!(v["error"]["code"], "TOKEN_EXPIRED");
     }
 }

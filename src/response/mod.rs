@@ -138,10 +138,22 @@ pub(crate) fn reject<B>(
 ) -> Response<Bytes> {
     let (mut parts, body) = request.into_parts();
     drop(body);
-    reject_parts(responder, &mut parts, error, subject)
+    crate::audit::rejected(error, subject, crate::audit::RequestInfo::of_parts(&parts));
+    let mut response = responder.respond(&mut parts, error);
+    let extensions = response.extensions_mut();
+    if extensions.is_empty() {
+        // The refused request's extension map, emptied, carries the mark: it would be freed
+        // with the request, and a new one costs two allocations more than the mark itself.
+        let mut recycled = std::mem::take(&mut parts.extensions);
+        recycled.clear();
+        *extensions = recycled;
+    }
+    extensions.insert(AuthRejection { code: error.code() });
+    response
 }
 
-/// [`reject`] for a request of which only the head is at hand (extractors).
+/// [`reject`] for a request of which only the head is at hand (extractors): `parts` is left as
+/// it is but for what the responder takes.
 pub(crate) fn reject_parts(
     responder: &dyn Responder,
     parts: &mut Parts,
