@@ -25,7 +25,8 @@
 //! an address already locked, or over a rate limit. Those are written at `DEBUG` and counted;
 //! the first such refusal a minute or more after the last summary writes the counts in one
 //! `INFO` event. The lock itself is one `WARN` event. So a flood of 100 000 refusals writes a
-//! line a minute at `INFO`, not 100 000.
+//! line a minute at `INFO`, not 100 000. The counts are kept only while a subscriber takes the
+//! audit target's `INFO` events (no one would read them otherwise).
 //!
 //! Enable them with a filter such as `RUST_LOG=tower_jwt_guard::audit=debug`.
 
@@ -121,13 +122,13 @@ pub(crate) fn rejected(err: &AuthError, subject: Option<&str>, req: RequestInfo<
         // the store or the set logs its outage once; each refusal only at DEBUG, and a count.
         code @ ErrorCode::AuthFailed if err.is_quiet() => {
             emit!(tracing::Level::DEBUG);
-            SUMMARY.count(code, summary_clock());
+            SUMMARY.count_heard(code);
         }
         ErrorCode::AuthFailed => emit!(tracing::Level::WARN),
         code @ (ErrorCode::MissingToken | ErrorCode::LockedOut | ErrorCode::RateLimited) => {
             // The refusals a flood is made of: one line each only at DEBUG, and a count.
             emit!(tracing::Level::DEBUG);
-            SUMMARY.count(code, summary_clock());
+            SUMMARY.count_heard(code);
         }
         _ => emit!(tracing::Level::INFO),
     }
@@ -199,6 +200,15 @@ static SUMMARY: Summary = Summary {
 };
 
 impl Summary {
+    /// [`count`](Self::count)s one refusal now, when a subscriber takes the summary's events:
+    /// otherwise nothing is counted and the clock is not read (a flood of refusals with audit
+    /// logging off pays for neither).
+    fn count_heard(&self, code: ErrorCode) {
+        if tracing::enabled!(target: AUDIT_TARGET, tracing::Level::INFO) {
+            self.count(code, summary_clock());
+        }
+    }
+
     /// Counts one refusal at `now_ms`; writes the summary when a period has passed since the
     /// last one (the first refusal after the period writes it, so a quiet period writes
     /// nothing).

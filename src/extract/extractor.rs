@@ -178,7 +178,13 @@ impl TokenExtractor {
         &self,
         req: &'a http::Request<B>,
     ) -> Result<Option<ExtractedToken<'a>>, ExtractError> {
-        self.extract(req.headers(), req.uri(), super::is_websocket_upgrade(req))
+        // The upgrade test reads several headers: only when a source needs its answer.
+        let upgrade = self
+            .sources
+            .iter()
+            .any(|s| matches!(s, TokenSource::WebSocketProtocol { .. }))
+            && super::is_websocket_upgrade(req);
+        self.extract(req.headers(), req.uri(), upgrade)
     }
 
     /// Finds the token in a request's headers and URI. `websocket_upgrade` says whether the

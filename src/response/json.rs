@@ -93,12 +93,25 @@ impl JsonResponder {
             body: json_body(error),
             www_authenticate: self.www_authenticate(error),
         };
-        let rendering = slot.get_or_init(fresh);
+        let rendering = slot.get_or_init(|| {
+            let mut rendering = fresh();
+            if self.kept.is_none() {
+                // The process-wide table: at most `RENDER_SLOTS` renderings for the life of
+                // the process, made `'static` so that a refusal copies two pointers rather
+                // than counting references on a line every core shares.
+                let body: &'static [u8] = Vec::leak(rendering.body.to_vec());
+                rendering.body = Bytes::from_static(body);
+                if let Some(value) = &rendering.www_authenticate
+                    && let Ok(text) = value.to_str()
+                {
+                    let text: &'static str = String::leak(text.to_owned());
+                    rendering.www_authenticate = Some(HeaderValue::from_static(text));
+                }
+            }
+            rendering
+        });
         if rendering.code == error.code() && std::ptr::eq(rendering.message, error.message()) {
-            (
-                rendering.body.clone(),
-                rendering.www_authenticate.clone(),
-            )
+            (rendering.body.clone(), rendering.www_authenticate.clone())
         } else {
             // Another rejection holds the place: render this one each time.
             let Rendering {
@@ -273,12 +286,18 @@ mod tests {
                     ErrorCode::Forbidden
                 };
                 let e = AuthError::new(code, message);
-                for (r, prefix) in [(&plain, "Bearer error="), (&realm, "Bearer realm=\"r\", error=")] {
+                for (r, prefix) in [
+                    (&plain, "Bearer error="),
+                    (&realm, "Bearer realm=\"r\", error="),
+                ] {
                     let response = r.render(&e);
                     assert_eq!(response.body(), &json_body(&e));
                     let www = header(&response, WWW_AUTHENTICATE).unwrap();
                     assert!(www.starts_with(prefix), "{www}");
-                    assert!(www.ends_with(&format!("error_description=\"{message}\"")), "{www}");
+                    assert!(
+                        www.ends_with(&format!("error_description=\"{message}\"")),
+                        "{www}"
+                    );
                 }
             }
         }
