@@ -59,6 +59,11 @@ pub(crate) fn verify(
     message: &[u8],
     signature: &str,
 ) -> Result<bool, Error> {
+    if !length_fits(alg, signature.len()) {
+        // A signature of this length cannot verify with any key of `alg`: no decoding, no
+        // crypto.
+        return Ok(false);
+    }
     let Some(provider) = own_provider() else {
         return jsonwebtoken::crypto::verify(signature, message, key, alg);
     };
@@ -113,6 +118,27 @@ pub(crate) fn verify(
     }
 }
 
+/// Whether a base64url (unpadded) signature of `len` characters can be one of `alg`'s: the
+/// exact length for HMAC, ECDSA and EdDSA; for RSA, that of a modulus of 2 048 to 16 384 bits
+/// (the key's own size is not at hand, and the provider refuses smaller keys).
+fn length_fits(alg: Algorithm, len: usize) -> bool {
+    let encoded = |bytes: usize| (bytes * 4).div_ceil(3);
+    match alg {
+        Algorithm::HS256 => len == encoded(32),
+        Algorithm::HS384 => len == encoded(48),
+        Algorithm::HS512 | Algorithm::ES256 | Algorithm::EdDSA => len == encoded(64),
+        Algorithm::ES384 => len == encoded(96),
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => (encoded(256)..=encoded(2048)).contains(&len),
+        // An algorithm added to `jsonwebtoken` later: its provider decides.
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,11 +179,45 @@ mod tests {
         CACHE.with(|c| assert_eq!(c.borrow().entries.len(), CAPACITY));
         // The same slot with another algorithm is another verifier.
         assert!(!verify(slots[0], &good, Algorithm::HS384, message, sig).unwrap());
-        // A signature that is not base64url, or too long to keep its buffer.
-        assert!(verify(slots[0], &good, Algorithm::HS256, message, "!!").is_err());
-        let long = "A".repeat(4 * MAX_KEPT_SIGNATURE);
-        assert!(!verify(slots[0], &good, Algorithm::HS256, message, &long).unwrap());
+        // A signature that is not base64url, or too long to keep its buffer (an RSA one of
+        // 16 384 bits).
+        let not_base64 = "!".repeat(sig.len());
+        assert!(verify(slots[0], &good, Algorithm::HS256, message, &not_base64).is_err());
+        let rsa = DecodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/rsa_public.pem"))
+            .unwrap();
+        let long = "A".repeat((2048 * 4usize).div_ceil(3));
+        assert!(2048 > MAX_KEPT_SIGNATURE);
+        assert!(!verify(slots[1], &rsa, Algorithm::RS256, message, &long).unwrap());
         CACHE.with(|c| assert_eq!(c.borrow().signature.capacity(), 0));
         assert!(verify(slots[0], &good, Algorithm::HS256, message, sig).unwrap());
+    }
+
+    #[test]
+    fn signature_lengths_match_what_the_algorithms_produce() {
+        for (alg, bytes) in [
+            (Algorithm::HS256, 32),
+            (Algorithm::HS384, 48),
+            (Algorithm::HS512, 64),
+            (Algorithm::ES256, 64),
+            (Algorithm::ES384, 96),
+            (Algorithm::EdDSA, 64),
+        ] {
+            let len = URL_SAFE_NO_PAD.encode(vec![7u8; bytes]).len();
+            assert!(length_fits(alg, len), "{alg:?}");
+            assert!(
+                !length_fits(alg, len - 1) && !length_fits(alg, len + 1),
+                "{alg:?}"
+            );
+        }
+        for bits in [2048usize, 3072, 4096, 16384] {
+            let len = URL_SAFE_NO_PAD.encode(vec![7u8; bits / 8]).len();
+            assert!(length_fits(Algorithm::RS256, len) && length_fits(Algorithm::PS512, len));
+        }
+        let small = URL_SAFE_NO_PAD.encode(vec![7u8; 128]).len();
+        assert!(!length_fits(Algorithm::RS256, small));
+        // A truncated signature is refused as not verifying, before any decoding.
+        crate::crypto::install_crypto_provider();
+        let key = DecodingKey::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        assert!(!verify(KeySlot::next(), &key, Algorithm::HS256, b"m", "!!!").unwrap());
     }
 }

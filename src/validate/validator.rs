@@ -133,49 +133,25 @@ where
             return Err((AuthError::invalid_token("the token is malformed"), None));
         };
         let header = header::parse(header).map_err(|e| (e, None))?;
-        let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
-        let payload = decode_segment(payload, &mut stack, &mut heap).map_err(|_| malformed())?;
-        // RFC 8259 §8.1: JSON text is UTF-8. serde_json does not look inside the strings it
-        // skips, so invalid bytes in an ignored claim would otherwise pass.
-        std::str::from_utf8(payload).map_err(|_| malformed())?;
-        let route = self.route(payload).map_err(|()| malformed())?;
-        if route.keys.is_empty() && !route.has_remote() {
-            // Only issuers were configured, and the token names none of them.
-            return Err((
-                AuthError::invalid_token("the token issuer is not accepted"),
-                None,
-            ));
-        }
-        #[cfg(feature = "remote-keys")]
-        let fetched = route.remote.as_ref().and_then(|set| set.usable());
-        #[cfg(feature = "remote-keys")]
-        let fetched_keys: &[crate::keys::Key] = fetched.as_ref().map_or(&[], |s| &s.keys);
-        #[cfg(not(feature = "remote-keys"))]
-        let fetched_keys: &[crate::keys::Key] = &[];
         let message = &token.as_bytes()[..token.len() - signature_b64.len() - 1];
-        let key = match verify_signature(route, fetched_keys, &header, message, signature_b64) {
-            Ok(key) => key,
-            Err(KeyFailure::Refused(e)) => return Err((e, None)),
-            Err(KeyFailure::UnknownKid) => {
-                // While the set cannot be refreshed, a kid it lacks may be a new key of the
-                // issuer's: not the client's fault, so not a failed attempt.
-                let error = if route.remote_failing() {
-                    AuthError::keys_unavailable("the issuer's keys could not be refreshed")
-                } else {
-                    AuthError::invalid_token("the token key id is unknown")
-                };
-                return Err((self.awaiting(route, true, error), None));
-            }
-            Err(KeyFailure::NoKeys) => {
-                return Err((
-                    self.awaiting(
-                        route,
-                        false,
-                        AuthError::keys_unavailable("the issuer's keys are not available"),
-                    ),
-                    None,
-                ));
-            }
+        let (mut stack, mut heap) = ([0u8; STACK_PAYLOAD], Vec::new());
+        let decode = |stack, heap| {
+            let payload = decode_segment(payload, stack, heap).map_err(|_| malformed())?;
+            // RFC 8259 §8.1: JSON text is UTF-8. serde_json does not look inside the strings
+            // it skips, so invalid bytes in an ignored claim would otherwise pass.
+            std::str::from_utf8(payload).map_err(|_| malformed())?;
+            Ok(payload)
+        };
+        let (route, key, payload) = if inner.issuers.is_empty() {
+            // One route: the signature is checked before the payload is even decoded, so a
+            // forged token costs no base64 or UTF-8 pass over its claims.
+            let key = self.signing_key(&inner.primary, &header, message, signature_b64)?;
+            (&inner.primary, key, decode(&mut stack, &mut heap)?)
+        } else {
+            let payload = decode(&mut stack, &mut heap)?;
+            let route = self.route(payload).map_err(|()| malformed())?;
+            let key = self.signing_key(route, &header, message, signature_b64)?;
+            (route, key, payload)
         };
         let spec = ClaimSpec {
             required: &inner.rules.required,
@@ -192,7 +168,7 @@ where
             issued_at: std.iat,
             expires_at: std.exp,
             not_before: std.nbf,
-            key_id: key.kid.clone(),
+            key_id: key,
             source: None,
         };
         // A revocation covers tokens issued at or before its moment: with a list, a token dated
@@ -240,6 +216,52 @@ where
                 })
             })
             .unwrap_or(&inner.primary))
+    }
+
+    /// The `kid` of the key of `route` that signed `message` (what the context keeps of it),
+    /// or the refusal.
+    fn signing_key(
+        &self,
+        route: &Route,
+        header: &super::header::Header,
+        message: &[u8],
+        signature_b64: &str,
+    ) -> Result<Option<Arc<str>>, (AuthError, Option<Arc<str>>)> {
+        if route.keys.is_empty() && !route.has_remote() {
+            // Only issuers were configured, and the token names none of them.
+            return Err((
+                AuthError::invalid_token("the token issuer is not accepted"),
+                None,
+            ));
+        }
+        #[cfg(feature = "remote-keys")]
+        let fetched = route.remote.as_ref().and_then(|set| set.usable());
+        #[cfg(feature = "remote-keys")]
+        let fetched_keys: &[crate::keys::Key] = fetched.as_ref().map_or(&[], |s| &s.keys);
+        #[cfg(not(feature = "remote-keys"))]
+        let fetched_keys: &[crate::keys::Key] = &[];
+        match verify_signature(route, fetched_keys, header, message, signature_b64) {
+            Ok(key) => Ok(key.kid.clone()),
+            Err(KeyFailure::Refused(e)) => Err((e, None)),
+            Err(KeyFailure::UnknownKid) => {
+                // While the set cannot be refreshed, a kid it lacks may be a new key of the
+                // issuer's: not the client's fault, so not a failed attempt.
+                let error = if route.remote_failing() {
+                    AuthError::keys_unavailable("the issuer's keys could not be refreshed")
+                } else {
+                    AuthError::invalid_token("the token key id is unknown")
+                };
+                Err((self.awaiting(route, true, error), None))
+            }
+            Err(KeyFailure::NoKeys) => Err((
+                self.awaiting(
+                    route,
+                    false,
+                    AuthError::keys_unavailable("the issuer's keys are not available"),
+                ),
+                None,
+            )),
+        }
     }
 
     /// `error`, marked as worth a retry once the route's remote set has fetched, when a
