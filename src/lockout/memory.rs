@@ -199,22 +199,28 @@ impl MemoryLockoutStore {
     }
 
     fn status(&self, key: &IpKey, now: Duration) -> LockStatus {
+        self.status_and_record(key, now).0
+    }
+
+    /// The status, and whether the address's own entry has failures a success would reset.
+    fn status_and_record(&self, key: &IpKey, now: Duration) -> (LockStatus, bool) {
         let now_ms = ms(now);
         if let Some(e) = lock(self.shard(key)).map.get(key)
             && e.expires > now_ms
         {
             // A tracked address is judged by its own entry.
             if e.locked_until > now_ms {
-                return LockStatus::Locked {
-                    retry_after: Duration::from_millis(e.locked_until - now_ms),
-                };
+                let retry_after = Duration::from_millis(e.locked_until - now_ms);
+                return (LockStatus::Locked { retry_after }, e.failures > 0);
             }
-            return LockStatus::Open;
+            return (LockStatus::Open, e.failures > 0);
         }
+        // No entry of its own: a reset would find nothing (the overflow's prefix counts are
+        // never reset by a success).
         if self.overflow.active(now_ms) {
-            return self.overflow.status(&key.wider(), now_ms);
+            return (self.overflow.status(&key.wider(), now_ms), false);
         }
-        LockStatus::Open
+        (LockStatus::Open, false)
     }
 
     fn failure(&self, key: IpKey, now: Duration, policy: &LockoutPolicy) -> FailureOutcome {
@@ -480,6 +486,14 @@ impl LockoutStore for MemoryLockoutStore {
 
     fn check_now(&self, key: IpKey, now: Duration) -> Option<Result<LockStatus, Infallible>> {
         Some(Ok(self.status(&key, now)))
+    }
+
+    fn check_now_and_record(
+        &self,
+        key: IpKey,
+        now: Duration,
+    ) -> Option<Result<(LockStatus, bool), Infallible>> {
+        Some(Ok(self.status_and_record(&key, now)))
     }
 
     fn record_failure(

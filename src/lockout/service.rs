@@ -54,7 +54,13 @@ where
             req.extensions_mut()
                 .insert(super::FailureReport::new(key, Arc::clone(shared)));
         }
-        let success = shared.policy.reset_on_success.then(|| {
+        let (status, on_record) = match shared.store.check_now_and_record(key, now) {
+            Some(Ok((status, on_record))) => (Some(Ok(status)), on_record),
+            Some(Err(e)) => (Some(Err(e)), true),
+            None => (None, true),
+        };
+        // The signal costs an allocation: planted only when a success has something to reset.
+        let success = (shared.policy.reset_on_success && on_record).then(|| {
             let signal = SuccessSignal::new();
             req.extensions_mut().insert(signal.clone());
             signal
@@ -64,7 +70,7 @@ where
             success,
             shared: Arc::clone(shared),
         };
-        match shared.store.check_now(key, now) {
+        match status {
             Some(Ok(LockStatus::Locked { retry_after })) => {
                 ResponseFuture::rejected(shared.reject_locked(req, retry_after))
             }

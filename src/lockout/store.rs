@@ -58,6 +58,21 @@ pub trait LockoutStore: Send + Sync + 'static {
         None
     }
 
+    /// [`check_now`](Self::check_now), and whether `key` may have failures on record that a
+    /// success would [`reset`](Self::reset). The layer plants its success signal (an
+    /// allocation) and resets after the response only when this says `true`, which the default
+    /// always does. A store that says `false` for an address with nothing on record saves
+    /// every clean request that work; a failure recorded concurrently by another request from
+    /// the same address is then not reset by this one's success.
+    fn check_now_and_record(
+        &self,
+        key: IpKey,
+        now: Duration,
+    ) -> Option<Result<(LockStatus, bool), Self::Error>> {
+        self.check_now(key, now)
+            .map(|r| r.map(|status| (status, true)))
+    }
+
     /// What an error of this store's [`check`](Self::check) does: `false` (the default) lets
     /// the request through, and logs (fail-open); `true` refuses it with `AUTH_FAILED` (HTTP
     /// 503 with `Retry-After`, gRPC 14): fail-closed.
