@@ -154,6 +154,7 @@ pub(crate) fn reject<B>(
 
 /// [`reject`] for a request of which only the head is at hand (extractors): `parts` is left as
 /// it is but for what the responder takes.
+#[cfg_attr(not(all(feature = "websocket", feature = "axum")), allow(dead_code))]
 pub(crate) fn reject_parts(
     responder: &dyn Responder,
     parts: &mut Parts,
