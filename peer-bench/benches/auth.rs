@@ -17,186 +17,12 @@
 //! `QUICK=1`, or `cargo test --benches`) runs 5 rounds of 200 requests, a smoke for CI; `ONLY=text` runs the paths whose
 //! name contains `text` (for a profiler).
 
-use std::hint::black_box;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
+mod shared;
 
-use tower_jwt_guard::JwtAuthLayer;
+use shared::*;
 use tower_jwt_guard::keys::Key;
-use tower_jwt_guard::lockout::{LockoutLayer, LockoutPolicy};
-use tower_jwt_guard::rate_limit::{PlanQuotas, Quota, UserRateLimitLayer};
-use tower_jwt_guard::validate::Validator;
-
-use axum07 as old;
-
-const SECRET: &str = "peer-bench-secret-peer-bench-secret-0123";
-const OTHER_SECRET: &str = "another-secret-another-secret-another-000";
-const RSA_PRIVATE: &[u8] = include_bytes!("../../tests/fixtures/rsa_private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/fixtures/rsa_public.pem");
-const EC_PRIVATE: &[u8] = include_bytes!("../../tests/fixtures/ec_private.pem");
-const EC_PUBLIC: &[u8] = include_bytes!("../../tests/fixtures/ec_public.pem");
-
-/// The claims both guards decode into.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    iat: u64,
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-fn claims(i: u64) -> Claims {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    Claims {
-        sub: "user-4b5e-4d1a".into(),
-        exp: now + 24 * 3600,
-        iat: now - i,
-        kind: "access".into(),
-    }
-}
-
-fn sign(alg: jsonwebtoken::Algorithm, claims: &Claims, key: &jsonwebtoken::EncodingKey) -> String {
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).expect("signing")
-}
-
-// ---- the two frameworks' requests and routers ------------------------------------------------
-
-fn peer_addr() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 40_000))
-}
-
-fn new_request(token: Option<&str>) -> http::Request<axum::body::Body> {
-    let mut b = http::Request::get("/").extension(axum::extract::ConnectInfo(peer_addr()));
-    if let Some(token) = token {
-        b = b.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    b.body(axum::body::Body::empty()).expect("a request")
-}
-
-fn old_request(token: Option<&str>) -> http::Request<old::body::Body> {
-    let mut b = http::Request::get("/").extension(old::extract::ConnectInfo(peer_addr()));
-    if let Some(token) = token {
-        b = b.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    b.body(old::body::Body::empty()).expect("a request")
-}
-
-fn new_routes() -> axum::Router {
-    axum::Router::new().route("/", axum::routing::get(|| async { "hello, world" }))
-}
-
-fn old_routes() -> old::Router {
-    old::Router::new().route("/", old::routing::get(|| async { "hello, world" }))
-}
-
-/// One router of either framework, called the same way.
-#[derive(Clone)]
-enum Router {
-    New(axum::Router),
-    Old(old::Router),
-}
-
-impl Router {
-    /// Sends `tokens[i % len]` (or no token) `n` times; the status of the last answer.
-    async fn run(&self, tokens: &[Option<String>], start: usize, n: usize) -> u16 {
-        let mut status = 0;
-        for i in 0..n {
-            let token = tokens[(start + i) % tokens.len()].as_deref();
-            status = match self {
-                Router::New(r) => {
-                    let res = r.clone().oneshot(new_request(black_box(token))).await;
-                    res.expect("infallible").status().as_u16()
-                }
-                Router::Old(r) => {
-                    let res = r.clone().oneshot(old_request(black_box(token))).await;
-                    res.expect("infallible").status().as_u16()
-                }
-            };
-            black_box(status);
-        }
-        status
-    }
-}
-
-// ---- the guards ------------------------------------------------------------------------------
-
-fn ours(key: Key, cache: bool) -> axum::Router {
-    let validator = Validator::<Claims>::builder()
-        .key(key)
-        .build()
-        .expect("a valid configuration");
-    let layer = if cache {
-        JwtAuthLayer::new(validator)
-    } else {
-        JwtAuthLayer::builder(validator)
-            .verified_token_cache(0)
-            .build()
-            .expect("a valid configuration")
-    };
-    new_routes().layer(layer)
-}
-
-/// The three layers as one (`ServiceBuilder`, applied with one `Router::layer`): axum boxes
-/// each `Router::layer`'s service, future and body, so three calls cost two boxings more.
-fn ours_stack(key: Key) -> axum::Router {
-    let validator = Validator::<Claims>::builder()
-        .key(key)
-        .build()
-        .expect("a valid configuration");
-    new_routes().layer(
-        tower::ServiceBuilder::new()
-            .layer(
-                LockoutLayer::builder(LockoutPolicy::new())
-                    .build()
-                    .expect("a valid configuration"),
-            )
-            .layer(JwtAuthLayer::new(validator))
-            .layer(
-                UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_second(
-                    std::num::NonZeroU32::MAX,
-                )))
-                .build()
-                .expect("a valid configuration"),
-            ),
-    )
-}
-
-/// The same three layers, one `Router::layer` each (innermost first).
-fn ours_stack_routers(key: Key) -> axum::Router {
-    let validator = Validator::<Claims>::builder()
-        .key(key)
-        .build()
-        .expect("a valid configuration");
-    new_routes()
-        .layer(
-            UserRateLimitLayer::builder(PlanQuotas::new(Quota::per_second(
-                std::num::NonZeroU32::MAX,
-            )))
-            .build()
-            .expect("a valid configuration"),
-        )
-        .layer(JwtAuthLayer::new(validator))
-        .layer(
-            LockoutLayer::builder(LockoutPolicy::new())
-                .build()
-                .expect("a valid configuration"),
-        )
-}
-
-fn peer(
-    rt: &tokio::runtime::Runtime,
-    builder: jwt_authorizer::AuthorizerBuilder<Claims>,
-) -> old::Router {
-    use jwt_authorizer::IntoLayer;
-    let authorizer = rt.block_on(builder.build()).expect("a jwt-authorizer");
-    old_routes().layer(authorizer.into_layer())
-}
 
 // ---- measurement ---------------------------------------------------------------------------
 
@@ -331,127 +157,22 @@ fn main() {
         .build()
         .expect("a runtime");
 
-    use jsonwebtoken::{Algorithm, EncodingKey};
-    let hs = EncodingKey::from_secret(SECRET.as_bytes()).expect("hmac key");
-    let valid = sign(Algorithm::HS256, &claims(0), &hs);
-    let forged = sign(
-        Algorithm::HS256,
-        &claims(0),
-        &EncodingKey::from_secret(OTHER_SECRET.as_bytes()).expect("hmac key"),
-    );
-    let distinct: Vec<Option<String>> = (0..4 * tower_jwt_guard::auth::DEFAULT_VERIFIED_CACHE
-        as u64)
-        .map(|i| Some(sign(Algorithm::HS256, &claims(i), &hs)))
-        .collect();
-    let rs = sign(
-        Algorithm::RS256,
-        &claims(0),
-        &EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("rsa key"),
-    );
-    let es = sign(
-        Algorithm::ES256,
-        &claims(0),
-        &EncodingKey::from_ec_pem(EC_PRIVATE).expect("ec key"),
-    );
+    let paths = shared::paths(&rt);
     eprintln!(
         "auth peer bench: backend {}, HS256 token {} bytes, {} rounds of {} requests",
         tower_jwt_guard::crypto::backend_name(),
-        valid.len(),
+        paths[0].tokens[0].as_deref().map_or(0, str::len),
         s.rounds,
         s.block
     );
-    let one = |t: &str| vec![Some(t.to_owned())];
-
+    let mut rows: Vec<Row> = paths
+        .iter()
+        .filter_map(|p| compare(&rt, &s, p.name, (&p.ours, &p.peer), &p.tokens, p.expect))
+        .collect();
+    let valid = paths[0].tokens.clone();
     let hmac = || Key::hmac(SECRET).expect("a 32+ byte secret");
     let ours_cached = Router::New(ours(hmac(), true));
-    let ours_uncached = Router::New(ours(hmac(), false));
     let ours_full = Router::New(ours_stack(hmac()));
-    let peer_hs = Router::Old(peer(
-        &rt,
-        jwt_authorizer::JwtAuthorizer::from_secret(SECRET),
-    ));
-    let rsa_pem = std::str::from_utf8(RSA_PUBLIC).expect("PEM");
-    let ec_pem = std::str::from_utf8(EC_PUBLIC).expect("PEM");
-    let ours_rs = Router::New(ours(Key::rsa_pem(RSA_PUBLIC).expect("rsa key"), true));
-    let ours_es = Router::New(ours(Key::ec_pem(EC_PUBLIC).expect("ec key"), true));
-    let peer_rs = Router::Old(peer(
-        &rt,
-        jwt_authorizer::JwtAuthorizer::from_rsa_pem_text(rsa_pem),
-    ));
-    let peer_es = Router::Old(peer(
-        &rt,
-        jwt_authorizer::JwtAuthorizer::from_ec_pem_text(ec_pem),
-    ));
-
-    let mut rows: Vec<Row> = [
-        compare(
-            &rt,
-            &s,
-            "valid token, repeated (cache hit)",
-            (&ours_cached, &peer_hs),
-            &one(&valid),
-            200,
-        ),
-        compare(
-            &rt,
-            &s,
-            "valid token, first use (cache off)",
-            (&ours_uncached, &peer_hs),
-            &one(&valid),
-            200,
-        ),
-        compare(
-            &rt,
-            &s,
-            "valid tokens, 4 096 distinct (cache full)",
-            (&ours_cached, &peer_hs),
-            &distinct,
-            200,
-        ),
-        compare(
-            &rt,
-            &s,
-            "lockout + auth + rate limit, valid token, repeated",
-            (&ours_full, &peer_hs),
-            &one(&valid),
-            200,
-        ),
-        compare(
-            &rt,
-            &s,
-            "missing token",
-            (&ours_cached, &peer_hs),
-            &[None],
-            401,
-        ),
-        compare(
-            &rt,
-            &s,
-            "bad signature",
-            (&ours_cached, &peer_hs),
-            &one(&forged),
-            401,
-        ),
-        compare(
-            &rt,
-            &s,
-            "RS256, repeated",
-            (&ours_rs, &peer_rs),
-            &one(&rs),
-            200,
-        ),
-        compare(
-            &rt,
-            &s,
-            "ES256, repeated",
-            (&ours_es, &peer_es),
-            &one(&es),
-            200,
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
 
     // The full stack against the auth layer alone, in the same rounds: as one layer, and as
     // three `Router::layer` calls.
@@ -463,7 +184,7 @@ fn main() {
             &rt,
             &s,
             &[&new_bare, &ours_cached, &ours_full, &ours_three],
-            &one(&valid),
+            &valid,
         );
         rows.push(Row {
             path,
