@@ -295,16 +295,22 @@ pub fn app(config: &DemoConfig) -> Result<Router, ConfigError> {
         .build()?;
     let protected: Router = Router::new()
         .route("/me", get(me))
-        .route("/ws", get(ws_echo))
+        // The sessions only where they are used: a layer on the whole router would box every
+        // route once more.
+        .route("/ws", get(ws_echo).layer(Extension(sessions)))
         .route("/admin/revoke", post(admin_revoke))
         .route("/admin/notify", post(admin_notify))
         .route("/admin/stats", get(admin_stats))
         .with_state(state.clone())
         .merge(orders_route)
         .merge(grpc_demo)
-        .route_layer(stream_expiry)
-        .route_layer(auth)
-        .layer(Extension(sessions));
+        // One route layer for both (auth outermost): each `route_layer` call boxes every
+        // route's service, future and body once more.
+        .route_layer(
+            tower::ServiceBuilder::new()
+                .layer(auth)
+                .layer(stream_expiry),
+        );
     // The lockout wraps everything, auth included, so it sees auth's rejections and refuses a
     // locked address on every route, HTTP, WebSocket and gRPC, before any token is parsed.
     // Every layer renders its rejections with the default responder: gRPC statuses for gRPC
@@ -593,14 +599,25 @@ async fn create_order(ctx: AuthContext) -> Json<serde_json::Value> {
     }))
 }
 
-async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "sub": claims.sub,
-        "plan": claims.plan,
-        "iat": ctx.issued_at(),
-        "exp": ctx.expires_at(),
-        "token_source": ctx.source().map(|s| s.as_str()),
-    }))
+async fn me(ctx: AuthContext, Claims(claims): Claims<DemoClaims>) -> Json<Me> {
+    Json(Me {
+        sub: claims.sub,
+        plan: claims.plan,
+        iat: ctx.issued_at(),
+        exp: ctx.expires_at(),
+        token_source: ctx.source().map(|s| s.as_str()),
+    })
+}
+
+/// What `GET /me` answers: serialized as it stands (a `serde_json::Value` map would build and
+/// hash a map per request).
+#[derive(Serialize)]
+struct Me {
+    sub: String,
+    plan: Option<String>,
+    iat: Option<u64>,
+    exp: Option<u64>,
+    token_source: Option<&'static str>,
 }
 
 /// At most this many connections are open at once; more are closed as they arrive.

@@ -13,7 +13,7 @@
 //!
 //! Run (about two minutes):
 //! `cargo bench -p tower-jwt-guard-peer-bench --bench auth` (`ROUNDS=n` and `BLOCK=n` change
-//! the number of rounds, 41 by default, and requests per block, 2 000). `--quick` (or
+//! the number of rounds, 101 by default, and requests per block, 2 000). `--quick` (or
 //! `QUICK=1`, or `cargo test --benches`) runs 5 rounds of 200 requests, a smoke for CI; `ONLY=text` runs the paths whose
 //! name contains `text` (for a profiler).
 
@@ -73,6 +73,8 @@ struct Row {
     path: &'static str,
     ours: f64,
     peer: Option<f64>,
+    /// Each router's whole time per request (median), for the refusals-per-second figures.
+    totals: Option<(f64, f64)>,
 }
 
 fn print(rows: &[Row]) {
@@ -85,6 +87,21 @@ fn print(rows: &[Row]) {
             None => ("–".into(), "–".into()),
         };
         println!("| {} | {:.0} ns | {peer} | {ratio} |", r.path, r.ours);
+    }
+    println!();
+    println!(
+        "| refused, whole request through the router, one core | tower-jwt-guard | jwt-authorizer |"
+    );
+    println!("|---|---:|---:|");
+    for r in rows.iter().filter(|r| r.path.starts_with("random")) {
+        if let Some((ours, peer)) = r.totals {
+            println!(
+                "| {} | {:.0} /s | {:.0} /s |",
+                r.path,
+                1e9 / ours,
+                1e9 / peer
+            );
+        }
     }
 }
 
@@ -117,6 +134,7 @@ fn compare(
         path,
         ours: added(&t[1], &t[0]),
         peer: Some(added(&t[3], &t[2])),
+        totals: Some((median(t[1].clone()), median(t[3].clone()))),
     };
     eprintln!(
         "{path}: bare axum 0.8 {:.0} ns, bare axum 0.7 {:.0} ns; ours +{:.0} ns, jwt-authorizer +{:.0} ns",
@@ -147,7 +165,7 @@ fn main() {
         }
     } else {
         Settings {
-            rounds: env("ROUNDS", 41),
+            rounds: env("ROUNDS", 101),
             block: env("BLOCK", 2_000),
         }
     };
@@ -190,11 +208,13 @@ fn main() {
             path,
             ours: added(&t[2], &t[1]),
             peer: None,
+            totals: None,
         });
         rows.push(Row {
             path: "full stack minus auth alone, three Router::layer calls",
             ours: added(&t[3], &t[1]),
             peer: None,
+            totals: None,
         });
     }
 
