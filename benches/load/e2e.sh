@@ -19,7 +19,7 @@ PORT=${PORT:-3917}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 cargo build --release --example demo >&2
 export DEMO_ADDR=127.0.0.1:$PORT JWT_SECRET=e2e-secret-e2e-secret-e2e-secret-0123456 RUST_LOG=warn
-target/release/examples/demo >/tmp/e2e-demo.log 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/examples/demo" >/tmp/e2e-demo.log 2>&1 &
 demo=$!
 trap 'kill $demo 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://$DEMO_ADDR/health" >/dev/null && break; sleep 0.1; done

@@ -608,6 +608,36 @@ mod tests {
     }
 
     #[test]
+    fn only_an_address_with_failures_on_record_asks_for_a_reset() {
+        let store = MemoryLockoutStore::new(10);
+        let p = LockoutPolicy::new();
+        // Never seen: open, nothing a success could reset.
+        assert_eq!(
+            store.check_now_and_record(key(1), secs(0)),
+            Some(Ok((LockStatus::Open, false)))
+        );
+        store.failure(key(1), secs(1), &p);
+        assert_eq!(
+            store.check_now_and_record(key(1), secs(2)),
+            Some(Ok((LockStatus::Open, true)))
+        );
+        // Reset: the entry stays, with no failure left to reset.
+        drop(store.reset(key(1), secs(3)));
+        assert_eq!(
+            store.check_now_and_record(key(1), secs(4)),
+            Some(Ok((LockStatus::Open, false)))
+        );
+        // Locked: refused, whatever the flag.
+        for i in 0..5 {
+            store.failure(key(2), secs(10 + i), &p);
+        }
+        assert!(matches!(
+            store.check_now_and_record(key(2), secs(20)),
+            Some(Ok((LockStatus::Locked { .. }, _)))
+        ));
+    }
+
+    #[test]
     fn reset_clears_failures_but_not_a_lock() {
         let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
