@@ -162,7 +162,10 @@ pub(crate) fn reject_parts(
     subject: Option<&str>,
 ) -> Response<Bytes> {
     crate::audit::rejected(error, subject, crate::audit::RequestInfo::of_parts(parts));
+    // A responder may take the headers (`JsonResponder` reuses their map); these parts live on.
+    let headers = parts.headers.clone();
     let mut response = responder.respond(parts, error);
+    parts.headers = headers;
     response
         .extensions_mut()
         .insert(AuthRejection { code: error.code() });

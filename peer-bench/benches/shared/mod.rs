@@ -59,8 +59,14 @@ pub fn peer_addr() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 40_000))
 }
 
+/// A request as a client sends it: `Host`, `User-Agent`, `Accept`, and the token if any (as
+/// hyper would hand it over, with the peer's address in the extensions).
 pub fn new_request(token: Option<&str>) -> http::Request<axum::body::Body> {
-    let mut b = http::Request::get("/").extension(axum::extract::ConnectInfo(peer_addr()));
+    let mut b = http::Request::get("/")
+        .extension(axum::extract::ConnectInfo(peer_addr()))
+        .header(http::header::HOST, "api.example.com")
+        .header(http::header::USER_AGENT, "peer-bench/1")
+        .header(http::header::ACCEPT, "*/*");
     if let Some(token) = token {
         b = b.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -68,7 +74,11 @@ pub fn new_request(token: Option<&str>) -> http::Request<axum::body::Body> {
 }
 
 pub fn old_request(token: Option<&str>) -> http::Request<old::body::Body> {
-    let mut b = http::Request::get("/").extension(old::extract::ConnectInfo(peer_addr()));
+    let mut b = http::Request::get("/")
+        .extension(old::extract::ConnectInfo(peer_addr()))
+        .header(http::header::HOST, "api.example.com")
+        .header(http::header::USER_AGENT, "peer-bench/1")
+        .header(http::header::ACCEPT, "*/*");
     if let Some(token) = token {
         b = b.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
