@@ -199,26 +199,34 @@ impl MemoryLockoutStore {
     }
 
     fn status(&self, key: &IpKey, now: Duration) -> LockStatus {
-        self.status_and_record(key, now).0
+        self.status_and_record(key, || now).0
     }
 
     /// The status, and whether the address's own entry has failures a success would reset.
-    fn status_and_record(&self, key: &IpKey, now: Duration) -> (LockStatus, bool) {
-        let now_ms = ms(now);
-        if let Some(e) = lock(self.shard(key)).map.get(key)
-            && e.expires > now_ms
-        {
-            // A tracked address is judged by its own entry.
-            if e.locked_until > now_ms {
-                let retry_after = Duration::from_millis(e.locked_until - now_ms);
-                return (LockStatus::Locked { retry_after }, e.failures > 0);
+    /// `now` is called only for an address with an entry, or once the overflow sketch has been
+    /// used: never for an address seen for the first time in normal operation.
+    fn status_and_record(&self, key: &IpKey, now: impl FnOnce() -> Duration) -> (LockStatus, bool) {
+        let (mut clock, mut read) = (Some(now), None);
+        let mut now_ms =
+            || *read.get_or_insert_with(|| ms(clock.take().map_or(Duration::ZERO, |now| now())));
+        if let Some(e) = lock(self.shard(key)).map.get(key) {
+            let now_ms = now_ms();
+            if e.expires > now_ms {
+                // A tracked address is judged by its own entry.
+                if e.locked_until > now_ms {
+                    let retry_after = Duration::from_millis(e.locked_until - now_ms);
+                    return (LockStatus::Locked { retry_after }, e.failures > 0);
+                }
+                return (LockStatus::Open, e.failures > 0);
             }
-            return (LockStatus::Open, e.failures > 0);
         }
         // No entry of its own: a reset would find nothing (the overflow's prefix counts are
         // never reset by a success).
-        if self.overflow.active(now_ms) {
-            return (self.overflow.status(&key.wider(), now_ms), false);
+        if self.overflow.ever_used() {
+            let now_ms = now_ms();
+            if self.overflow.active(now_ms) {
+                return (self.overflow.status(&key.wider(), now_ms), false);
+            }
         }
         (LockStatus::Open, false)
     }
@@ -312,6 +320,11 @@ impl Overflow {
     fn generation(&self, now: u64) -> Option<(u64, u64)> {
         let length = self.generation_ms.load(Ordering::Relaxed);
         (length > 0).then(|| (now / length, length))
+    }
+
+    /// Whether the sketch has ever counted a failure (no clock needed to say no).
+    fn ever_used(&self) -> bool {
+        self.last_used.load(Ordering::Relaxed) != u64::MAX
     }
 
     fn active(&self, now: u64) -> bool {
@@ -491,7 +504,7 @@ impl LockoutStore for MemoryLockoutStore {
     fn check_now_and_record(
         &self,
         key: IpKey,
-        now: Duration,
+        now: impl FnOnce() -> Duration,
     ) -> Option<Result<(LockStatus, bool), Infallible>> {
         Some(Ok(self.status_and_record(&key, now)))
     }
@@ -611,20 +624,24 @@ mod tests {
     fn only_an_address_with_failures_on_record_asks_for_a_reset() {
         let store = MemoryLockoutStore::new(10);
         let p = LockoutPolicy::new();
-        // Never seen: open, nothing a success could reset.
+        // Never seen: open, nothing a success could reset, and no clock read.
         assert_eq!(
-            store.check_now_and_record(key(1), secs(0)),
+            store.check_now_and_record(key(9), || panic!("the clock was read")),
+            Some(Ok((LockStatus::Open, false)))
+        );
+        assert_eq!(
+            store.check_now_and_record(key(1), || secs(0)),
             Some(Ok((LockStatus::Open, false)))
         );
         store.failure(key(1), secs(1), &p);
         assert_eq!(
-            store.check_now_and_record(key(1), secs(2)),
+            store.check_now_and_record(key(1), || secs(2)),
             Some(Ok((LockStatus::Open, true)))
         );
         // Reset: the entry stays, with no failure left to reset.
         drop(store.reset(key(1), secs(3)));
         assert_eq!(
-            store.check_now_and_record(key(1), secs(4)),
+            store.check_now_and_record(key(1), || secs(4)),
             Some(Ok((LockStatus::Open, false)))
         );
         // Locked: refused, whatever the flag.
@@ -632,7 +649,7 @@ mod tests {
             store.failure(key(2), secs(10 + i), &p);
         }
         assert!(matches!(
-            store.check_now_and_record(key(2), secs(20)),
+            store.check_now_and_record(key(2), || secs(20)),
             Some(Ok((LockStatus::Locked { .. }, _)))
         ));
     }

@@ -49,12 +49,14 @@ where
             return ResponseFuture::inner(self.inner.call(req), None);
         }
         let key = shared.resolver.key_of(ip);
-        let now = shared.clock.now();
         if crate::extract::is_websocket_upgrade(&req) {
             req.extensions_mut()
                 .insert(super::FailureReport::new(key, Arc::clone(shared)));
         }
-        let (status, on_record) = match shared.store.check_now_and_record(key, now) {
+        let (status, on_record) = match shared
+            .store
+            .check_now_and_record(key, || shared.clock.now())
+        {
             Some(Ok((status, on_record))) => (Some(Ok(status)), on_record),
             Some(Err(e)) => (Some(Err(e)), true),
             None => (None, true),
@@ -86,7 +88,7 @@ where
                 }
             }
             None => {
-                let check = shared.store.check(key, now);
+                let check = shared.store.check(key, shared.clock.now());
                 ResponseFuture::checking(check, self.take_ready(), req, tracking)
             }
         }

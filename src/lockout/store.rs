@@ -64,12 +64,15 @@ pub trait LockoutStore: Send + Sync + 'static {
     /// always does. A store that says `false` for an address with nothing on record saves
     /// every clean request that work; a failure recorded concurrently by another request from
     /// the same address is then not reset by this one's success.
+    ///
+    /// `now` gives the time since the Unix epoch; a store calls it only if it needs it (the
+    /// in-memory store does not for an address it has never seen, the common case).
     fn check_now_and_record(
         &self,
         key: IpKey,
-        now: Duration,
+        now: impl FnOnce() -> Duration,
     ) -> Option<Result<(LockStatus, bool), Self::Error>> {
-        self.check_now(key, now)
+        self.check_now(key, now())
             .map(|r| r.map(|status| (status, true)))
     }
 
