@@ -118,6 +118,35 @@ fn idp_token(alg: Algorithm, key: &EncodingKey, kid: &str, sub: &str) -> String 
     sign_with(alg, key, Some(kid), &claims)
 }
 
+/// With the remote set on the validator's only route, the signature is checked before the
+/// payload is decoded; while the set has no keys, a token is refused as the outage it is
+/// (AUTH_FAILED, not a failed attempt) only if its payload can be read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_payload_is_malformed_even_while_the_keys_are_missing() {
+    init_crypto();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let set = remote_set(format!("http://127.0.0.1:{port}/jwks"));
+    let validator = hmac_builder()
+        .issuers([IDP])
+        .audiences([AUDIENCE])
+        .remote_keys(set.clone())
+        .build()
+        .unwrap();
+    let server = serve_layer(JwtAuthLayer::new(validator)).await;
+    let token = idp_token(Algorithm::RS256, &rsa_encoding_key(), "rsa-2025", "late");
+    let reply = get_bearer(&server, &token).await;
+    assert_rejected(&reply, "AUTH_FAILED");
+    let mut segments: Vec<&str> = token.split('.').collect();
+    segments[1] = "!!not-base64!!";
+    let reply = get_bearer(&server, &segments.join(".")).await;
+    assert_rejected(&reply, "INVALID_TOKEN");
+    assert_eq!(reply.status, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_issuers_in_one_layer() {
     init_crypto();

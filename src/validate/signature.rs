@@ -113,14 +113,15 @@ pub(crate) fn verify(
     message: &[u8],
     signature: &str,
 ) -> Result<bool, Error> {
-    if !length_fits(alg, signature.len()) {
-        // A signature of this length cannot verify with any key of `alg`: no decoding, no
-        // crypto.
-        return Ok(false);
-    }
     let Some(provider) = own_provider() else {
+        // The application's provider: its limits are its own, so it sees every signature.
         return jsonwebtoken::crypto::verify(signature, message, key, alg);
     };
+    if !length_fits(alg, signature.len()) {
+        // A signature of this length cannot verify with any key of `alg` that the crate's
+        // backends accept: no decoding, no crypto.
+        return Ok(false);
+    }
     let cached = CACHE.try_with(|cache| {
         // Not re-entered: nothing below calls back into this module.
         let Ok(mut cache) = cache.try_borrow_mut() else {
@@ -173,8 +174,9 @@ pub(crate) fn verify(
 }
 
 /// Whether a base64url (unpadded) signature of `len` characters can be one of `alg`'s: the
-/// exact length for HMAC, ECDSA and EdDSA; for RSA, that of a modulus of 2 048 to 16 384 bits
-/// (the key's own size is not at hand, and the provider refuses smaller keys).
+/// exact length for HMAC, ECDSA and EdDSA; for RSA, that of a modulus of 1 024 to 16 384 bits
+/// (the key's own size is not at hand; aws-lc-rs accepts 2 048 bits and more, the RustCrypto
+/// `rsa` crate 1 024 and more).
 fn length_fits(alg: Algorithm, len: usize) -> bool {
     let encoded = |bytes: usize| (bytes * 4).div_ceil(3);
     match alg {
@@ -187,7 +189,7 @@ fn length_fits(alg: Algorithm, len: usize) -> bool {
         | Algorithm::RS512
         | Algorithm::PS256
         | Algorithm::PS384
-        | Algorithm::PS512 => (encoded(256)..=encoded(2048)).contains(&len),
+        | Algorithm::PS512 => (encoded(128)..=encoded(2048)).contains(&len),
         // An algorithm added to `jsonwebtoken` later: its provider decides.
         _ => true,
     }
@@ -263,11 +265,11 @@ mod tests {
                 "{alg:?}"
             );
         }
-        for bits in [2048usize, 3072, 4096, 16384] {
-            let len = URL_SAFE_NO_PAD.encode(vec![7u8; bits / 8]).len();
+        for bits in [1024usize, 2047, 2048, 3000, 3072, 4096, 16384] {
+            let len = URL_SAFE_NO_PAD.encode(vec![7u8; bits.div_ceil(8)]).len();
             assert!(length_fits(Algorithm::RS256, len) && length_fits(Algorithm::PS512, len));
         }
-        let small = URL_SAFE_NO_PAD.encode(vec![7u8; 128]).len();
+        let small = URL_SAFE_NO_PAD.encode(vec![7u8; 127]).len();
         assert!(!length_fits(Algorithm::RS256, small));
         // A truncated signature is refused as not verifying, before any decoding.
         crate::crypto::install_crypto_provider();

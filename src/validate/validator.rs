@@ -147,8 +147,19 @@ where
         let (route, key, payload) = if inner.issuers.is_empty() {
             // One route: the signature is checked before the payload is even decoded, so a
             // forged token costs no base64 or UTF-8 pass over its claims.
-            let key = self.signing_key(&inner.primary, &header, message, signature_b64)?;
+            let key = self.signing_key(&inner.primary, &header, message, signature_b64);
             (stack, heap) = ([0u8; STACK_PAYLOAD], Vec::new());
+            let key = match key {
+                Ok(key) => key,
+                // A refusal that is not a failed attempt (the issuer's keys are not at hand)
+                // is kept for a token that could verify at all: a malformed payload is
+                // refused as such, and counted.
+                Err((e, subject)) if e.is_awaiting_keys() || e.is_quiet() => {
+                    decode(&mut stack, &mut heap)?;
+                    return Err((e, subject));
+                }
+                Err(refused) => return Err(refused),
+            };
             (&inner.primary, key, decode(&mut stack, &mut heap)?)
         } else {
             (stack, heap) = ([0u8; STACK_PAYLOAD], Vec::new());
