@@ -22,6 +22,9 @@ use crate::context::AuthContext;
 use crate::error::AuthError;
 use crate::revocation::RevocationList;
 
+/// A refusal, and the subject when the signature was good (for audit events).
+pub(crate) type Refusal = (AuthError, Option<Arc<str>>);
+
 /// The default clock tolerance for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
 
@@ -115,10 +118,7 @@ where
 
     /// [`validate`](Self::validate), and on failure the subject when the signature was good
     /// (for audit events).
-    pub(crate) fn validate_with_subject(
-        &self,
-        token: &str,
-    ) -> Result<Verified<C>, (AuthError, Option<Arc<str>>)> {
+    pub(crate) fn validate_with_subject(&self, token: &str) -> Result<Verified<C>, Refusal> {
         let inner = &*self.inner;
         let malformed = || {
             (
@@ -241,7 +241,7 @@ where
         header: &super::header::Header,
         message: &[u8],
         signature_b64: &str,
-    ) -> Result<Option<Arc<str>>, (AuthError, Option<Arc<str>>)> {
+    ) -> Result<Option<Arc<str>>, Refusal> {
         if route.keys.is_empty() && !route.has_remote() {
             // Only issuers were configured, and the token names none of them.
             return Err((
