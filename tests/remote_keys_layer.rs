@@ -118,18 +118,23 @@ fn idp_token(alg: Algorithm, key: &EncodingKey, kid: &str, sub: &str) -> String 
     sign_with(alg, key, Some(kid), &claims)
 }
 
+/// A remote set whose JWKS URL is a loopback port with nothing on it (yet), and the port.
+fn set_of_a_silent_port() -> (RemoteKeySet, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (remote_set(format!("http://127.0.0.1:{port}/jwks")), port)
+}
+
 /// With the remote set on the validator's only route, the signature is checked before the
 /// payload is decoded; while the set has no keys, a token is refused as the outage it is
 /// (AUTH_FAILED, not a failed attempt) only if its payload can be read at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_payload_is_malformed_even_while_the_keys_are_missing() {
     init_crypto();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let set = remote_set(format!("http://127.0.0.1:{port}/jwks"));
+    let (set, _) = set_of_a_silent_port();
     let validator = hmac_builder()
         .issuers([IDP])
         .audiences([AUDIENCE])
@@ -349,13 +354,7 @@ async fn new_kids_unknown_kids_and_removed_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_started_while_its_issuer_is_down_recovers() {
     init_crypto();
-    // A port with nothing on it yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let set = remote_set(format!("http://127.0.0.1:{port}/jwks"));
+    let (set, port) = set_of_a_silent_port();
     let _refresher = set.spawn_refresher();
     let server = protected(&set).await;
     let token = idp_token(Algorithm::RS256, &rsa_encoding_key(), "rsa-2025", "late");
