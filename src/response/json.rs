@@ -18,7 +18,11 @@ use crate::error::{AuthError, ErrorCode};
 /// remembers up to 64 of them (a fixed table, filled as rejections are seen,
 /// never evicted; a rejection whose place is taken is rendered each time), and a refusal costs
 /// two reference counts instead of three allocations and the JSON escaping. Responders without
-/// a realm share one process-wide table.
+/// a realm share one process-wide table, whose renderings are `'static` (at most 64 for the
+/// life of the process), so that a refusal copies two pointers.
+///
+/// [`respond`](Responder::respond) answers in the refused request's header map, emptied (see
+/// there).
 #[derive(Debug, Clone, Default)]
 pub struct JsonResponder {
     realm: Option<Box<str>>,
