@@ -53,10 +53,10 @@ where
             req.extensions_mut()
                 .insert(super::FailureReport::new(key, Arc::clone(shared)));
         }
-        let (status, on_record) = match shared
-            .store
-            .check_now_and_record(key, || shared.clock.now())
-        {
+        // Read at most once, and only if the store needs it.
+        let mut read = None;
+        let mut now = || *read.get_or_insert_with(|| shared.clock.now());
+        let (status, on_record) = match shared.store.check_now_and_record(key, &mut now) {
             Some(Ok((status, on_record))) => (Some(Ok(status)), on_record),
             Some(Err(e)) => (Some(Err(e)), true),
             None => (None, true),
@@ -88,7 +88,7 @@ where
                 }
             }
             None => {
-                let check = shared.store.check(key, shared.clock.now());
+                let check = shared.store.check(key, now());
                 ResponseFuture::checking(check, self.take_ready(), req, tracking)
             }
         }

@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Extensions, Request, Response};
 
 use crate::error::AuthError;
 use crate::outcome::AuthRejection;
@@ -140,16 +140,24 @@ pub(crate) fn reject<B>(
     drop(body);
     crate::audit::rejected(error, subject, crate::audit::RequestInfo::of_parts(&parts));
     let mut response = responder.respond(&mut parts, error);
+    // The refused request's extension map would be freed with the request.
+    mark(&mut response, error, Some(&mut parts.extensions));
+    response
+}
+
+/// Adds the [`AuthRejection`] mark. When the responder left the response's extensions empty,
+/// `spare` (a map about to be dropped) is emptied and carries it: a new map costs two
+/// allocations more than the mark itself.
+fn mark(response: &mut Response<Bytes>, error: &AuthError, spare: Option<&mut Extensions>) {
     let extensions = response.extensions_mut();
-    if extensions.is_empty() {
-        // The refused request's extension map, emptied, carries the mark: it would be freed
-        // with the request, and a new one costs two allocations more than the mark itself.
-        let mut recycled = std::mem::take(&mut parts.extensions);
+    if let Some(spare) = spare
+        && extensions.is_empty()
+    {
+        let mut recycled = std::mem::take(spare);
         recycled.clear();
         *extensions = recycled;
     }
     extensions.insert(AuthRejection { code: error.code() });
-    response
 }
 
 /// [`reject`] for a request of which only the head is at hand (extractors): `parts` is left as
@@ -166,9 +174,7 @@ pub(crate) fn reject_parts(
     let headers = parts.headers.clone();
     let mut response = responder.respond(parts, error);
     parts.headers = headers;
-    response
-        .extensions_mut()
-        .insert(AuthRejection { code: error.code() });
+    mark(&mut response, error, None);
     response
 }
 

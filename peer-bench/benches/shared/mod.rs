@@ -59,30 +59,33 @@ pub fn peer_addr() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 40_000))
 }
 
-/// A request as a client sends it: `Host`, `User-Agent`, `Accept`, and the token if any (as
-/// hyper would hand it over, with the peer's address in the extensions).
-pub fn new_request(token: Option<&str>) -> http::Request<axum::body::Body> {
+/// A request as a client sends it: `Host`, `User-Agent`, `Accept`, and the token if any (the
+/// framework's peer address and body are added by `new_request` / `old_request`).
+fn client_request(token: Option<&str>) -> http::request::Builder {
     let mut b = http::Request::get("/")
-        .extension(axum::extract::ConnectInfo(peer_addr()))
         .header(http::header::HOST, "api.example.com")
         .header(http::header::USER_AGENT, "peer-bench/1")
         .header(http::header::ACCEPT, "*/*");
     if let Some(token) = token {
         b = b.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    b.body(axum::body::Body::empty()).expect("a request")
+    b
 }
 
+/// [`client_request`] for axum 0.8, with the peer's address as hyper would hand it over.
+pub fn new_request(token: Option<&str>) -> http::Request<axum::body::Body> {
+    client_request(token)
+        .extension(axum::extract::ConnectInfo(peer_addr()))
+        .body(axum::body::Body::empty())
+        .expect("a request")
+}
+
+/// [`client_request`] for axum 0.7.
 pub fn old_request(token: Option<&str>) -> http::Request<old::body::Body> {
-    let mut b = http::Request::get("/")
+    client_request(token)
         .extension(old::extract::ConnectInfo(peer_addr()))
-        .header(http::header::HOST, "api.example.com")
-        .header(http::header::USER_AGENT, "peer-bench/1")
-        .header(http::header::ACCEPT, "*/*");
-    if let Some(token) = token {
-        b = b.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    b.body(old::body::Body::empty()).expect("a request")
+        .body(old::body::Body::empty())
+        .expect("a request")
 }
 
 pub fn new_routes() -> axum::Router {
